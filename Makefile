@@ -1,0 +1,60 @@
+# One Makefile is the gate: CI runs exactly `make test`. Every target installs what it needs itself.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)
+
+.PHONY: help install run test lint typecheck unit integration infra e2e browser clean
+
+help:
+	@echo "make run   - the whole product on localhost (moto server, SolusVM emulator, pages)"
+	@echo "make test  - every check and test (lint, types, unit, integration, infra, browser)"
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: $(VENV)/.synced
+
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+run: install
+	$(PY) -m local.run
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+unit: install
+	$(PY) -m pytest tests/unit -q
+
+integration: install
+	$(PY) -m pytest tests/integration -q
+
+infra: install
+	$(PY) -m pytest tests/infra -q
+
+e2e: install browser
+	$(PY) -m pytest tests/e2e -q
+
+test: install browser lint typecheck
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(TOOLS) cdk.out .pytest_cache .mypy_cache .ruff_cache

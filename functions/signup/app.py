@@ -1,0 +1,60 @@
+"""Landing page and sign-up form (API Gateway REST proxy): GET /, GET /signup, POST /signup."""
+
+from __future__ import annotations
+
+import time
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from postpay.config import Settings
+from postpay.container import Container
+from postpay.errors import RateLimited
+from postpay.observability import logger, metrics, tracer
+from postpay.validation import validate_signup
+from postpay.web.pages import Web, at_least, catch_all
+
+settings = Settings.from_env()
+container = Container(settings)
+app = APIGatewayRestResolver()
+web = Web(app, settings, routes={"/": {"GET"}, "/signup": {"GET", "POST"}})
+catch_all(app, web)
+
+
+@app.get("/")
+def landing() -> Response:
+    try:
+        pricing = container.pricing()
+    except Exception:  # the page explains the offer even when the price cannot be read
+        logger.exception("token price unavailable")
+        pricing = None
+    return web.page("landing.html", pricing=pricing)
+
+
+@app.get("/signup")
+def signup_form() -> Response:
+    return web.page("signup.html", values={}, errors={})
+
+
+@app.post("/signup")
+def signup() -> Response:
+    started = time.monotonic()
+    fields = web.form()
+    form, errors = validate_signup(fields)
+    if form is None:
+        values = {key: fields.get(key, "") for key in ("name", "company", "email")}
+        return web.page("signup.html", status=400, values=values, errors=errors)
+    try:
+        container.enrollment.signup(form, source_ip=web.request.source_ip)
+    except RateLimited:
+        return web.error(429, "Too many attempts", "Too many sign-up attempts. Please try again later.")
+    at_least(started, settings.signup_min_response_ms)
+    return web.page("check_inbox.html", email=form.email)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

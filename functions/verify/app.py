@@ -1,0 +1,114 @@
+"""Email verification and terms (API Gateway REST proxy): GET /verify?token=…, POST /verify."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from postpay.config import Settings
+from postpay.container import Container
+from postpay.errors import (
+    AlreadyProvisioning,
+    SolusRejected,
+    SolusUnavailable,
+    TokenExpired,
+    TokenInvalid,
+    TokenUsed,
+)
+from postpay.observability import logger, metrics, tracer
+from postpay.services.enrollment import TermsNotAccepted
+from postpay.services.sessions import SESSION_COOKIE
+from postpay.web.pages import Web, catch_all, cookie
+
+settings = Settings.from_env()
+container = Container(settings)
+app = APIGatewayRestResolver()
+web = Web(app, settings, routes={"/verify": {"GET", "POST"}})
+catch_all(app, web)
+
+CHECKBOXES = {"tos": "accept_tos", "postpay": "accept_postpay_terms"}
+
+
+def link_problem(error: Exception) -> Response:
+    if isinstance(error, TokenExpired):
+        return web.page(
+            "link_problem.html",
+            status=410,
+            title="This link has expired",
+            message="Confirmation links work for a limited time. Get a new one below.",
+            used=False,
+        )
+    if isinstance(error, TokenUsed):
+        return web.page(
+            "link_problem.html",
+            status=410,
+            title="This link was already used",
+            message="Your email address is already confirmed. Log in to continue.",
+            used=True,
+        )
+    return web.page(
+        "link_problem.html",
+        status=400,
+        title="This link is not valid",
+        message="The link is incomplete, or a newer one was sent to you. Use the latest email, "
+        "or get a new link below.",
+        used=False,
+    )
+
+
+@app.get("/verify")
+def terms() -> Response:
+    token = web.request.query_value("token") or ""
+    try:
+        container.enrollment.check_token(token)
+    except (TokenInvalid, TokenExpired, TokenUsed) as error:
+        return link_problem(error)
+    return web.page("terms.html", token=token, missing=[])
+
+
+@app.post("/verify")
+def accept() -> Response:
+    fields = web.form()
+    token = fields.get("token", "")
+    accepted = {key for key, field in CHECKBOXES.items() if fields.get(field)}
+    try:
+        account = container.enrollment.accept(
+            token,
+            accepted,
+            source_ip=web.request.source_ip,
+            user_agent=web.request.user_agent,
+            browser=web.browser_binding(),
+        )
+    except TermsNotAccepted as error:
+        return web.page("terms.html", status=400, token=token, missing=error.missing)
+    except TokenUsed as error:
+        if error.same_browser and error.email:  # a double submit or a retry from this browser
+            return finish(error.email, wait=True)
+        return link_problem(error)
+    except (TokenInvalid, TokenExpired) as error:
+        return link_problem(error)
+    return finish(account.email, wait=False)
+
+
+def finish(email: str, *, wait: bool) -> Response:
+    """Logs the client in and shows the outcome: enrolled, or "we are finishing your setup"."""
+    web.set_cookie(
+        cookie(SESSION_COOKIE, container.sessions.start(email), max_age=container.sessions.cookie_max_age)
+    )
+    try:
+        account = container.provisioner.provision(email, notify_if_later=True)
+    except AlreadyProvisioning:
+        account = container.provisioner.wait_for_enrollment(email) if wait else None
+    except (SolusUnavailable, SolusRejected):
+        account = None
+    if account is None or not account.enrolled:
+        return web.page("finishing.html")
+    return web.page("enrolled.html", name=account.name)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,529 @@
+"""The one module that touches DynamoDB. PynamoDB models live here and never leak out.
+
+Tables are defined once, by the models below: the CDK stack and the tests create them from
+``TABLES`` (see ``table_specs``), so a schema change fails a test instead of a deploy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from postpay.errors import AccountExists, TokenExpired, TokenInvalid, TokenUsed
+from postpay.models import Acceptance, Account, AccountStatus, Session, SignupForm, TokenRecord
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+class _Base(Model):
+    """Each subclass declares its own ``Meta`` (PynamoDB would share one otherwise); ``bind`` names it."""
+
+    logical_name = ""
+    ttl_attribute: str | None = None
+
+
+class AccountsByStatus(GlobalSecondaryIndex["AccountItem"]):
+    class Meta:
+        index_name = "status-index"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class AccountItem(_Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "accounts"
+    ttl_attribute = "expires_at"
+
+    email = UnicodeAttribute(hash_key=True)
+    client_id = NumberAttribute()
+    name = UnicodeAttribute()
+    company = UnicodeAttribute(default="")
+    password_hash = UnicodeAttribute()
+    status = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    verified_at = UTCDateTimeAttribute(null=True)
+    enrolled_at = UTCDateTimeAttribute(null=True)
+    solus_user_id = NumberAttribute(null=True)
+    verify_token_hash = UnicodeAttribute(null=True)
+    provisioning_error = UnicodeAttribute(null=True)
+    provisioning_attempts = NumberAttribute(default=0)
+    provisioning_lock_until = NumberAttribute(null=True)
+    notify_when_enrolled = BooleanAttribute(default=False)
+    # Epoch seconds; set only while the sign-up is pending, so DynamoDB's TTL removes abandoned sign-ups.
+    expires_at = NumberAttribute(null=True)
+    by_status = AccountsByStatus()
+
+
+class TokenItem(_Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "tokens"
+    ttl_attribute = "expires_at"
+
+    token_hash = UnicodeAttribute(hash_key=True)
+    purpose = UnicodeAttribute()
+    email = UnicodeAttribute()
+    expires_at = NumberAttribute()
+    used_at = UTCDateTimeAttribute(null=True)
+    used_by = UnicodeAttribute(null=True)
+
+
+class SessionItem(_Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "sessions"
+    ttl_attribute = "expires_at"
+
+    session_hash = UnicodeAttribute(hash_key=True)
+    email = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    last_seen_at = UTCDateTimeAttribute()
+    absolute_expires_at = NumberAttribute()
+    expires_at = NumberAttribute()  # idle expiry, pushed forward on use
+
+
+class AcceptanceItem(_Base):
+    """Append-only record of terms acceptance, kept forever: one item per (client, document, version)."""
+
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "acceptances"
+
+    client_id = NumberAttribute(hash_key=True)
+    document_version = UnicodeAttribute(range_key=True)
+    email = UnicodeAttribute()
+    document = UnicodeAttribute()
+    version = UnicodeAttribute()
+    url = UnicodeAttribute()
+    accepted_at = UTCDateTimeAttribute()
+    source_ip = UnicodeAttribute()
+    user_agent = UnicodeAttribute()
+
+
+class RateLimitItem(_Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "rate-limits"
+    ttl_attribute = "expires_at"
+
+    key = UnicodeAttribute(hash_key=True)
+    hits = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+
+class CounterItem(_Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "counters"
+
+    name = UnicodeAttribute(hash_key=True)
+    value = NumberAttribute(default=0)
+
+
+TABLES: list[type[_Base]] = [AccountItem, TokenItem, SessionItem, AcceptanceItem, RateLimitItem, CounterItem]
+
+
+def bind(table_prefix: str) -> None:
+    """Point every model at its physical table; called once by the container."""
+    for model in TABLES:
+        model.Meta.table_name = table_prefix + model.logical_name
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    logical_name: str
+    schema: dict[str, Any]  # PynamoDB's schema: attribute_definitions, key_schema, global_secondary_indexes
+    ttl_attribute: str | None
+
+
+def table_specs() -> list[TableSpec]:
+    """The schema of every table, from the models: what the stack deploys and the tests create."""
+    return [TableSpec(m.logical_name, dict(m._get_schema()), m.ttl_attribute) for m in TABLES]
+
+
+def create_tables(table_prefix: str) -> None:
+    """Create every table (local stack and tests), with TTL enabled as the stack does."""
+    bind(table_prefix)
+    for model in TABLES:
+        if not model.exists():
+            model.create_table(wait=True)
+            if model.ttl_attribute:
+                model._get_connection().connection.client.update_time_to_live(  # type: ignore[attr-defined]
+                    TableName=model.Meta.table_name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": model.ttl_attribute},
+                )
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _conditional_failed(error: Exception) -> bool:
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def _to_account(item: AccountItem) -> Account:
+    return Account(
+        email=item.email,
+        client_id=int(item.client_id),
+        name=item.name,
+        company=item.company or "",
+        password_hash=item.password_hash,
+        status=AccountStatus(item.status),
+        created_at=item.created_at,
+        verified_at=item.verified_at,
+        enrolled_at=item.enrolled_at,
+        solus_user_id=int(item.solus_user_id) if item.solus_user_id is not None else None,
+        provisioning_error=item.provisioning_error,
+        provisioning_attempts=int(item.provisioning_attempts or 0),
+        notify_when_enrolled=bool(item.notify_when_enrolled),
+    )
+
+
+# --------------------------------------------------------------------------------------------- store
+
+
+class DynamoStore:
+    """Accounts, link tokens, terms acceptances, counters and rate limits."""
+
+    def __init__(self, table_prefix: str) -> None:
+        bind(table_prefix)
+
+    # counters and rate limits ---------------------------------------------------------------------
+
+    def next_value(self, name: str) -> int:
+        """Atomic counter: concurrent callers always get distinct values."""
+        item = CounterItem(name)
+        item.update(actions=[CounterItem.value.add(1)])
+        return int(item.value)
+
+    def hit(self, key: str, window: timedelta, now: datetime) -> int:
+        """Counts one hit in the fixed window that contains ``now``; returns the window's count so far."""
+        seconds = int(window.total_seconds())
+        start = _epoch(now) // seconds * seconds
+        item = RateLimitItem(f"{key}#{start}")
+        item.update(actions=[RateLimitItem.hits.add(1), RateLimitItem.expires_at.set(start + seconds)])
+        return int(item.hits)
+
+    def clear_hits(self, key: str, window: timedelta, now: datetime) -> None:
+        seconds = int(window.total_seconds())
+        start = _epoch(now) // seconds * seconds
+        RateLimitItem(f"{key}#{start}").delete()
+
+    # accounts --------------------------------------------------------------------------------------
+
+    def get_account(self, email: str) -> Account | None:
+        try:
+            return _to_account(AccountItem.get(email, consistent_read=True))
+        except AccountItem.DoesNotExist:
+            return None
+
+    def accounts_with_status(self, status: AccountStatus) -> Iterator[Account]:
+        for item in AccountItem.by_status.query(status.value):
+            yield _to_account(item)
+
+    def create_pending(
+        self,
+        form: SignupForm,
+        *,
+        client_id: int,
+        password_hash: str,
+        token_hash: str,
+        expires: datetime,
+        now: datetime,
+    ) -> None:
+        """Account and its verification token, together or not at all. Raises AccountExists."""
+        account = AccountItem(
+            form.email,
+            client_id=client_id,
+            name=form.name,
+            company=form.company,
+            password_hash=password_hash,
+            status=AccountStatus.PENDING.value,
+            created_at=now,
+            verify_token_hash=token_hash,
+            expires_at=_epoch(expires),
+        )
+        token = TokenItem(token_hash, purpose="verify", email=form.email, expires_at=_epoch(expires))
+        try:
+            with TransactWrite(connection=Connection()) as tx:
+                tx.save(account, condition=AccountItem.email.does_not_exist())
+                tx.save(token, condition=TokenItem.token_hash.does_not_exist())
+        except TransactWriteError as error:
+            raise AccountExists(form.email) from error
+
+    def renew_pending(
+        self,
+        form: SignupForm,
+        *,
+        old_token_hash: str | None,
+        password_hash: str,
+        token_hash: str,
+        expires: datetime,
+    ) -> bool:
+        """A new sign-up for a pending email: new details, a new link, the old link invalidated.
+
+        Returns False if the account is no longer pending with that link (a concurrent change)."""
+        account = AccountItem(form.email)
+        token = TokenItem(token_hash, purpose="verify", email=form.email, expires_at=_epoch(expires))
+        condition = (AccountItem.status == AccountStatus.PENDING.value) & (
+            AccountItem.verify_token_hash == old_token_hash
+            if old_token_hash
+            else AccountItem.verify_token_hash.does_not_exist()
+        )
+        try:
+            with TransactWrite(connection=Connection()) as tx:
+                tx.update(
+                    account,
+                    actions=[
+                        AccountItem.name.set(form.name),
+                        AccountItem.company.set(form.company),
+                        AccountItem.password_hash.set(password_hash),
+                        AccountItem.verify_token_hash.set(token_hash),
+                        AccountItem.expires_at.set(_epoch(expires)),
+                    ],
+                    condition=condition,
+                )
+                tx.save(token, condition=TokenItem.token_hash.does_not_exist())
+                if old_token_hash:
+                    tx.delete(TokenItem(old_token_hash))
+        except TransactWriteError:
+            return False
+        return True
+
+    def pending_token_hash(self, email: str) -> str | None:
+        try:
+            return AccountItem.get(email, consistent_read=True).verify_token_hash
+        except AccountItem.DoesNotExist:
+            return None
+
+    # link tokens -----------------------------------------------------------------------------------
+
+    def get_token(self, token_hash: str, purpose: str) -> TokenRecord | None:
+        try:
+            item = TokenItem.get(token_hash, consistent_read=True)
+        except TokenItem.DoesNotExist:
+            return None
+        if item.purpose != purpose:
+            return None
+        return TokenRecord(
+            purpose=item.purpose,
+            email=item.email,
+            expires_at=datetime.fromtimestamp(item.expires_at, tz=UTC),
+            used_at=item.used_at,
+            used_by=item.used_by,
+        )
+
+    def complete_verification(
+        self,
+        *,
+        token_hash: str,
+        email: str,
+        used_by: str,
+        acceptances: list[Acceptance],
+        now: datetime,
+    ) -> None:
+        """Consume the link, record every acceptance and mark the email verified, in one transaction.
+
+        Exactly one of concurrent callers succeeds; the others get TokenUsed, TokenInvalid or TokenExpired."""
+        token = TokenItem(token_hash)
+        account = AccountItem(email)
+        try:
+            with TransactWrite(connection=Connection()) as tx:
+                tx.update(
+                    token,
+                    actions=[TokenItem.used_at.set(now), TokenItem.used_by.set(used_by)],
+                    condition=TokenItem.used_at.does_not_exist()
+                    & (TokenItem.expires_at > _epoch(now))
+                    & (TokenItem.purpose == "verify"),
+                )
+                tx.update(
+                    account,
+                    actions=[
+                        AccountItem.status.set(AccountStatus.VERIFIED.value),
+                        AccountItem.verified_at.set(now),
+                        AccountItem.verify_token_hash.remove(),
+                        AccountItem.expires_at.remove(),
+                    ],
+                    condition=(AccountItem.status == AccountStatus.PENDING.value)
+                    & (AccountItem.verify_token_hash == token_hash),
+                )
+                for acceptance in acceptances:
+                    tx.save(
+                        AcceptanceItem(
+                            acceptance.client_id,
+                            f"{acceptance.document}#{acceptance.version}",
+                            email=acceptance.email,
+                            document=acceptance.document,
+                            version=acceptance.version,
+                            url=acceptance.url,
+                            accepted_at=acceptance.accepted_at,
+                            source_ip=acceptance.source_ip,
+                            user_agent=acceptance.user_agent,
+                        ),
+                        condition=AcceptanceItem.client_id.does_not_exist(),
+                    )
+        except TransactWriteError as error:
+            record = self.get_token(token_hash, "verify")
+            if record is None:
+                raise TokenInvalid() from error
+            if record.used_at is not None:
+                raise TokenUsed(record.email, same_browser=record.used_by == used_by) from error
+            if record.expires_at <= now:
+                raise TokenExpired() from error
+            raise TokenInvalid() from error
+
+    def acceptances(self, client_id: int) -> list[Acceptance]:
+        return [
+            Acceptance(
+                client_id=int(i.client_id),
+                email=i.email,
+                document=i.document,
+                version=i.version,
+                url=i.url,
+                accepted_at=i.accepted_at,
+                source_ip=i.source_ip,
+                user_agent=i.user_agent,
+            )
+            for i in AcceptanceItem.query(client_id, consistent_read=True)
+        ]
+
+    # provisioning ----------------------------------------------------------------------------------
+
+    def lock_provisioning(self, email: str, now: datetime, hold: timedelta) -> bool:
+        """Take the account's provisioning lock (verified accounts only); False if someone holds it."""
+        item = AccountItem(email)
+        try:
+            item.update(
+                actions=[
+                    AccountItem.provisioning_lock_until.set(_epoch(now + hold)),
+                    AccountItem.provisioning_attempts.add(1),
+                ],
+                condition=(AccountItem.status == AccountStatus.VERIFIED.value)
+                & (
+                    AccountItem.provisioning_lock_until.does_not_exist()
+                    | (AccountItem.provisioning_lock_until < _epoch(now))
+                ),
+            )
+        except UpdateError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def provisioning_locked(self, email: str, now: datetime) -> bool:
+        try:
+            item = AccountItem.get(email, consistent_read=True, attributes_to_get=["provisioning_lock_until"])
+        except AccountItem.DoesNotExist:
+            return False
+        return item.provisioning_lock_until is not None and item.provisioning_lock_until >= _epoch(now)
+
+    def mark_enrolled(self, email: str, solus_user_id: int, now: datetime) -> None:
+        AccountItem(email).update(
+            actions=[
+                AccountItem.status.set(AccountStatus.ENROLLED.value),
+                AccountItem.solus_user_id.set(solus_user_id),
+                AccountItem.enrolled_at.set(now),
+                AccountItem.provisioning_error.remove(),
+                AccountItem.provisioning_lock_until.remove(),
+                AccountItem.notify_when_enrolled.set(False),
+            ],
+            condition=AccountItem.status == AccountStatus.VERIFIED.value,
+        )
+
+    def mark_provisioning_failed(self, email: str, error: str, *, notify_when_enrolled: bool) -> None:
+        actions = [
+            AccountItem.provisioning_error.set(error[:500]),
+            AccountItem.provisioning_lock_until.remove(),
+        ]
+        if notify_when_enrolled:
+            actions.append(AccountItem.notify_when_enrolled.set(True))
+        AccountItem(email).update(
+            actions=actions, condition=AccountItem.status == AccountStatus.VERIFIED.value
+        )
+
+    # sessions --------------------------------------------------------------------------------------
+
+    def create_session(
+        self,
+        session_hash: str,
+        *,
+        email: str,
+        now: datetime,
+        idle: timedelta,
+        absolute: timedelta,
+    ) -> None:
+        try:
+            SessionItem(
+                session_hash,
+                email=email,
+                created_at=now,
+                last_seen_at=now,
+                absolute_expires_at=_epoch(now + absolute),
+                expires_at=_epoch(now + idle),
+            ).save(condition=SessionItem.session_hash.does_not_exist())
+        except PutError as error:  # a 256-bit collision: never, but never overwrite a session either
+            raise RuntimeError("session id collision") from error
+
+    def get_session(self, session_hash: str, now: datetime) -> Session | None:
+        """A live session (neither idle nor absolute expiry passed; TTL deletion lags, so check here)."""
+        try:
+            item = SessionItem.get(session_hash, consistent_read=True)
+        except SessionItem.DoesNotExist:
+            return None
+        if item.expires_at <= _epoch(now) or item.absolute_expires_at <= _epoch(now):
+            return None
+        return Session(email=item.email, created_at=item.created_at, last_seen_at=item.last_seen_at)
+
+    def touch_session(self, session_hash: str, now: datetime, idle: timedelta) -> None:
+        try:
+            SessionItem(session_hash).update(
+                actions=[SessionItem.last_seen_at.set(now), SessionItem.expires_at.set(_epoch(now + idle))],
+                condition=SessionItem.session_hash.exists(),
+            )
+        except UpdateError as error:
+            if not _conditional_failed(error):
+                raise
+
+    def delete_session(self, session_hash: str) -> None:
+        SessionItem(session_hash).delete()
+
+    def delete_sessions_of(self, email: str) -> int:
+        """Ends every session of an account (after a password reset). Sessions are few: a scan is fine."""
+        count = 0
+        for item in SessionItem.scan(SessionItem.email == email):
+            item.delete()
+            count += 1
+        return count

@@ -1,0 +1,179 @@
+"""The one module that talks to SolusVM 2 (see shared/reference/solusvm-api.md).
+
+Retries: transport errors and 5xx only, with backoff and a cap, and only for idempotent methods.
+A POST is never retried blindly: provisioning re-reads before it creates, so a lost answer is found next time.
+4xx is never retried. TLS verification stays on.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from postpay.errors import SolusRejected, SolusUnavailable
+from postpay.models import SolusUser
+from postpay.observability import logger
+
+_IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
+_MAX_PAGES = 1000
+
+
+class SolusVMClient:
+    def __init__(
+        self,
+        base_url: str,
+        token_provider: Callable[[], str],
+        *,
+        timeout_seconds: float = 10.0,
+        usage_path: str = "users/{user_id}/usage",
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self._token_provider = token_provider
+        self.timeout = (min(3.05, timeout_seconds), timeout_seconds)
+        self.usage_path = usage_path
+        self._session = session
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            session = requests.Session()
+            retry = Retry(
+                total=2,
+                connect=2,
+                read=0,
+                status=2,
+                backoff_factor=0.3,
+                backoff_max=2,
+                status_forcelist=(500, 502, 503, 504),
+                allowed_methods=_IDEMPOTENT,
+                raise_on_status=False,
+                respect_retry_after_header=False,
+            )
+            session.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=32))
+            session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=32))
+            self._session = session
+        return self._session
+
+    # transport -------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None) -> Any:
+        headers = {
+            "Authorization": f"Bearer {self._token_provider()}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        try:
+            response = self.session.request(
+                method, self.base_url + path, params=params, json=json, headers=headers, timeout=self.timeout
+            )
+        except requests.RequestException as error:
+            # The exception text holds the URL only, never the headers, so it is safe to log.
+            raise SolusUnavailable(f"{method} {path}: {type(error).__name__}") from error
+        if response.status_code >= 500:
+            raise SolusUnavailable(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            message, errors = _error_body(response)
+            logger.warning(
+                "SolusVM refused a request",
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": response.status_code,
+                    "solus_message": message,
+                    "solus_errors": errors,
+                },
+            )
+            raise SolusRejected(response.status_code, message, errors)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as error:
+            raise SolusUnavailable(f"{method} {path}: answer is not JSON") from error
+
+    def _pages(self, path: str, params: dict[str, str]) -> Iterator[dict]:
+        page = 1
+        while page <= _MAX_PAGES:
+            body = self.request("GET", path, params={**params, "page": str(page)})
+            yield from body.get("data") or []
+            meta = body.get("meta") or {}
+            links = body.get("links") or {}
+            current, last = meta.get("current_page", page), meta.get("last_page", page)
+            if current >= last or ("next" in links and not links["next"]):
+                return
+            page += 1
+
+    # users -----------------------------------------------------------------------------------------
+
+    def find_user_by_email(self, email: str) -> SolusUser | None:
+        """``filter[search]`` is a search, not an exact match: page through and compare case-insensitively."""
+        wanted = email.strip().lower()
+        for user in self._pages("users", {"filter[search]": email}):
+            if str(user.get("email", "")).strip().lower() == wanted:
+                return _user(user)
+        return None
+
+    def get_user(self, user_id: int) -> SolusUser:
+        return _user(self.request("GET", f"users/{user_id}")["data"])
+
+    def create_user(self, *, email: str, billing_user_id: int, limit_group_id: int | None) -> SolusUser:
+        body: dict[str, Any] = {
+            "email": email,
+            # The user never types it: they enter through SSO. Long, random, never stored or logged.
+            "password": secrets.token_urlsafe(24) + "aA1!",
+            "status": "active",
+            "billing_user_id": billing_user_id,
+        }
+        if limit_group_id is not None:
+            body["limit_group_id"] = limit_group_id
+        return _user(self.request("POST", "users", json=body)["data"])
+
+    def link_user(self, user_id: int, billing_user_id: int) -> SolusUser:
+        return _user(
+            self.request("PUT", f"users/{user_id}", json={"billing_user_id": billing_user_id})["data"]
+        )
+
+    def set_status(self, user_id: int, status: str) -> SolusUser:
+        return _user(self.request("PATCH", f"users/{user_id}", json={"status": status})["data"])
+
+    def one_time_login_token(self, user_id: int) -> str:
+        body = self.request("POST", f"users/{user_id}/tokens", json={"is_one_time": True})
+        token = (body or {}).get("data", {}).get("access_token")
+        if not token:
+            raise SolusUnavailable("SolusVM returned no access token")
+        return str(token)
+
+    # usage -----------------------------------------------------------------------------------------
+
+    def usage(self, user_id: int, date_from: date, date_to: date) -> dict:
+        """The raw usage answer (kept with invoices so they can be recomputed)."""
+        path = self.usage_path.format(user_id=user_id)
+        params = {"filter[date_from]": date_from.isoformat(), "filter[date_to]": date_to.isoformat()}
+        return self.request("GET", path, params=params)
+
+
+def _user(data: dict) -> SolusUser:
+    billing = data.get("billing_user_id")
+    return SolusUser(
+        id=int(data["id"]),
+        email=str(data.get("email", "")),
+        status=str(data.get("status", "")),
+        billing_user_id=int(billing) if billing is not None else None,
+    )
+
+
+def _error_body(response: requests.Response) -> tuple[str, dict]:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or f"HTTP {response.status_code}", {}
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}", {}
+    return str(body.get("message") or f"HTTP {response.status_code}"), body.get("errors") or {}

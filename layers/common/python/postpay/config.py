@@ -1,0 +1,203 @@
+"""Settings, read once from environment variables at cold start.
+
+A missing or malformed setting fails the start with a message that names it. Logic never reads
+``os.environ``: it receives the one ``Settings`` object. Secrets (the SolusVM API token) and
+operator-tunable values (token price, currency) are not settings: they are fetched at run time
+from Secrets Manager and SSM through ``postpay.adapters.params``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TermsDocument:
+    key: str  # "tos" or "postpay"
+    title: str
+    url: str
+    version: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    public_base_url: str
+    table_prefix: str
+    mail_from: str
+    ses_configuration_set: str | None
+    solusvm_url: str
+    solusvm_token_secret: str
+    solusvm_timeout_seconds: float
+    solusvm_limit_group_id: int | None
+    solusvm_usage_path: str
+    sso_url_template: str
+    token_price_parameter: str
+    currency_parameter: str
+    tos: TermsDocument
+    postpay_terms: TermsDocument | None
+    verify_token_ttl_hours: int
+    reset_token_ttl_minutes: int
+    session_idle_hours: int
+    session_absolute_days: int
+    signup_emails_per_address_per_hour: int
+    signups_per_ip_per_hour: int
+    login_failures_per_account: int
+    login_failures_per_ip: int
+    login_failure_window_minutes: int
+    signup_min_response_ms: int
+    billing_timezone: str
+    due_days: int
+    grace_days: int
+    invoice_number_format: str
+    invoice_queue_url: str | None
+
+    @property
+    def terms(self) -> list[TermsDocument]:
+        return [self.tos, *([self.postpay_terms] if self.postpay_terms else [])]
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def sso_origin(self) -> str:
+        parts = urlsplit(self.sso_url_template.replace("{token}", "x"))
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def url(self, path: str) -> str:
+        """An absolute link for emails: always from the configured base URL, never the Host header."""
+        return self.public_base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        return _Reader(os.environ if env is None else env).settings()
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.errors: list[str] = []
+
+    def raw(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.raw(name, default)
+        if value is None:
+            self.errors.append(f"{name} is required")
+            return ""
+        return value
+
+    def url(self, name: str, default: str | None = None, *, must_have: str = "") -> str:
+        value = self.text(name, default)
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc):
+            self.errors.append(f"{name} must be an http(s) URL, got {value!r}")
+        elif value and must_have and must_have not in value:
+            self.errors.append(f"{name} must contain {must_have}, got {value!r}")
+        return value
+
+    def integer(self, name: str, default: int | None, *, minimum: int = 0) -> int:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                self.errors.append(f"{name} is required")
+                return 0
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.errors.append(f"{name} must be an integer, got {value!r}")
+            return 0
+        if number < minimum:
+            self.errors.append(f"{name} must be at least {minimum}, got {number}")
+        return number
+
+    def optional_integer(self, name: str) -> int | None:
+        return self.integer(name, None, minimum=1) if self.raw(name) is not None else None
+
+    def number(self, name: str, default: float) -> float:
+        value = self.raw(name)
+        try:
+            result = float(value) if value is not None else default
+        except ValueError:
+            self.errors.append(f"{name} must be a number, got {value!r}")
+            return default
+        if not 0 < result <= 10:
+            self.errors.append(f"{name} must be between 0 and 10 seconds, got {value!r}")
+        return result
+
+    def timezone(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.errors.append(f"{name} must be an IANA time zone, got {value!r}")
+        return value
+
+    def terms(self, key: str, prefix: str, title: str, *, required: bool) -> TermsDocument | None:
+        if not required and self.raw(f"{prefix}_URL") is None:
+            if self.raw(f"{prefix}_VERSION") is not None:
+                self.errors.append(f"{prefix}_VERSION is set but {prefix}_URL is not")
+            return None
+        return TermsDocument(
+            key=key, title=title, url=self.url(f"{prefix}_URL"), version=self.text(f"{prefix}_VERSION")
+        )
+
+    def settings(self) -> Settings:
+        invoice_format = self.text("INVOICE_NUMBER_FORMAT", "INV-{number:06d}")
+        try:
+            invoice_format.format(number=1)
+        except (KeyError, ValueError, IndexError):
+            self.errors.append(f"INVOICE_NUMBER_FORMAT must format {{number}}, got {invoice_format!r}")
+        mail_from = self.text("MAIL_FROM")
+        if mail_from and "@" not in mail_from:
+            self.errors.append(f"MAIL_FROM must be an email address, got {mail_from!r}")
+        result = Settings(
+            public_base_url=self.url("PUBLIC_BASE_URL"),
+            table_prefix=self.text("TABLE_PREFIX"),
+            mail_from=mail_from,
+            ses_configuration_set=self.raw("SES_CONFIGURATION_SET"),
+            solusvm_url=self.url("SOLUSVM_URL"),
+            solusvm_token_secret=self.text("SOLUSVM_TOKEN_SECRET"),
+            solusvm_timeout_seconds=self.number("SOLUSVM_TIMEOUT_SECONDS", 10.0),
+            solusvm_limit_group_id=self.optional_integer("SOLUSVM_LIMIT_GROUP_ID"),
+            solusvm_usage_path=self.text("SOLUSVM_USAGE_PATH", "users/{user_id}/usage"),
+            sso_url_template=self.url("SSO_URL_TEMPLATE", must_have="{token}"),
+            token_price_parameter=self.text("TOKEN_PRICE_PARAMETER"),
+            currency_parameter=self.text("CURRENCY_PARAMETER"),
+            tos=self.terms("tos", "TOS", "Terms of Service", required=True),  # type: ignore[arg-type]
+            postpay_terms=self.terms(
+                "postpay", "POSTPAY_TERMS", "Post-Pay Terms & Conditions", required=False
+            ),
+            verify_token_ttl_hours=self.integer("VERIFY_TOKEN_TTL_HOURS", 24, minimum=1),
+            reset_token_ttl_minutes=self.integer("RESET_TOKEN_TTL_MINUTES", 60, minimum=5),
+            session_idle_hours=self.integer("SESSION_IDLE_HOURS", 12, minimum=1),
+            session_absolute_days=self.integer("SESSION_ABSOLUTE_DAYS", 7, minimum=1),
+            signup_emails_per_address_per_hour=self.integer(
+                "SIGNUP_EMAILS_PER_ADDRESS_PER_HOUR", 3, minimum=1
+            ),
+            signups_per_ip_per_hour=self.integer("SIGNUPS_PER_IP_PER_HOUR", 20, minimum=1),
+            login_failures_per_account=self.integer("LOGIN_FAILURES_PER_ACCOUNT", 10, minimum=1),
+            login_failures_per_ip=self.integer("LOGIN_FAILURES_PER_IP", 50, minimum=1),
+            login_failure_window_minutes=self.integer("LOGIN_FAILURE_WINDOW_MINUTES", 15, minimum=1),
+            signup_min_response_ms=self.integer("SIGNUP_MIN_RESPONSE_MS", 1000, minimum=0),
+            billing_timezone=self.timezone("BILLING_TIMEZONE", "UTC"),
+            due_days=self.integer("DUE_DAYS", 14, minimum=0),
+            grace_days=self.integer("GRACE_DAYS", 14, minimum=0),
+            invoice_number_format=invoice_format,
+            invoice_queue_url=self.raw("INVOICE_QUEUE_URL"),
+        )
+        if self.errors:
+            raise ConfigError("invalid configuration: " + "; ".join(self.errors))
+        return result

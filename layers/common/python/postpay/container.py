@@ -1,0 +1,70 @@
+"""Wiring: builds each adapter and service once, lazily (no client at import time); tests inject fakes."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from postpay.adapters import params
+from postpay.clock import Clock, SystemClock
+from postpay.config import Settings
+
+
+class Container:
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self.settings = settings
+        # Any cached property can be replaced: Container(settings, solus=fake, clock=fixed_clock).
+        for name, value in overrides.items():
+            if not isinstance(getattr(type(self), name, None), cached_property):
+                raise TypeError(f"unknown dependency {name!r}")
+            self.__dict__[name] = value
+
+    @cached_property
+    def clock(self) -> Clock:
+        return SystemClock()
+
+    @cached_property
+    def store(self) -> Any:
+        from postpay.adapters.dynamo import DynamoStore
+
+        return DynamoStore(self.settings.table_prefix)
+
+    @cached_property
+    def solus(self) -> Any:
+        from postpay.adapters.solusvm import SolusVMClient
+
+        return SolusVMClient(
+            self.settings.solusvm_url,
+            lambda: params.secret(self.settings.solusvm_token_secret),
+            timeout_seconds=self.settings.solusvm_timeout_seconds,
+            usage_path=self.settings.solusvm_usage_path,
+        )
+
+    @cached_property
+    def mailer(self) -> Any:
+        from postpay.adapters.mailer import SesMailer
+
+        return SesMailer(self.settings.mail_from, configuration_set=self.settings.ses_configuration_set)
+
+    def pricing(self) -> params.Pricing:
+        return params.pricing(self.settings.token_price_parameter, self.settings.currency_parameter)
+
+    @cached_property
+    def enrollment(self) -> Any:
+        from postpay.services.enrollment import Enrollment
+
+        return Enrollment(settings=self.settings, store=self.store, mailer=self.mailer, clock=self.clock)
+
+    @cached_property
+    def provisioner(self) -> Any:
+        from postpay.services.provisioning import Provisioner
+
+        return Provisioner(
+            settings=self.settings, store=self.store, solus=self.solus, mailer=self.mailer, clock=self.clock
+        )
+
+    @cached_property
+    def sessions(self) -> Any:
+        from postpay.services.sessions import Sessions
+
+        return Sessions(settings=self.settings, store=self.store, clock=self.clock)

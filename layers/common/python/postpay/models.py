@@ -1,0 +1,78 @@
+"""Plain domain models. Adapters translate to and from them; nothing here knows about AWS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class AccountStatus(StrEnum):
+    PENDING = "pending"  # signed up, email not verified yet
+    VERIFIED = "verified"  # email verified and terms accepted; SolusVM user not provisioned yet
+    ENROLLED = "enrolled"  # SolusVM user linked: the client can use the product
+
+
+@dataclass(frozen=True, kw_only=True)
+class Account:
+    email: str
+    client_id: int
+    name: str
+    company: str
+    password_hash: str
+    status: AccountStatus
+    created_at: datetime
+    verified_at: datetime | None = None
+    enrolled_at: datetime | None = None
+    solus_user_id: int | None = None
+    provisioning_error: str | None = None
+    provisioning_attempts: int = 0
+    notify_when_enrolled: bool = False
+
+    @property
+    def enrolled(self) -> bool:
+        return self.status is AccountStatus.ENROLLED
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignupForm:
+    name: str
+    company: str
+    email: str
+    password: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenRecord:
+    purpose: str  # "verify" or "reset"
+    email: str
+    expires_at: datetime
+    used_at: datetime | None = None
+    used_by: str | None = None  # hash of the browser binding that used it
+
+
+@dataclass(frozen=True, kw_only=True)
+class Acceptance:
+    client_id: int
+    email: str
+    document: str
+    version: str
+    url: str
+    accepted_at: datetime
+    source_ip: str
+    user_agent: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session:
+    email: str
+    created_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class SolusUser:
+    id: int
+    email: str
+    status: str
+    billing_user_id: int | None = None

@@ -1,0 +1,93 @@
+"""Form validation: one message per field, values kept (never the password)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from postpay.models import SignupForm
+from postpay.security import common_passwords
+
+NAME_MAX = 100
+COMPANY_MAX = 100
+EMAIL_MAX = 254
+PASSWORD_MIN = 10
+PASSWORD_MAX = 128
+
+# A pragmatic address check (RFC 5321 lengths, one @, a dotted domain of LDH labels);
+# delivery proves the rest.
+_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def normalize_email(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def email_problem(email: str) -> str | None:
+    if not email:
+        return "Enter your email address."
+    if len(email) > EMAIL_MAX:
+        return f"Use at most {EMAIL_MAX} characters."
+    local, at, domain = email.rpartition("@")
+    if (
+        not at
+        or not local
+        or len(local) > 64
+        or not _LOCAL.match(local)
+        or local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
+        or "." not in domain
+        or not all(_LABEL.match(label) for label in domain.split("."))
+        or domain.rsplit(".", 1)[1].isdigit()
+    ):
+        return "Enter a valid email address, like name@example.com."
+    return None
+
+
+def password_problem(password: str, email: str) -> str | None:
+    if not password:
+        return "Choose a password."
+    if len(password) < PASSWORD_MIN:
+        return f"Use at least {PASSWORD_MIN} characters."
+    if len(password) > PASSWORD_MAX:
+        return f"Use at most {PASSWORD_MAX} characters."
+    if password.lower() in common_passwords():
+        return "This password is too common. Choose another."
+    if email and password.strip().lower() == email:
+        return "Your password must not be your email address."
+    return None
+
+
+def _text_problem(value: str, maximum: int, label: str, *, required: bool) -> str | None:
+    if required and not value:
+        return f"Enter your {label}."
+    if len(value) > maximum:
+        return f"Use at most {maximum} characters."
+    if _CONTROL.search(value):
+        return "Remove the control characters."
+    return None
+
+
+def clean_text(value: str) -> str:
+    return unicodedata.normalize("NFC", " ".join(value.split()))
+
+
+def validate_signup(fields: dict[str, str]) -> tuple[SignupForm | None, dict[str, str]]:
+    """Returns the cleaned form, or None and a message per invalid field."""
+    name = clean_text(fields.get("name", ""))
+    company = clean_text(fields.get("company", ""))
+    email = normalize_email(fields.get("email", ""))
+    password = fields.get("password", "")
+    problems = {
+        "name": _text_problem(name, NAME_MAX, "name", required=True),
+        "company": _text_problem(company, COMPANY_MAX, "company", required=False),
+        "email": email_problem(email),
+        "password": password_problem(password, email),
+    }
+    errors = {field: message for field, message in problems.items() if message}
+    if errors:
+        return None, errors
+    return SignupForm(name=name, company=company, email=email, password=password), {}

@@ -1,0 +1,191 @@
+"""Pages: rendering with the shared layout, security headers, CSRF, cookies and error pages.
+
+CSRF: a signed-free double-submit token. A random value lives in a ``__Host-`` cookie (Secure, path /,
+no domain: it cannot be planted from a sibling domain) and in a hidden field of every POST form; a POST
+whose field does not match its cookie is refused. Requests whose Origin is another site are refused too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+from markupsafe import Markup
+
+from postpay.config import Settings
+from postpay.observability import logger
+from postpay.security import same
+from postpay.templating import render
+from postpay.web.http import HttpError, Request
+
+CSRF_COOKIE = "__Host-csrf"
+CSRF_FIELD = "csrf_token"
+HTML = "text/html; charset=utf-8"
+
+
+@lru_cache(maxsize=1)
+def stylesheet() -> tuple[Markup, str]:
+    """The inline stylesheet and its CSP hash: no static route, no 'unsafe-inline'."""
+    css = resources.files("postpay").joinpath("templates/style.css").read_text("utf-8")
+    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
+    return Markup(css), f"'sha256-{digest}'"  # noqa: S704 - our own file, not user input
+
+
+def security_headers(settings: Settings) -> dict[str, str]:
+    _, style_hash = stylesheet()
+    csp = (
+        "default-src 'none'; "
+        f"style-src {style_hash}; "
+        "img-src 'self' data:; "
+        f"form-action 'self' {settings.sso_origin}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    }
+
+
+def cookie(name: str, value: str, *, max_age: int | None = None) -> Cookie:
+    return Cookie(
+        name=name,
+        value=value,
+        path="/",
+        secure=True,
+        http_only=True,
+        same_site=SameSite.LAX_MODE,
+        max_age=max_age,
+    )
+
+
+class Web:
+    """Per-function page helper. Reads the current request from the resolver on every call."""
+
+    def __init__(self, app: APIGatewayRestResolver, settings: Settings, routes: dict[str, set[str]]) -> None:
+        self.app = app
+        self.settings = settings
+        self.routes = routes
+        app.exception_handler(HttpError)(self._http_error)
+        app.not_found()(self._not_found)
+
+    # request ---------------------------------------------------------------------------------------
+
+    @property
+    def request(self) -> Request:
+        cached = self.app.context.get("request")
+        if cached is None:
+            cached = Request.from_event(self.app.current_event.raw_event)
+            self.app.append_context(request=cached)
+        return cached
+
+    def csrf_token(self) -> str:
+        """The browser's CSRF token, issuing one (and its cookie) on the first page it sees."""
+        request = self.request
+        token = request.cookies.get(CSRF_COOKIE, "")
+        if len(token) < 32:
+            token = self.app.context.get("new_csrf") or secrets.token_urlsafe(32)
+            if not self.app.context.get("new_csrf"):
+                self.app.append_context(new_csrf=token)
+                request.set_cookies.append(cookie(CSRF_COOKIE, token))
+        return token
+
+    def browser_binding(self) -> str:
+        """A stable, non-secret fingerprint of this browser's CSRF cookie (its hash)."""
+        return hashlib.sha256(self.csrf_token().encode("utf-8")).hexdigest()
+
+    def form(self) -> dict[str, str]:
+        """The POSTed form after the cross-site checks; the CSRF field is removed."""
+        request = self.request
+        origin = request.headers.get("origin")
+        if origin and origin != "null" and origin.rstrip("/") != self.settings.public_origin:
+            raise HttpError(403, "Forbidden", "This form was sent from another site.")
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            raise HttpError(403, "Forbidden", "This form was sent from another site.")
+        fields = request.form()
+        sent = fields.pop(CSRF_FIELD, "")
+        expected = request.cookies.get(CSRF_COOKIE, "")
+        if not sent or not expected or not same(sent, expected):
+            raise HttpError(
+                403,
+                "Your form expired",
+                "For your security the form has expired. Go back, reload the page and try again.",
+            )
+        return fields
+
+    # responses -------------------------------------------------------------------------------------
+
+    def page(self, template: str, *, status: int = 200, **context: Any) -> Response:
+        css, _ = stylesheet()
+        body = render(
+            f"pages/{template}",
+            css=css,
+            csrf_token=self.csrf_token(),
+            csrf_field=CSRF_FIELD,
+            settings=self.settings,
+            **context,
+        )
+        return self.respond(status, body)
+
+    def respond(self, status: int, body: str = "", headers: dict[str, str] | None = None) -> Response:
+        return Response(
+            status_code=status,
+            content_type=HTML,
+            body=body,
+            headers={**security_headers(self.settings), **(headers or {})},
+            cookies=list(self.request.set_cookies),
+        )
+
+    def redirect(self, location: str, *, status: int = 303) -> Response:
+        return self.respond(status, headers={"Location": location})
+
+    def set_cookie(self, value: Cookie) -> None:
+        self.request.set_cookies.append(value)
+
+    def error(self, status: int, title: str, message: str, **context: Any) -> Response:
+        return self.page("error.html", status=status, title=title, message=message, **context)
+
+    # error handlers --------------------------------------------------------------------------------
+
+    def _http_error(self, error: HttpError) -> Response:
+        logger.info("request refused", extra={"status": error.status, "reason": error.message})
+        return self.error(error.status, error.title, error.message)
+
+    def _not_found(self, _: Exception) -> Response:
+        request = self.request
+        allowed = self.routes.get(request.path)
+        if allowed and request.method not in allowed:
+            page = self.error(405, "Method not allowed", f"{request.path} does not accept {request.method}.")
+            page.headers["Allow"] = ", ".join(sorted(allowed))
+            return page
+        return self.error(404, "Page not found", "There is no page at this address.")
+
+
+def at_least(started: float, minimum_ms: int) -> None:
+    """Pads a response to a floor so its timing says nothing about which branch ran."""
+    remaining = minimum_ms / 1000 - (time.monotonic() - started)
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+def catch_all(app: APIGatewayRestResolver, web: Web) -> Callable[[Exception], Response]:
+    """Anything unexpected: logged with its stack, shown as a plain page without details."""
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("unhandled error")
+        return web.error(500, "Something went wrong", "Please try again in a few minutes.")
+
+    return _unexpected

@@ -1,0 +1,92 @@
+"""A local API Gateway: browser HTTP in, REST API proxy events to the real handlers, their answers out.
+
+Also serves the local-only pages: /_local/mail (every email sent through SES) and /_local/terms/*.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Iterable
+from html import escape
+from typing import Any
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from local.events import LambdaContext, load_function, rest_event
+from local.stack import LocalStack
+from postpay.routes import function_for
+
+MAX_BODY = 10 * 1024 * 1024  # API Gateway's own payload limit
+
+
+class Gateway:
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self._lock = threading.Lock()
+
+    def handler(self, name: str) -> Callable[[dict, Any], dict]:
+        with self._lock:  # importing a function module reads settings once, like a cold start
+            return load_function(name).handler
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        request = Request(environ)
+        local = request.path.startswith("/_local/")
+        response = self.local_page(request) if local else self.invoke(request)
+        return response(environ, start_response)
+
+    def invoke(self, request: Request) -> Response:
+        if (request.content_length or 0) > MAX_BODY:
+            return Response("Request Entity Too Large", status=413)
+        headers = {key: value for key, value in request.headers.items()}
+        event = rest_event(
+            request.method,
+            request.path,
+            headers=headers,
+            query=request.query_string.decode("latin-1"),
+            body=request.get_data(cache=False) or None,
+            source_ip=request.remote_addr or "127.0.0.1",
+        )
+        name = function_for(request.path)
+        result = self.handler(name)(event, LambdaContext(function_name=name))
+        body = result.get("body") or ""
+        data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
+        response = Response(data, status=result["statusCode"])
+        response.headers.clear()
+        for key, value in (result.get("headers") or {}).items():
+            response.headers[key] = value
+        for key, values in (result.get("multiValueHeaders") or {}).items():
+            for value in values:
+                response.headers.add(key, value)
+        return response
+
+    def local_page(self, request: Request) -> Response:
+        if request.path == "/_local/mail":
+            items = []
+            for mail in reversed(self.stack.mails()):
+                items.append(
+                    f"<article><h2>{escape(mail.subject)}</h2><p>To: {escape(', '.join(mail.to))} · "
+                    f"From: {escape(mail.source)}</p><div class='mail'>{mail.html}</div></article><hr>"
+                )
+            body = "".join(items) or "<p>No email sent yet.</p>"
+            html = (
+                "<!doctype html><meta charset='utf-8'><title>Local mailbox</title>"
+                "<h1>Local mailbox</h1><p>Every email the product sent through SES (moto), newest first.</p>"
+                + body
+            )
+            return Response(html, content_type="text/html; charset=utf-8")
+        if request.path.startswith("/_local/terms/"):
+            name = escape(request.path.rsplit("/", 1)[-1])
+            return Response(
+                f"<!doctype html><title>Terms</title><h1>Local terms: {name}</h1><p>Sample text.</p>",
+                content_type="text/html; charset=utf-8",
+            )
+        return Response("Not found", status=404)
+
+
+def serve(stack: LocalStack, port: int, host: str = "127.0.0.1") -> Any:
+    server = make_server(host, port, Gateway(stack), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server

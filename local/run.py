@@ -1,0 +1,55 @@
+"""``make run``: the whole product on localhost until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+
+from local.gateway import serve
+from local.stack import LocalStack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "5000")))
+    parser.add_argument("--emulator-port", type=int, default=int(os.environ.get("EMULATOR_PORT", "8081")))
+    args = parser.parse_args()
+
+    base = f"http://localhost:{args.port}"
+    stack = LocalStack(
+        moto_port=args.moto_port,
+        emulator_port=args.emulator_port,
+        public_base_url=base,
+        auto_servers=3,
+        settings={"SIGNUP_MIN_RESPONSE_MS": "300"},
+    ).start()
+    server = serve(stack, args.port)
+    print(
+        "\nPost-Pay is running locally:\n"
+        f"  site              {base}/\n"
+        f"  local mailbox     {base}/_local/mail\n"
+        f"  SolusVM emulator  {stack.emulator.url}  (state: {stack.emulator.root}/_emulator/state)\n"
+        f"  AWS (moto server) {stack.aws_endpoint}\n"
+        "Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        time.sleep(0.2)
+    server.shutdown()
+    stack.stop()
+    print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

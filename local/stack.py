@@ -1,0 +1,147 @@
+"""The whole product on one machine: moto server (AWS), the SolusVM emulator, and the settings that bind them.
+
+Used by ``make run`` (with the gateway) and by the integration and browser tests (on free ports).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "layers" / "common" / "python"))
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+SOLUSVM_TOKEN = "local-solusvm-api-token"  # noqa: S105 - the emulator's own, local only
+
+
+def _fake_credentials() -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
+
+
+@dataclass
+class Mail:
+    to: list[str]
+    source: str
+    subject: str
+    html: str
+
+
+class LocalStack:
+    def __init__(
+        self,
+        *,
+        moto_port: int = 0,
+        emulator_port: int = 0,
+        public_base_url: str = "http://localhost:8080",
+        auto_servers: int = 0,
+        solusvm_timeout: float = 10.0,
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        self.moto_port = moto_port
+        self.emulator_port = emulator_port
+        self.public_base_url = public_base_url
+        self.auto_servers = auto_servers
+        self.solusvm_timeout = solusvm_timeout
+        self.extra_settings = settings or {}
+        self.moto: Any = None
+        self.emulator: Any = None
+
+    def start(self) -> LocalStack:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+        from local.solusvm_emulator import EmulatorServer
+
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        os.environ.update(_fake_credentials())
+        os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+        self.emulator = EmulatorServer(
+            SOLUSVM_TOKEN, port=self.emulator_port, auto_servers=self.auto_servers
+        ).start()
+        os.environ.update(self.settings())
+        self.bootstrap()
+        return self
+
+    def stop(self) -> None:
+        if self.emulator:
+            self.emulator.stop()
+        if self.moto:
+            self.moto.stop()
+
+    @property
+    def aws_endpoint(self) -> str:
+        return os.environ["AWS_ENDPOINT_URL"]
+
+    def settings(self) -> dict[str, str]:
+        """The environment every function gets: what the CDK stack sets in AWS, pointed at local parts."""
+        return {
+            "PUBLIC_BASE_URL": self.public_base_url,
+            "TABLE_PREFIX": "postpay-local-",
+            "MAIL_FROM": "billing@postpay.local",
+            "SOLUSVM_URL": self.emulator.url,
+            "SOLUSVM_TOKEN_SECRET": "postpay/local/solusvm-api-token",
+            "SOLUSVM_TIMEOUT_SECONDS": str(self.solusvm_timeout),
+            "SOLUSVM_LIMIT_GROUP_ID": "1",
+            "SSO_URL_TEMPLATE": f"{self.emulator.root}/panel/login?token={{token}}",
+            "TOKEN_PRICE_PARAMETER": "/postpay/local/token-price",
+            "CURRENCY_PARAMETER": "/postpay/local/currency",
+            "TOS_URL": f"{self.public_base_url}/_local/terms/tos",
+            "TOS_VERSION": "2026-01",
+            "POSTPAY_TERMS_URL": f"{self.public_base_url}/_local/terms/postpay",
+            "POSTPAY_TERMS_VERSION": "2026-01",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            **self.extra_settings,
+        }
+
+    def bootstrap(self) -> None:
+        """What ``cdk deploy`` and the operator would have created: tables, SES identity, secret, prices."""
+        import boto3
+
+        from postpay.adapters.dynamo import create_tables
+
+        env = os.environ
+        create_tables(env["TABLE_PREFIX"])
+        boto3.client("sesv2").create_email_identity(EmailIdentity=env["MAIL_FROM"])
+        boto3.client("secretsmanager").create_secret(
+            Name=env["SOLUSVM_TOKEN_SECRET"], SecretString=SOLUSVM_TOKEN
+        )
+        ssm = boto3.client("ssm")
+        ssm.put_parameter(Name=env["TOKEN_PRICE_PARAMETER"], Value="0.001", Type="String", Overwrite=True)
+        ssm.put_parameter(Name=env["CURRENCY_PARAMETER"], Value="USD", Type="String", Overwrite=True)
+
+    def mails(self) -> list[Mail]:
+        """Every email sent through SES so far, oldest first (read from moto's store in this process)."""
+        from moto.ses.models import ses_backends
+
+        backend = ses_backends[ACCOUNT_ID][REGION]
+        return [
+            Mail(
+                to=list(m.destinations.get("ToAddresses", [])),
+                source=m.source,
+                subject=m.subject,
+                html=m.body,
+            )
+            for m in backend.sent_messages
+            if hasattr(m, "subject")
+        ]
+
+    def mails_to(self, address: str) -> list[Mail]:
+        return [m for m in self.mails() if address in m.to]
