@@ -18,6 +18,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 from pynamodb.connection import Connection
+from pynamodb.expressions.update import Action
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -464,7 +465,7 @@ class DynamoStore:
         )
 
     def mark_provisioning_failed(self, email: str, error: str, *, notify_when_enrolled: bool) -> None:
-        actions = [
+        actions: list[Action] = [
             AccountItem.provisioning_error.set(error[:500]),
             AccountItem.provisioning_lock_until.remove(),
         ]
