@@ -26,9 +26,11 @@ class Gateway:
         self.stack = stack
         self._lock = threading.Lock()
 
-    def handler(self, name: str) -> Callable[[dict, Any], dict]:
-        with self._lock:  # importing a function module reads settings once, like a cold start
-            return load_function(name).handler
+    def call(self, name: str, event: dict) -> dict:
+        # One invocation at a time, as in one Lambda execution environment: Powertools' resolver keeps
+        # the current event on a class attribute, so two threads must never run handlers at once.
+        with self._lock:
+            return load_function(name).handler(event, LambdaContext(function_name=name))
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         request = Request(environ)
@@ -49,7 +51,7 @@ class Gateway:
             source_ip=request.remote_addr or "127.0.0.1",
         )
         name = function_for(request.path)
-        result = self.handler(name)(event, LambdaContext(function_name=name))
+        result = self.call(name, event)
         body = result.get("body") or ""
         data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
         response = Response(data, status=result["statusCode"])

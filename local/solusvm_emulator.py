@@ -150,6 +150,8 @@ def create_app(state: State) -> Flask:
         if fault.mode == "after":
             request.environ["emulator.after_status"] = fault.status
             return None
+        if fault.status < 500:
+            return error(fault.status, "Injected failure", {"email": ["Injected failure."]})
         return Response(
             "<html><body>Service Unavailable</body></html>", status=fault.status, content_type="text/html"
         )

@@ -1,0 +1,155 @@
+"""Sign-up: the landing page, the form, the email, no enumeration, rate limits."""
+
+from __future__ import annotations
+
+import time
+
+from postpay.adapters.dynamo import AccountItem
+from tests.integration.conftest import new_email, sign_up, verify, verify_link
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy",
+    "Strict-Transport-Security",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+}
+
+
+def test_landing_page_explains_the_offer_with_the_operators_price(browser):
+    # When
+    page = browser.get("/")
+    # Then
+    assert page.status == 200
+    assert page.has("0.001 USD"), "the token price and currency from SSM are shown"
+    assert page.has("tokens") and page.has('href="/signup"') and page.has('href="/login"')
+    assert set(page.headers) >= SECURITY_HEADERS
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_signup_form_has_labels_and_a_csrf_token(browser):
+    page = browser.get("/signup")
+    assert page.status == 200
+    for name in ("name", "company", "email", "password"):
+        assert f'<label for="{name}"' in page.body
+    assert page.field("csrf_token")
+    csrf_cookie = next(c for c in page.cookies if c.startswith("__Host-csrf="))
+    assert "Secure" in csrf_cookie and "HttpOnly" in csrf_cookie and "SameSite=Lax" in csrf_cookie
+
+
+def test_valid_signup_sends_a_link_built_from_the_configured_base_url(browser, stack):
+    # Given
+    email = new_email()
+    # When: the request claims another Host
+    form = browser.get("/signup")
+    page = browser.post(
+        "/signup",
+        {
+            "name": "Ada",
+            "company": "",
+            "email": "  " + email.upper() + " ",
+            "password": "a long enough passphrase",
+        },
+        csrf_from=form,
+        headers={"Host": "evil.example"},
+    )
+    # Then
+    assert page.status == 200 and page.has("Check your inbox")
+    link = verify_link(stack, email)
+    assert link.startswith("http://localhost:8080/verify?token=")
+    item = AccountItem.get(email)
+    assert item.status == "pending" and item.client_id > 0 and item.expires_at is not None
+    assert item.password_hash.startswith("scrypt$17$8$1$"), (
+        "password stored hashed with OWASP scrypt parameters"
+    )
+    token = link.split("token=")[1]
+    assert token not in str(item.attribute_values), "only the token's hash is stored"
+
+
+def test_invalid_signup_shows_a_message_per_field_and_keeps_values_but_not_the_password(browser, stack):
+    email = new_email()
+    page = sign_up(browser, email, password="1234567890", name="", company="x" * 101)
+    assert page.status == 400
+    assert page.has("Enter your name.")
+    assert page.has("Use at most 100 characters.")
+    assert page.has("too common")
+    assert page.has(f'value="{email}"')
+    assert "1234567890" not in page.body
+    assert AccountItem.count(email) == 0, "nothing is stored from a rejected sign-up"
+    assert not stack.mails_to(email)
+
+
+def test_password_equal_to_the_email_is_refused(browser):
+    email = new_email()
+    page = sign_up(browser, email, password=email)
+    assert page.status == 400 and page.has("must not be your email")
+
+
+def test_same_answer_for_a_known_address_and_the_owner_is_told_they_have_an_account(
+    browser, new_browser, stack
+):
+    # Given an enrolled account
+    email = new_email()
+    sign_up(browser, email)
+    assert verify(browser, stack, email).has("Log in to SolusVM")
+    fresh = new_email()
+    # When someone signs up with the known address and someone else with a fresh one
+    known = sign_up(new_browser(), email)
+    unknown = sign_up(new_browser(), fresh)
+    # Then the answers are the same page and status
+    assert known.status == unknown.status == 200
+    assert known.body.replace(email, "X") == unknown.body.replace(fresh, "X")
+    assert stack.mails_to(email)[-1].subject == "You already have an account"
+    assert AccountItem.get(email).status == "enrolled", "the existing account is untouched"
+
+
+def test_response_time_does_not_reveal_a_known_address(new_browser, stack, settings_override):
+    settings_override(signup_min_response_ms=700)
+    email = new_email()
+    sign_up(new_browser(), email)
+    timings = {}
+    for label, address in (("known", email), ("unknown", new_email())):
+        browser = new_browser()
+        form = browser.get("/signup")
+        started = time.monotonic()
+        page = browser.post(
+            "/signup",
+            {"name": "A", "company": "", "email": address, "password": "a long enough passphrase"},
+            csrf_from=form,
+        )
+        timings[label] = time.monotonic() - started
+        assert page.status == 200
+    assert min(timings.values()) >= 0.7
+    assert abs(timings["known"] - timings["unknown"]) < 0.25, timings
+
+
+def test_signing_up_again_while_pending_replaces_the_link(browser, new_browser, stack):
+    email = new_email()
+    sign_up(browser, email)
+    old_link = verify_link(stack, email)
+    sign_up(new_browser(), email)
+    new_link = verify_link(stack, email)
+    assert new_link != old_link
+    assert browser.get(old_link).status == 400, "the old link no longer works"
+    assert browser.get(new_link).status == 200
+
+
+def test_at_most_three_emails_per_address_per_hour(new_browser, stack):
+    email = new_email()
+    for _ in range(3):
+        assert sign_up(new_browser(), email).status == 200
+    page = sign_up(new_browser(), email)
+    assert page.status == 429 and page.has("try again later")
+    assert len(stack.mails_to(email)) == 3
+
+
+def test_at_most_twenty_signups_per_source_ip_per_hour(new_browser, stack):
+    browser = new_browser(source_ip="198.51.100.77")
+    for _ in range(20):
+        assert sign_up(browser, new_email()).status == 200
+    blocked = new_email()
+    page = sign_up(browser, blocked)
+    assert page.status == 429
+    assert not stack.mails_to(blocked) and AccountItem.count(blocked) == 0

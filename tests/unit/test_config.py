@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from postpay.config import ConfigError, Settings
+
+BASE = {
+    "PUBLIC_BASE_URL": "https://billing.example.com",
+    "TABLE_PREFIX": "postpay-",
+    "MAIL_FROM": "billing@example.com",
+    "SOLUSVM_URL": "https://solus.example.com/api/v1/",
+    "SOLUSVM_TOKEN_SECRET": "postpay/solusvm",
+    "SSO_URL_TEMPLATE": "https://panel.example.com/?token={token}",
+    "TOKEN_PRICE_PARAMETER": "/postpay/price",
+    "CURRENCY_PARAMETER": "/postpay/currency",
+    "TOS_URL": "https://example.com/tos",
+    "TOS_VERSION": "1",
+}
+
+
+def test_minimal_configuration_has_documented_defaults():
+    settings = Settings.from_env(BASE)
+    assert settings.verify_token_ttl_hours == 24
+    assert settings.signup_emails_per_address_per_hour == 3 and settings.signups_per_ip_per_hour == 20
+    assert settings.postpay_terms is None and [d.key for d in settings.terms] == ["tos"]
+    assert settings.billing_timezone == "UTC" and settings.solusvm_timeout_seconds == 10
+    assert settings.url("/verify?token=x") == "https://billing.example.com/verify?token=x"
+    assert settings.sso_origin == "https://panel.example.com"
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"PUBLIC_BASE_URL": ""}, "PUBLIC_BASE_URL is required"),
+        ({"SOLUSVM_URL": "ftp://x"}, "SOLUSVM_URL must be an http(s) URL"),
+        ({"SSO_URL_TEMPLATE": "https://panel.example.com/"}, "SSO_URL_TEMPLATE must contain {token}"),
+        ({"VERIFY_TOKEN_TTL_HOURS": "soon"}, "VERIFY_TOKEN_TTL_HOURS must be an integer"),
+        ({"SOLUSVM_TIMEOUT_SECONDS": "30"}, "SOLUSVM_TIMEOUT_SECONDS must be between 0 and 10"),
+        ({"BILLING_TIMEZONE": "Mars/Olympus"}, "BILLING_TIMEZONE must be an IANA time zone"),
+        ({"POSTPAY_TERMS_VERSION": "2"}, "POSTPAY_TERMS_VERSION is set but POSTPAY_TERMS_URL is not"),
+        ({"MAIL_FROM": "nobody"}, "MAIL_FROM must be an email address"),
+        ({"INVOICE_NUMBER_FORMAT": "INV-{n}"}, "INVOICE_NUMBER_FORMAT must format {number}"),
+    ],
+)
+def test_bad_configuration_fails_naming_the_setting(changes, named):
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)").replace("{", r"\{")):
+        Settings.from_env({**BASE, **changes})
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({})
+    assert "PUBLIC_BASE_URL" in str(error.value) and "TOS_URL" in str(error.value)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postpay.validation import email_problem, normalize_email, password_problem, validate_signup
+
+VALID = {
+    "name": "Ada Lovelace",
+    "company": "",
+    "email": "ada@example.com",
+    "password": "a long enough passphrase",
+}
+
+
+def test_valid_form_is_cleaned():
+    form, errors = validate_signup({**VALID, "name": "  Ada   Lovelace ", "email": " Ada@Example.COM "})
+    assert errors == {}
+    assert form is not None and form.name == "Ada Lovelace" and form.email == "ada@example.com"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("name", "", "Enter your name."),
+        ("name", "x" * 101, "Use at most 100 characters."),
+        ("company", "x" * 101, "Use at most 100 characters."),
+        ("name", "Ada\x00", "Remove the control characters."),
+        ("email", "", "Enter your email address."),
+        ("email", "not-an-email", "Enter a valid email address"),
+        ("email", "a@b", "Enter a valid email address"),
+        ("email", "a@@b.com", "Enter a valid email address"),
+        ("email", "a..b@example.com", "Enter a valid email address"),
+        ("email", "a@-x.com", "Enter a valid email address"),
+        ("email", f"{'a' * 65}@example.com", "Enter a valid email address"),
+        ("email", f"a@{'b' * 250}.com", "Use at most 254 characters."),
+        ("password", "short", "Use at least 10 characters."),
+        ("password", "x" * 129, "Use at most 128 characters."),
+        ("password", "1234567890", "too common"),
+        ("password", "QWERTYUIOP", "too common"),
+    ],
+)
+def test_each_rule_names_the_field_and_the_fix(field, value, message):
+    form, errors = validate_signup({**VALID, field: value})
+    assert form is None
+    assert message in errors[field]
+    assert set(errors) == {field}
+
+
+def test_password_equal_to_email_is_refused():
+    assert "must not be your email" in (password_problem("ada@example.com", "ada@example.com") or "")
+
+
+def test_limits_are_inclusive():
+    form, errors = validate_signup(
+        {
+            **VALID,
+            "name": "n" * 100,
+            "company": "c" * 100,
+            "password": "p" * 128,
+            "email": f"{'a' * 64}@example.com",
+        }
+    )
+    assert errors == {} and form is not None
+    assert password_problem("Zx9!kq2#Lm", "") is None
+
+
+@given(st.text(max_size=300))
+def test_email_check_never_crashes_and_accepts_only_plausible_addresses(raw):
+    email = normalize_email(raw)
+    problem = email_problem(email)
+    if problem is None:
+        local, _, domain = email.rpartition("@")
+        assert 0 < len(local) <= 64 and "." in domain and len(email) <= 254
+        assert email == email.strip().lower()
+
+
+@given(
+    st.dictionaries(st.sampled_from(["name", "company", "email", "password", "other"]), st.text(max_size=200))
+)
+def test_any_form_input_gives_a_form_or_messages(fields):
+    form, errors = validate_signup(fields)
+    assert (form is None) == bool(errors)
+    assert set(errors) <= {"name", "company", "email", "password"}

@@ -1,0 +1,28 @@
+"""Separate processes that run handlers, as separate Lambda execution environments do.
+
+Powertools' resolver keeps the current event on a class attribute: one process runs one invocation at a
+time, exactly like Lambda. Concurrency tests therefore invoke handlers in a pool of processes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def init(paths: list[str]) -> None:
+    for path in reversed(paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
+    from local.events import LambdaContext, load_function
+
+    return load_function(function).handler(event, LambdaContext(function_name=function))
+
+
+def warm(function: str) -> bool:
+    from local.events import load_function
+
+    load_function(function)
+    return True
