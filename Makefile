@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)
 
-.PHONY: help install run test lint typecheck unit integration infra e2e browser clean
+.PHONY: help install run test lint typecheck unit integration infra e2e browser layer synth clean
 
 help:
 	@echo "make run   - the whole product on localhost (moto server, SolusVM emulator, pages)"
@@ -24,6 +24,23 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	@touch $@
 
 install: $(VENV)/.synced
+
+# The Lambda layer for arm64 / Python 3.14, from the same lock file, with no Docker: wheels only.
+LAYER := build/layer
+LAYER_SOURCES := $(shell find layers/common/python -type f -not -path '*/__pycache__/*')
+$(LAYER)/.built: $(UV) uv.lock $(LAYER_SOURCES)
+	rm -rf $(LAYER) && mkdir -p $(LAYER)/python
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --quiet -o build/requirements.txt
+	$(UV) pip install --quiet --target $(LAYER)/python --python-platform aarch64-manylinux_2_28 \
+	  --python-version 3.14 --only-binary :all: -r build/requirements.txt
+	cp -r layers/common/python/postpay $(LAYER)/python/
+	find $(LAYER) -name __pycache__ -type d -prune -exec rm -rf {} +
+	@touch $@
+
+layer: $(LAYER)/.built
+
+synth: install layer
+	npx --yes aws-cdk@2 synth --quiet
 
 browser:
 	@command -v chromium >/dev/null || { \
@@ -47,13 +64,13 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration -q
 
-infra: install
+infra: install layer
 	$(PY) -m pytest tests/infra -q
 
 e2e: install browser
 	$(PY) -m pytest tests/e2e -q
 
-test: install browser lint typecheck
+test: install layer browser lint typecheck
 	$(PY) -m pytest -q
 
 clean:

@@ -20,7 +20,7 @@ from pynamodb.attributes import (
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -90,6 +90,14 @@ class TokenItem(_Base):
     used_by = UnicodeAttribute(null=True)
 
 
+class SessionsByEmail(GlobalSecondaryIndex["SessionItem"]):
+    class Meta:
+        index_name = "email-index"
+        projection = KeysOnlyProjection()
+
+    email = UnicodeAttribute(hash_key=True)
+
+
 class SessionItem(_Base):
     class Meta:
         table_name = ""
@@ -104,6 +112,7 @@ class SessionItem(_Base):
     last_seen_at = UTCDateTimeAttribute()
     absolute_expires_at = NumberAttribute()
     expires_at = NumberAttribute()  # idle expiry, pushed forward on use
+    by_email = SessionsByEmail()
 
 
 class AcceptanceItem(_Base):
@@ -522,9 +531,9 @@ class DynamoStore:
         SessionItem(session_hash).delete()
 
     def delete_sessions_of(self, email: str) -> int:
-        """Ends every session of an account (after a password reset). Sessions are few: a scan is fine."""
+        """Ends every session of an account (after a password reset)."""
         count = 0
-        for item in SessionItem.scan(SessionItem.email == email):
-            item.delete()
+        for item in SessionItem.by_email.query(email):
+            SessionItem(item.session_hash).delete()
             count += 1
         return count

@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from aws_lambda_powertools.utilities import parameters
 
 _CACHE_SECONDS = 300
+UNSET_SECRET = "SET-ME"  # noqa: S105 - a marker: what the stack creates the secret with (infra/components/settings.py)
 
 
 class ParameterError(RuntimeError):
@@ -25,8 +26,8 @@ def secret(name: str) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8")
     value = str(value).strip()
-    if not value:
-        raise ParameterError(f"secret {name} is empty: set it to the SolusVM API token")
+    if not value or value == UNSET_SECRET:
+        raise ParameterError(f"secret {name} is not set: put the SolusVM API token in it")
     return value
 
 

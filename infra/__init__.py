@@ -1,0 +1,1 @@
+"""The AWS stack (CDK): a thin stack composing one construct per concern."""

@@ -1,0 +1,68 @@
+"""DynamoDB tables, created from the same PynamoDB models the code uses (postpay.adapters.dynamo)."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from postpay.adapters.dynamo import TableSpec, table_specs
+
+_TYPES = {
+    "S": dynamodb.AttributeType.STRING,
+    "N": dynamodb.AttributeType.NUMBER,
+    "B": dynamodb.AttributeType.BINARY,
+}
+_PROJECTIONS = {"ALL": dynamodb.ProjectionType.ALL, "KEYS_ONLY": dynamodb.ProjectionType.KEYS_ONLY}
+
+
+def _key(spec: list[dict], definitions: dict[str, str], kind: str) -> dynamodb.Attribute | None:
+    for element in spec:
+        if element["KeyType"] == kind:
+            name = element["AttributeName"]
+            return dynamodb.Attribute(name=name, type=_TYPES[definitions[name]])
+    return None
+
+
+class Data(Construct):
+    """Every table: on demand, point-in-time recovery, deletion protection, encrypted, retained, TTL."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, table_prefix: str) -> None:
+        super().__init__(scope, construct_id)
+        self.tables: dict[str, dynamodb.Table] = {}
+        for spec in table_specs():
+            self.tables[spec.logical_name] = self._table(spec, table_prefix)
+
+    def _table(self, spec: TableSpec, prefix: str) -> dynamodb.Table:
+        schema = spec.schema
+        definitions = {d["AttributeName"]: d["AttributeType"] for d in schema["attribute_definitions"]}
+        partition = _key(schema["key_schema"], definitions, "HASH")
+        assert partition is not None
+        table = dynamodb.Table(
+            self,
+            spec.logical_name.title().replace("-", ""),
+            table_name=prefix + spec.logical_name,
+            partition_key=partition,
+            sort_key=_key(schema["key_schema"], definitions, "RANGE"),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=True,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            time_to_live_attribute=spec.ttl_attribute,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        for index in schema.get("global_secondary_indexes", []):
+            index_definitions = {
+                d["AttributeName"]: d["AttributeType"] for d in index["attribute_definitions"]
+            }
+            index_partition = _key(index["key_schema"], index_definitions, "HASH")
+            assert index_partition is not None
+            table.add_global_secondary_index(
+                index_name=index["index_name"],
+                partition_key=index_partition,
+                sort_key=_key(index["key_schema"], index_definitions, "RANGE"),
+                projection_type=_PROJECTIONS[index["projection"]["ProjectionType"]],
+            )
+        return table

@@ -1,0 +1,94 @@
+"""Deployment settings from CDK context (`cdk deploy -c key=value`), validated, with documented defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ContextError(ValueError):
+    """A context value is missing or malformed; the message names the key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    stage: str = "prod"
+    public_base_url: str = "https://billing.example.com"
+    domain_name: str = ""  # custom domain for the API (needs certificate_arn)
+    certificate_arn: str = ""
+    sender_address: str = "billing@example.com"
+    sender_domain: str = "example.com"
+    solusvm_url: str = "https://solusvm.example.com/api/v1/"
+    sso_url_template: str = "https://solusvm.example.com/?token={token}"
+    solusvm_limit_group_id: str = ""
+    tos_url: str = "https://example.com/terms"
+    tos_version: str = "1"
+    postpay_terms_url: str = ""
+    postpay_terms_version: str = ""
+    billing_timezone: str = "UTC"
+    due_days: int = 14
+    grace_days: int = 14
+    invoice_number_format: str = "INV-{number:06d}"
+    token_price: str = "0.001"  # noqa: S105 - a price, not a password
+    currency: str = "USD"
+    waf_rate_limit: int = 100  # requests per 5 minutes per IP on sign-up, verify, login and reset routes
+    api_rate_limit: int = 50  # stage throttling, requests per second
+    api_burst_limit: int = 100
+    log_retention_days: int = 90
+    alarm_email: str = ""
+
+    @property
+    def prefix(self) -> str:
+        return f"postpay-{self.stage}-"
+
+    @classmethod
+    def from_context(cls, get: Any) -> StackConfig:
+        """``get`` is ``node.try_get_context``; keys are the field names in camelCase."""
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            key = _camel(field.name)
+            raw = get(key)
+            if raw is None or raw == "":
+                continue
+            if field.type == "int":
+                try:
+                    values[field.name] = int(raw)
+                except (TypeError, ValueError) as error:
+                    raise ContextError(f"context {key} must be an integer, got {raw!r}") from error
+            else:
+                values[field.name] = str(raw)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        for key in ("public_base_url", "solusvm_url", "sso_url_template", "tos_url"):
+            value = getattr(self, key)
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.netloc:
+                raise ContextError(f"context {_camel(key)} must be an https URL, got {value!r}")
+        if "{token}" not in self.sso_url_template:
+            raise ContextError("context ssoUrlTemplate must contain {token}")
+        if bool(self.domain_name) != bool(self.certificate_arn):
+            raise ContextError("context domainName and certificateArn go together")
+        if bool(self.postpay_terms_url) != bool(self.postpay_terms_version):
+            raise ContextError("context postpayTermsUrl and postpayTermsVersion go together")
+        if not self.sender_address.endswith("@" + self.sender_domain):
+            raise ContextError("context senderAddress must be an address of senderDomain")
+        if not self.stage.isalnum():
+            raise ContextError(f"context stage must be alphanumeric, got {self.stage!r}")
+        try:
+            ZoneInfo(self.billing_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ContextError(
+                f"context billingTimezone must be an IANA zone, got {self.billing_timezone!r}"
+            ) from error
+        if self.waf_rate_limit < 10:
+            raise ContextError("context wafRateLimit must be at least 10 (WAF's minimum)")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

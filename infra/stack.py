@@ -1,0 +1,169 @@
+"""The Post-Pay stack: composes one construct per concern and wires least-privilege grants."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.components.api import Site
+from infra.components.data import Data
+from infra.components.functions import PythonFunction, SharedLayer
+from infra.components.mail import Mail
+from infra.components.monitoring import Monitoring
+from infra.components.settings import OperatorSettings
+from infra.config import StackConfig
+
+# What each page function may do to each table, and nothing more.
+TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
+    "signup": {
+        "accounts": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        "tokens": ["dynamodb:PutItem", "dynamodb:DeleteItem"],
+        "rate-limits": ["dynamodb:UpdateItem"],
+        "counters": ["dynamodb:UpdateItem"],
+    },
+    "verify": {
+        "accounts": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "tokens": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "acceptances": ["dynamodb:PutItem"],
+        "sessions": ["dynamodb:PutItem"],
+    },
+    "sso": {
+        "accounts": ["dynamodb:GetItem"],
+        "sessions": ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+    },
+}
+# Which functions read the SolusVM API token, the price parameters, and send email.
+USES_SOLUSVM = {"verify", "sso"}
+READS_PRICES = {"signup"}
+SENDS_MAIL = {"signup", "verify"}
+
+
+class PostPayStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        retention = _retention(config.log_retention_days)
+        data = Data(self, "Data", table_prefix=config.prefix)
+        mail = Mail(self, "Mail", stage=config.stage, sender_domain=config.sender_domain)
+        operator = OperatorSettings(
+            self,
+            "OperatorSettings",
+            stage=config.stage,
+            token_price=config.token_price,
+            currency=config.currency,
+        )
+        layer = SharedLayer(self, "Shared").layer
+        environment = _environment(
+            config,
+            secret_name=operator.solusvm_token.secret_name,
+            price_parameter=operator.token_price.parameter_name,
+            currency_parameter=operator.currency.parameter_name,
+            configuration_set=mail.configuration_set.configuration_set_name,
+        )
+        self.functions: dict[str, PythonFunction] = {}
+        for name, access in TABLE_ACCESS.items():
+            function = PythonFunction(
+                self,
+                f"{name.title()}Function",
+                folder=name,
+                layer=layer,
+                environment=environment,
+                log_retention=retention,
+            )
+            for table, actions in access.items():
+                function.grant_table(data.tables[table], actions)
+            if name in USES_SOLUSVM:
+                operator.solusvm_token.grant_read(function.role)
+            if name in READS_PRICES:
+                operator.token_price.grant_read(function.role)
+                operator.currency.grant_read(function.role)
+            if name in SENDS_MAIL:
+                mail.grant_send(function.role)
+            self.functions[name] = function
+
+        site = Site(
+            self,
+            "Site",
+            functions={n: f.function for n, f in self.functions.items()},
+            stage=config.stage,
+            rate_limit=config.api_rate_limit,
+            burst_limit=config.api_burst_limit,
+            waf_rate_limit=config.waf_rate_limit,
+            log_retention=retention,
+            domain_name=config.domain_name,
+            certificate_arn=config.certificate_arn,
+        )
+        Monitoring(
+            self,
+            "Monitoring",
+            stage=config.stage,
+            functions={n: f.function for n, f in self.functions.items()},
+            api=site.api,
+            configuration_set_name=mail.configuration_set.configuration_set_name,
+            alarm_email=config.alarm_email,
+        )
+        CfnOutput(
+            self,
+            "SiteUrl",
+            value=f"https://{config.domain_name}/" if config.domain_name else site.url,
+            description="The site's address (set publicBaseUrl to it)",
+        )
+        CfnOutput(
+            self,
+            "SolusVmTokenSecret",
+            value=operator.solusvm_token.secret_name,
+            description="Put the SolusVM API token here",
+        )
+
+
+def _environment(
+    config: StackConfig,
+    *,
+    secret_name: str,
+    price_parameter: str,
+    currency_parameter: str,
+    configuration_set: str,
+) -> dict[str, str]:
+    env = {
+        "PUBLIC_BASE_URL": config.public_base_url,
+        "TABLE_PREFIX": config.prefix,
+        "MAIL_FROM": config.sender_address,
+        "SES_CONFIGURATION_SET": configuration_set,
+        "SOLUSVM_URL": config.solusvm_url,
+        "SOLUSVM_TOKEN_SECRET": secret_name,
+        "SSO_URL_TEMPLATE": config.sso_url_template,
+        "TOKEN_PRICE_PARAMETER": price_parameter,
+        "CURRENCY_PARAMETER": currency_parameter,
+        "TOS_URL": config.tos_url,
+        "TOS_VERSION": config.tos_version,
+        "BILLING_TIMEZONE": config.billing_timezone,
+        "DUE_DAYS": str(config.due_days),
+        "GRACE_DAYS": str(config.grace_days),
+        "INVOICE_NUMBER_FORMAT": config.invoice_number_format,
+    }
+    if config.solusvm_limit_group_id:
+        env["SOLUSVM_LIMIT_GROUP_ID"] = config.solusvm_limit_group_id
+    if config.postpay_terms_url:
+        env["POSTPAY_TERMS_URL"] = config.postpay_terms_url
+        env["POSTPAY_TERMS_VERSION"] = config.postpay_terms_version
+    return env
+
+
+_RETENTION = {
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    if days not in _RETENTION:
+        raise ValueError(f"context logRetentionDays must be one of {sorted(_RETENTION)}, got {days}")
+    return _RETENTION[days]

@@ -1,0 +1,243 @@
+"""The synthesized stack, asserted: routes, least privilege, tables, operations, cdk-nag and cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Annotations, Match
+
+from infra.stack import READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM
+from postpay.adapters.dynamo import table_specs
+from postpay.routes import FALLBACK_FUNCTION, FUNCTION_ROUTES
+
+
+def _of_type(resources: dict, kind: str) -> dict[str, dict]:
+    return {k: v for k, v in resources.items() if v["Type"] == kind}
+
+
+def _function_id(resources: dict, folder: str) -> str:
+    [logical_id] = [
+        k for k in _of_type(resources, "AWS::Lambda::Function") if k.startswith(f"{folder.title()}Function")
+    ]
+    return logical_id
+
+
+def _resource_paths(resources: dict) -> dict[str, str]:
+    """API Gateway resource logical id -> its full path."""
+    api_resources = _of_type(resources, "AWS::ApiGateway::Resource")
+    paths: dict[str, str] = {}
+
+    def path_of(logical_id: str) -> str:
+        if logical_id not in paths:
+            props = api_resources[logical_id]["Properties"]
+            parent = props["ParentId"]
+            prefix = path_of(parent["Ref"]) if "Ref" in parent else ""
+            paths[logical_id] = f"{prefix}/{props['PathPart']}"
+        return paths[logical_id]
+
+    for logical_id in api_resources:
+        path_of(logical_id)
+    return paths
+
+
+def test_every_route_reaches_the_right_function(resources):
+    paths = _resource_paths(resources)
+    routed: dict[str, str] = {}
+    for method in _of_type(resources, "AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        resource = props["ResourceId"]
+        path = paths[resource["Ref"]] if "Ref" in resource else "/"
+        assert props["HttpMethod"] == "ANY", "handlers answer wrong methods with a 405 page"
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+        uri = json.dumps(props["Integration"]["Uri"])
+        [target] = [name for name in TABLE_ACCESS if _function_id(resources, name) in uri]
+        routed[path] = target
+    expected = {path: name for name, paths_ in FUNCTION_ROUTES.items() for path in paths_}
+    expected["/{proxy+}"] = FALLBACK_FUNCTION
+    assert routed == expected
+
+
+def test_functions_run_python_on_arm64_with_the_layer_tracing_and_json_logs(resources):
+    functions = _of_type(resources, "AWS::Lambda::Function")
+    assert len(functions) == len(TABLE_ACCESS)
+    for function in functions.values():
+        props = function["Properties"]
+        assert props["Runtime"].startswith("python3.1") and int(props["Runtime"].split(".")[1]) >= 12
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert len(props["Layers"]) == 1
+        assert props["Environment"]["Variables"]["TABLE_PREFIX"] == "postpay-prod-"
+
+
+def _statements(resources: dict, folder: str) -> list[dict]:
+    function = resources[_function_id(resources, folder)]
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements: list[dict] = []
+    for policy in _of_type(resources, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _actions(statement: dict) -> set[str]:
+    actions = statement["Action"]
+    return {actions} if isinstance(actions, str) else set(actions)
+
+
+def _table_id(resources: dict, logical_name: str) -> str:
+    [table_id] = [
+        k
+        for k, v in _of_type(resources, "AWS::DynamoDB::Table").items()
+        if v["Properties"]["TableName"] == f"postpay-prod-{logical_name}"
+    ]
+    return table_id
+
+
+@pytest.mark.parametrize("folder", sorted(TABLE_ACCESS))
+def test_each_role_grants_only_what_its_function_uses(resources, folder):
+    statements = _statements(resources, folder)
+    granted: dict[str, set[str]] = {}
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        dynamo = {a for a in _actions(statement) if a.startswith("dynamodb:")}
+        if dynamo:
+            targets = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            for target in targets:
+                table_id = target["Fn::GetAtt"][0]
+                name = resources[table_id]["Properties"]["TableName"].removeprefix("postpay-prod-")
+                granted.setdefault(name, set()).update(dynamo)
+    assert granted == {table: set(actions) for table, actions in TABLE_ACCESS[folder].items()}
+
+    everything = set().union(*(_actions(s) for s in statements))
+    assert ("secretsmanager:GetSecretValue" in everything) == (folder in USES_SOLUSVM)
+    assert ("ssm:GetParameter" in everything) == (folder in READS_PRICES)
+    assert ("ses:SendEmail" in everything) == (folder in SENDS_MAIL)
+    for statement in statements:
+        if statement["Resource"] == "*":
+            assert _actions(statement) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, statement
+
+
+def test_tables_match_the_code_models(resources):
+    for spec in table_specs():
+        props = resources[_table_id(resources, spec.logical_name)]["Properties"]
+        assert sorted(props["KeySchema"], key=str) == sorted(spec.schema["key_schema"], key=str)
+        assert sorted(props["AttributeDefinitions"], key=str) == sorted(
+            spec.schema["attribute_definitions"], key=str
+        )
+        indexes = {i["IndexName"]: i for i in props.get("GlobalSecondaryIndexes", [])}
+        assert set(indexes) == {i["index_name"] for i in spec.schema["global_secondary_indexes"]}
+        for index in spec.schema["global_secondary_indexes"]:
+            deployed = indexes[index["index_name"]]
+            assert sorted(deployed["KeySchema"], key=str) == sorted(index["key_schema"], key=str)
+            assert deployed["Projection"]["ProjectionType"] == index["projection"]["ProjectionType"]
+        if spec.ttl_attribute:
+            assert props["TimeToLiveSpecification"] == {"AttributeName": spec.ttl_attribute, "Enabled": True}
+        else:
+            assert "TimeToLiveSpecification" not in props
+
+
+def test_tables_are_protected_and_retained(resources):
+    tables = _of_type(resources, "AWS::DynamoDB::Table")
+    assert len(tables) == len(table_specs())
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert props["DeletionProtectionEnabled"] is True
+        assert props["SSESpecification"]["SSEEnabled"] is True
+        assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_logs_have_retention(resources):
+    for group in _of_type(resources, "AWS::Logs::LogGroup").values():
+        assert group["Properties"]["RetentionInDays"] == 90
+
+
+def test_api_stage_has_access_logs_throttling_and_waf(template, resources):
+    [stage] = _of_type(resources, "AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert "DestinationArn" in props["AccessLogSetting"]
+    settings = props["MethodSettings"][0]
+    assert settings["ThrottlingRateLimit"] == 50 and settings["ThrottlingBurstLimit"] == 100
+    [acl] = _of_type(resources, "AWS::WAFv2::WebACL").values()
+    rules = {r["Name"]: r for r in acl["Properties"]["Rules"]}
+    rate = rules["RateLimitSensitiveRoutes"]["Statement"]["RateBasedStatement"]
+    assert rate["AggregateKeyType"] == "IP" and rate["Limit"] == 100
+    guarded = {
+        s["ByteMatchStatement"]["SearchString"]
+        for s in rate["ScopeDownStatement"]["OrStatement"]["Statements"]
+    }
+    assert guarded == {"/signup", "/verify", "/login", "/forgot", "/reset"}
+    assert "AWSManagedRulesCommonRuleSet" in rules
+    template.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
+
+
+def test_mail_suppresses_bounces_and_sends_events(template):
+    template.has_resource_properties(
+        "AWS::SES::ConfigurationSet",
+        {"SuppressionOptions": {"SuppressedReasons": Match.array_with(["BOUNCE", "COMPLAINT"])}},
+    )
+    template.has_resource_properties(
+        "AWS::SES::ConfigurationSetEventDestination",
+        {
+            "EventDestination": Match.object_like(
+                {"MatchingEventTypes": Match.array_with(["bounce", "complaint"])}
+            )
+        },
+    )
+
+
+def test_operator_settings_secret_and_price_parameters(template):
+    template.has_resource_properties(
+        "AWS::SecretsManager::Secret", {"Name": "postpay/prod/solusvm-api-token"}
+    )
+    template.has_resource_properties(
+        "AWS::SSM::Parameter", {"Name": "/postpay/prod/token-price", "Value": "0.001"}
+    )
+    template.has_resource_properties(
+        "AWS::SSM::Parameter", {"Name": "/postpay/prod/currency", "Value": "USD"}
+    )
+
+
+def test_alarms_and_outputs(template, resources):
+    alarms = _of_type(resources, "AWS::CloudWatch::Alarm")
+    names = {a["Properties"].get("MetricName") for a in alarms.values()}
+    assert {"Errors", "5XXError", "Reputation.BounceRate"} <= names
+    assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    outputs = template.to_json()["Outputs"]
+    assert "SiteUrl" in outputs
+
+
+def test_cdk_nag_finds_no_unsuppressed_errors(synthesized):
+    stack, _, _ = synthesized
+    errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert [f"{e.id}: {str(e.entry.data)[:120]}" for e in errors] == []
+
+
+def test_every_nag_suppression_names_rule_and_reason(resources):
+    for logical_id, resource in resources.items():
+        for suppression in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []):
+            assert suppression["id"].startswith("AwsSolutions-"), logical_id
+            assert len(suppression["reason"]) >= 20, (logical_id, suppression)
+
+
+def test_cfn_lint_finds_no_errors(synthesized):
+    _, _, outdir = synthesized
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), "--format", "parseable", str(outdir / "PostPay-prod.template.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # cfn-lint's exit code is a bit field: 2 errors, 4 warnings, 8 informational
+    assert not result.returncode & ~(4 | 8), result.stdout + result.stderr
+    assert not result.returncode & 2, result.stdout
