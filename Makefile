@@ -9,11 +9,14 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)
 
-.PHONY: help install run test lint typecheck unit integration infra e2e browser layer synth clean
+PHONY_EXTRA := invoice bench
+.PHONY: help install run test lint typecheck unit integration infra e2e browser layer synth clean $(PHONY_EXTRA)
 
 help:
 	@echo "make run   - the whole product on localhost (moto server, SolusVM emulator, pages)"
 	@echo "make test  - every check and test (lint, types, unit, integration, infra, browser)"
+	@echo "make invoice DATE=2022-11-01 [DRY_RUN=1] - invoice a month on the running local stack"
+	@echo "make bench - invoicing throughput and request counts against moto server and the emulator"
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -50,6 +53,11 @@ browser:
 
 run: install
 	$(PY) -m local.run
+
+# The operator's override against `make run`: make invoice DATE=2022-11-01 [DRY_RUN=1] [NOW=2026-12-01T00:05:00Z]
+invoice: install
+	@test -n "$(DATE)" || { echo "usage: make invoice DATE=YYYY-MM-DD [DRY_RUN=1] [NOW=ISO-8601 time]"; exit 2; }
+	$(PY) -m local.invoice --date "$(DATE)" $(if $(DRY_RUN),--dry-run) $(if $(NOW),--now "$(NOW)")
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -6,12 +6,14 @@ import argparse
 import os
 import signal
 import time
+import warnings
 
 from local.gateway import serve
 from local.stack import LocalStack
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "5000")))
@@ -27,12 +29,14 @@ def main() -> None:
         settings={"SIGNUP_MIN_RESPONSE_MS": "300"},
     ).start()
     server = serve(stack, args.port)
+    worker = stack.worker().start()
     print(
         "\nPost-Pay is running locally:\n"
         f"  site              {base}/\n"
         f"  local mailbox     {base}/_local/mail\n"
         f"  SolusVM emulator  {stack.emulator.url}  (state: {stack.emulator.root}/_emulator/state)\n"
         f"  AWS (moto server) {stack.aws_endpoint}\n"
+        "Invoice a month:   make invoice DATE=2026-11-01  (DRY_RUN=1: dry run; NOW=...: move the clock)\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
@@ -47,6 +51,7 @@ def main() -> None:
     while not stopping:
         time.sleep(0.2)
     server.shutdown()
+    worker.stop()
     stack.stop()
     print("stopped", flush=True)
 

@@ -5,6 +5,7 @@ Used by ``make run`` (with the gateway) and by the integration and browser tests
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ sys.path.insert(0, str(ROOT / "layers" / "common" / "python"))
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
+INVOICE_QUEUE = "postpay-local-invoice-jobs"
 SOLUSVM_TOKEN = "local-solusvm-api-token"  # noqa: S105 - the emulator's own, local only
 
 
@@ -26,6 +28,36 @@ def _fake_credentials() -> dict[str, str]:
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
+    }
+
+
+def local_settings(
+    public_base_url: str,
+    emulator_root: str,
+    solusvm_timeout: float = 10.0,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment every function gets: what the CDK stack sets in AWS, pointed at local parts."""
+    return {
+        "PUBLIC_BASE_URL": public_base_url,
+        "TABLE_PREFIX": "postpay-local-",
+        "MAIL_FROM": "billing@postpay.local",
+        "SOLUSVM_URL": f"{emulator_root}/api/v1/",
+        "SOLUSVM_TOKEN_SECRET": "postpay/local/solusvm-api-token",
+        "SOLUSVM_TIMEOUT_SECONDS": str(solusvm_timeout),
+        "SOLUSVM_LIMIT_GROUP_ID": "1",
+        "SSO_URL_TEMPLATE": f"{emulator_root}/panel/login?token={{token}}",
+        "TOKEN_PRICE_PARAMETER": "/postpay/local/token-price",
+        "CURRENCY_PARAMETER": "/postpay/local/currency",
+        "TOS_URL": f"{public_base_url}/_local/terms/tos",
+        "TOS_VERSION": "2026-01",
+        "POSTPAY_TERMS_URL": f"{public_base_url}/_local/terms/postpay",
+        "POSTPAY_TERMS_VERSION": "2026-01",
+        "INVOICE_MAX_ATTEMPTS": "5",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        **(extra or {}),
     }
 
 
@@ -89,33 +121,15 @@ class LocalStack:
         return os.environ["AWS_ENDPOINT_URL"]
 
     def settings(self) -> dict[str, str]:
-        """The environment every function gets: what the CDK stack sets in AWS, pointed at local parts."""
-        return {
-            "PUBLIC_BASE_URL": self.public_base_url,
-            "TABLE_PREFIX": "postpay-local-",
-            "MAIL_FROM": "billing@postpay.local",
-            "SOLUSVM_URL": self.emulator.url,
-            "SOLUSVM_TOKEN_SECRET": "postpay/local/solusvm-api-token",
-            "SOLUSVM_TIMEOUT_SECONDS": str(self.solusvm_timeout),
-            "SOLUSVM_LIMIT_GROUP_ID": "1",
-            "SSO_URL_TEMPLATE": f"{self.emulator.root}/panel/login?token={{token}}",
-            "TOKEN_PRICE_PARAMETER": "/postpay/local/token-price",
-            "CURRENCY_PARAMETER": "/postpay/local/currency",
-            "TOS_URL": f"{self.public_base_url}/_local/terms/tos",
-            "TOS_VERSION": "2026-01",
-            "POSTPAY_TERMS_URL": f"{self.public_base_url}/_local/terms/postpay",
-            "POSTPAY_TERMS_VERSION": "2026-01",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
-            **self.extra_settings,
-        }
+        return local_settings(
+            self.public_base_url, self.emulator.root, self.solusvm_timeout, self.extra_settings
+        )
 
     def bootstrap(self) -> None:
         """What ``cdk deploy`` and the operator would have created: tables, SES identity, secret, prices."""
         import boto3
 
-        from postpay.adapters.dynamo import create_tables
+        from postpay.adapters.tables import create_tables
 
         env = os.environ
         create_tables(env["TABLE_PREFIX"])
@@ -126,6 +140,19 @@ class LocalStack:
         ssm = boto3.client("ssm")
         ssm.put_parameter(Name=env["TOKEN_PRICE_PARAMETER"], Value="0.001", Type="String", Overwrite=True)
         ssm.put_parameter(Name=env["CURRENCY_PARAMETER"], Value="USD", Type="String", Overwrite=True)
+        sqs = boto3.client("sqs")
+        dlq = sqs.create_queue(QueueName="postpay-local-invoice-jobs-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        queue = sqs.create_queue(
+            QueueName=INVOICE_QUEUE,
+            Attributes={
+                "VisibilityTimeout": "30",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+            },
+        )["QueueUrl"]
+        os.environ["INVOICE_QUEUE_URL"] = queue
 
     def mails(self) -> list[Mail]:
         """Every email sent through SES so far, oldest first (read from moto's store in this process)."""
@@ -142,6 +169,15 @@ class LocalStack:
             for m in backend.sent_messages
             if hasattr(m, "subject")
         ]
+
+    def worker(self, **kwargs: Any) -> Any:
+        """The automation worker fed from the local queue, as Lambda's event source mapping would."""
+        from local.events import load_function
+        from local.poller import QueuePoller
+
+        return QueuePoller(
+            os.environ["INVOICE_QUEUE_URL"], load_function("automation", "worker").handler, **kwargs
+        )
 
     def mails_to(self, address: str) -> list[Mail]:
         return [m for m in self.mails() if address in m.to]

@@ -6,7 +6,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from postpay.adapters.dynamo import TableSpec, table_specs
+from postpay.adapters.tables import TableSpec, table_specs
 
 _TYPES = {
     "S": dynamodb.AttributeType.STRING,

@@ -11,7 +11,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match
 
 from infra.stack import READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM
-from postpay.adapters.dynamo import table_specs
+from postpay.adapters.tables import table_specs
 from postpay.routes import FALLBACK_FUNCTION, FUNCTION_ROUTES
 
 

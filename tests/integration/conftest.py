@@ -20,6 +20,7 @@ from tests import workers
 from tests.browser import Browser
 
 FUNCTIONS = ("signup", "verify", "sso")
+AUTOMATION = ("automation",)
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,10 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="session")
 def functions(stack: LocalStack) -> dict[str, Any]:
-    return {name: load_function(name) for name in FUNCTIONS}
+    loaded = {name: load_function(name) for name in FUNCTIONS}
+    loaded["automation"] = load_function("automation")
+    loaded["worker"] = load_function("automation", "worker")
+    return loaded
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +67,12 @@ def concurrent_browser(lambda_pool: ProcessPoolExecutor):
     return make
 
 
+@pytest.fixture
+def worker(stack: LocalStack, functions: dict[str, Any]):  # noqa: ANN201
+    """The automation worker on the local queue; tests drain it explicitly (short visibility for retries)."""
+    return stack.worker(visibility_timeout=1)
+
+
 @pytest.fixture(autouse=True)
 def clean_emulator(stack: LocalStack) -> Iterator[None]:
     yield
@@ -72,14 +82,14 @@ def clean_emulator(stack: LocalStack) -> Iterator[None]:
 @pytest.fixture
 def browser(functions: dict[str, Any]) -> Browser:
     # A fresh browser from its own address, so rate limits of one test never touch another.
-    return Browser({name: module.handler for name, module in functions.items()}, source_ip=random_ip())
+    return Browser({name: functions[name].handler for name in FUNCTIONS}, source_ip=random_ip())
 
 
 @pytest.fixture
 def new_browser(functions: dict[str, Any]):
     def make(**kwargs: Any) -> Browser:
         kwargs.setdefault("source_ip", random_ip())
-        return Browser({name: module.handler for name, module in functions.items()}, **kwargs)
+        return Browser({name: functions[name].handler for name in FUNCTIONS}, **kwargs)
 
     return make
 
@@ -90,6 +100,8 @@ def settings_override(functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 
     def apply(**changes: Any) -> None:
         for module in functions.values():
+            if not hasattr(module, "web"):
+                continue
             updated = dataclasses.replace(module.settings, **changes)
             monkeypatch.setattr(module, "settings", updated)
             monkeypatch.setattr(module.web, "settings", updated)

@@ -58,6 +58,7 @@ class Settings:
     grace_days: int
     invoice_number_format: str
     invoice_queue_url: str | None
+    invoice_max_attempts: int
 
     @property
     def terms(self) -> list[TermsDocument]:
@@ -197,6 +198,7 @@ class _Reader:
             grace_days=self.integer("GRACE_DAYS", 14, minimum=0),
             invoice_number_format=invoice_format,
             invoice_queue_url=self.raw("INVOICE_QUEUE_URL"),
+            invoice_max_attempts=self.integer("INVOICE_MAX_ATTEMPTS", 5, minimum=1),
         )
         if self.errors:
             raise ConfigError("invalid configuration: " + "; ".join(self.errors))

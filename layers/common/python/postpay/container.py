@@ -64,6 +64,60 @@ class Container:
         )
 
     @cached_property
+    def billing(self) -> Any:
+        from postpay.adapters.billing_store import BillingStore
+
+        self.store  # noqa: B018 - binds the table names
+        return BillingStore()
+
+    @cached_property
+    def queue(self) -> Any:
+        from postpay.adapters.queue import SqsQueue
+
+        return SqsQueue(self.settings.invoice_queue_url) if self.settings.invoice_queue_url else None
+
+    @cached_property
+    def invoicing(self) -> Any:
+        from postpay.billing.invoicing import Invoicing
+
+        return Invoicing(
+            settings=self.settings,
+            accounts=self.store,
+            billing=self.billing,
+            solus=self.solus,
+            mailer=self.mailer,
+            clock=self.clock,
+            pricing=self.pricing,
+            queue=self.queue,
+        )
+
+    @cached_property
+    def upkeep(self) -> Any:
+        from postpay.billing.upkeep import Upkeep
+
+        return Upkeep(
+            settings=self.settings,
+            accounts=self.store,
+            billing=self.billing,
+            solus=self.solus,
+            provisioner=self.provisioner,
+            mailer=self.mailer,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def automation(self) -> Any:
+        from postpay.billing.automation import Automation
+
+        return Automation(
+            settings=self.settings,
+            invoicing=self.invoicing,
+            upkeep=self.upkeep,
+            billing=self.billing,
+            clock=self.clock,
+        )
+
+    @cached_property
     def sessions(self) -> Any:
         from postpay.services.sessions import Sessions
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 
 
@@ -28,6 +29,7 @@ class Account:
     provisioning_error: str | None = None
     provisioning_attempts: int = 0
     notify_when_enrolled: bool = False
+    suspended_for: str | None = None  # the overdue invoice for which the product suspended the SolusVM user
 
     @property
     def enrolled(self) -> bool:
@@ -76,3 +78,49 @@ class SolusUser:
     email: str
     status: str
     billing_user_id: int | None = None
+
+
+class InvoiceStatus(StrEnum):
+    UNPAID = "unpaid"
+    PAID = "paid"
+    VOID = "void"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvoiceLine:
+    server_id: int
+    name: str
+    plan: str
+    hours: int
+    tokens: int
+    unit_price: Decimal
+    amount: Decimal
+    deleted: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Invoice:
+    """An issued invoice. Never edited: only its status and payment record change."""
+
+    number: str
+    client_id: int
+    email: str
+    solus_user_id: int
+    period_start: date
+    period_end: date
+    timezone: str
+    currency: str
+    token_price: Decimal
+    lines: tuple[InvoiceLine, ...]
+    total: Decimal
+    status: InvoiceStatus
+    issued_on: date
+    due_on: date
+    usage: str  # the raw SolusVM usage answer it was computed from (JSON)
+    run_id: str
+    paid_at: datetime | None = None
+    payment_reference: str | None = None
+
+    @property
+    def period_key(self) -> str:
+        return f"{self.period_start:%Y-%m}"

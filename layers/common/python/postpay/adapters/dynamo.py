@@ -1,15 +1,12 @@
-"""The one module that touches DynamoDB. PynamoDB models live here and never leak out.
+"""DynamoDB for accounts, link tokens, sessions, terms acceptances, counters and rate limits.
 
-Tables are defined once, by the models below: the CDK stack and the tests create them from
-``TABLES`` (see ``table_specs``), so a schema change fails a test instead of a deploy.
+PynamoDB models live in the adapters and never leak out: the store returns plain domain models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -21,20 +18,13 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
-from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from postpay.adapters.tables import Base, bind
 from postpay.errors import AccountExists, TokenExpired, TokenInvalid, TokenUsed
 from postpay.models import Acceptance, Account, AccountStatus, Session, SignupForm, TokenRecord
 
 # ---------------------------------------------------------------------------------------------- models
-
-
-class _Base(Model):
-    """Each subclass declares its own ``Meta`` (PynamoDB would share one otherwise); ``bind`` names it."""
-
-    logical_name = ""
-    ttl_attribute: str | None = None
 
 
 class AccountsByStatus(GlobalSecondaryIndex["AccountItem"]):
@@ -46,7 +36,15 @@ class AccountsByStatus(GlobalSecondaryIndex["AccountItem"]):
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
-class AccountItem(_Base):
+class SuspendedAccounts(GlobalSecondaryIndex["AccountItem"]):
+    class Meta:
+        index_name = "suspended-index"
+        projection = AllProjection()
+
+    suspended = UnicodeAttribute(hash_key=True)
+
+
+class AccountItem(Base):
     class Meta:
         table_name = ""
         billing_mode = "PAY_PER_REQUEST"
@@ -71,10 +69,15 @@ class AccountItem(_Base):
     notify_when_enrolled = BooleanAttribute(default=False)
     # Epoch seconds; set only while the sign-up is pending, so DynamoDB's TTL removes abandoned sign-ups.
     expires_at = NumberAttribute(null=True)
+    # Set only while the product keeps the SolusVM user suspended for an overdue invoice (a sparse index).
+    suspended = UnicodeAttribute(null=True)
+    suspended_for = UnicodeAttribute(null=True)
+    suspended_at = UTCDateTimeAttribute(null=True)
     by_status = AccountsByStatus()
+    by_suspension = SuspendedAccounts()
 
 
-class TokenItem(_Base):
+class TokenItem(Base):
     class Meta:
         table_name = ""
         billing_mode = "PAY_PER_REQUEST"
@@ -98,7 +101,7 @@ class SessionsByEmail(GlobalSecondaryIndex["SessionItem"]):
     email = UnicodeAttribute(hash_key=True)
 
 
-class SessionItem(_Base):
+class SessionItem(Base):
     class Meta:
         table_name = ""
         billing_mode = "PAY_PER_REQUEST"
@@ -115,7 +118,7 @@ class SessionItem(_Base):
     by_email = SessionsByEmail()
 
 
-class AcceptanceItem(_Base):
+class AcceptanceItem(Base):
     """Append-only record of terms acceptance, kept forever: one item per (client, document, version)."""
 
     class Meta:
@@ -135,7 +138,7 @@ class AcceptanceItem(_Base):
     user_agent = UnicodeAttribute()
 
 
-class RateLimitItem(_Base):
+class RateLimitItem(Base):
     class Meta:
         table_name = ""
         billing_mode = "PAY_PER_REQUEST"
@@ -148,7 +151,7 @@ class RateLimitItem(_Base):
     expires_at = NumberAttribute()
 
 
-class CounterItem(_Base):
+class CounterItem(Base):
     class Meta:
         table_name = ""
         billing_mode = "PAY_PER_REQUEST"
@@ -159,38 +162,14 @@ class CounterItem(_Base):
     value = NumberAttribute(default=0)
 
 
-TABLES: list[type[_Base]] = [AccountItem, TokenItem, SessionItem, AcceptanceItem, RateLimitItem, CounterItem]
-
-
-def bind(table_prefix: str) -> None:
-    """Point every model at its physical table; called once by the container."""
-    for model in TABLES:
-        model.Meta.table_name = table_prefix + model.logical_name
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    logical_name: str
-    schema: dict[str, Any]  # PynamoDB's schema: attribute_definitions, key_schema, global_secondary_indexes
-    ttl_attribute: str | None
-
-
-def table_specs() -> list[TableSpec]:
-    """The schema of every table, from the models: what the stack deploys and the tests create."""
-    return [TableSpec(m.logical_name, dict(m._get_schema()), m.ttl_attribute) for m in TABLES]
-
-
-def create_tables(table_prefix: str) -> None:
-    """Create every table (local stack and tests), with TTL enabled as the stack does."""
-    bind(table_prefix)
-    for model in TABLES:
-        if not model.exists():
-            model.create_table(wait=True)
-            if model.ttl_attribute:
-                model._get_connection().connection.client.update_time_to_live(  # type: ignore[attr-defined]
-                    TableName=model.Meta.table_name,
-                    TimeToLiveSpecification={"Enabled": True, "AttributeName": model.ttl_attribute},
-                )
+ACCOUNT_TABLES: list[type[Base]] = [
+    AccountItem,
+    TokenItem,
+    SessionItem,
+    AcceptanceItem,
+    RateLimitItem,
+    CounterItem,
+]
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -219,6 +198,7 @@ def _to_account(item: AccountItem) -> Account:
         provisioning_error=item.provisioning_error,
         provisioning_attempts=int(item.provisioning_attempts or 0),
         notify_when_enrolled=bool(item.notify_when_enrolled),
+        suspended_for=item.suspended_for,
     )
 
 
@@ -263,6 +243,58 @@ class DynamoStore:
     def accounts_with_status(self, status: AccountStatus) -> Iterator[Account]:
         for item in AccountItem.by_status.query(status.value):
             yield _to_account(item)
+
+    def enrolled_before(self, moment: datetime) -> Iterator[Account]:
+        """Accounts enrolled before ``moment``: who is billed for a period ending then."""
+        for item in AccountItem.by_status.query(
+            AccountStatus.ENROLLED.value, filter_condition=AccountItem.enrolled_at < moment
+        ):
+            yield _to_account(item)
+
+    def expired_pending(self, now: datetime) -> Iterator[Account]:
+        for item in AccountItem.by_status.query(
+            AccountStatus.PENDING.value, filter_condition=AccountItem.expires_at < _epoch(now)
+        ):
+            yield _to_account(item)
+
+    def delete_expired_pending(self, email: str, now: datetime) -> bool:
+        """Removes a sign-up never verified whose link expired (DynamoDB's TTL may lag by days)."""
+        item = AccountItem(email)
+        token = self.pending_token_hash(email)
+        try:
+            with TransactWrite(connection=Connection()) as tx:
+                tx.delete(
+                    item,
+                    condition=(AccountItem.status == AccountStatus.PENDING.value)
+                    & (AccountItem.expires_at < _epoch(now)),
+                )
+                if token:
+                    tx.delete(TokenItem(token))
+        except TransactWriteError:
+            return False
+        return True
+
+    def suspended_accounts(self) -> Iterator[Account]:
+        for item in AccountItem.by_suspension.query("yes"):
+            yield _to_account(item)
+
+    def mark_suspended(self, email: str, invoice_number: str, now: datetime) -> None:
+        AccountItem(email).update(
+            actions=[
+                AccountItem.suspended.set("yes"),
+                AccountItem.suspended_for.set(invoice_number),
+                AccountItem.suspended_at.set(now),
+            ]
+        )
+
+    def clear_suspension(self, email: str) -> None:
+        AccountItem(email).update(
+            actions=[
+                AccountItem.suspended.remove(),
+                AccountItem.suspended_for.remove(),
+                AccountItem.suspended_at.remove(),
+            ]
+        )
 
     def create_pending(
         self,

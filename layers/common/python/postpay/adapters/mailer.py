@@ -12,6 +12,9 @@ SUBJECTS = {
     "already_registered": "You already have an account",
     "enrolled": "Your account is ready",
     "reset": "Reset your password",
+    "invoice": "Invoice {invoice.number} for {period}",
+    "suspended": "Your servers are suspended: invoice {invoice.number} is overdue",
+    "reactivated": "Your servers are active again",
 }
 
 
@@ -33,7 +36,9 @@ class SesMailer:
         """Renders ``email/<template>.html`` and ``.txt`` and sends them; returns the SES message id.
 
         Links in ``context`` are absolute URLs built from the configured base URL by the caller."""
-        subject = SUBJECTS[template]
+        invoice = context.get("invoice")
+        period = f"{invoice.period_start:%B %Y}" if invoice is not None else ""
+        subject = SUBJECTS[template].format(invoice=invoice, period=period)
         html = render(f"email/{template}.html", subject=subject, **context)
         text = render(f"email/{template}.txt", subject=subject, **context)
         request: dict[str, Any] = {

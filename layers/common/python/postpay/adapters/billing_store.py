@@ -1,0 +1,553 @@
+"""DynamoDB for invoices, invoicing runs and their per-account outcomes.
+
+Exactly once is the database's job here, not a check-then-insert:
+- ``invoices`` is keyed by (client, period): a conditional put makes a second invoice impossible;
+- invoice numbers come from a counter updated *in the same transaction* as the invoice, conditioned on its
+  previous value: a number is used only if its invoice is written, so numbers are sequential and gapless;
+- ``run-outcomes`` is keyed by (run, client): each run counts each account once, in that same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.transactions import TransactWrite
+
+from postpay.adapters.dynamo import CounterItem
+from postpay.adapters.tables import Base
+from postpay.models import Invoice, InvoiceLine, InvoiceStatus
+
+INVOICE_COUNTER = "invoice_number"
+
+
+class InvoicesByNumber(GlobalSecondaryIndex["InvoiceItem"]):
+    class Meta:
+        index_name = "number-index"
+        projection = KeysOnlyProjection()
+
+    number = UnicodeAttribute(hash_key=True)
+
+
+class InvoicesByClient(GlobalSecondaryIndex["InvoiceItem"]):
+    class Meta:
+        index_name = "client-index"
+        projection = AllProjection()
+
+    client_id = NumberAttribute(hash_key=True)
+    period_key = UnicodeAttribute(range_key=True)
+
+
+class InvoicesByStatus(GlobalSecondaryIndex["InvoiceItem"]):
+    class Meta:
+        index_name = "status-index"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    due_on = UnicodeAttribute(range_key=True)
+
+
+class InvoiceItem(Base):
+    """One item per (client, period): the invoice, or the record that there was nothing to bill."""
+
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "invoices"
+
+    account_period = UnicodeAttribute(hash_key=True)  # "<client id>#<YYYY-MM>"
+    client_id = NumberAttribute()
+    period_key = UnicodeAttribute()
+    outcome = UnicodeAttribute()  # "invoiced" or "nothing_to_bill"
+    email = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    usage = UnicodeAttribute()  # the raw SolusVM answer, JSON
+    created_at = UTCDateTimeAttribute()
+    # invoices only (absent on "nothing to bill": the indexes below are sparse)
+    number = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    due_on = UnicodeAttribute(null=True)
+    document = UnicodeAttribute(null=True)  # the invoice itself, JSON with exact decimal strings
+    paid_at = UTCDateTimeAttribute(null=True)
+    payment_reference = UnicodeAttribute(null=True)
+    email_lease_until = NumberAttribute(null=True)
+    email_sent_at = UTCDateTimeAttribute(null=True)
+    email_message_id = UnicodeAttribute(null=True)
+    by_number = InvoicesByNumber()
+    by_client = InvoicesByClient()
+    by_status = InvoicesByStatus()
+
+
+class RunItem(Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "invoice-runs"
+
+    run_id = UnicodeAttribute(hash_key=True)
+    trigger = UnicodeAttribute()
+    period = UnicodeAttribute()  # JSON: start, end, timezone
+    state = UnicodeAttribute()  # "queuing" until every job is on the queue, then "queued"
+    queued = NumberAttribute(default=0)
+    invoiced = NumberAttribute(default=0)
+    already_invoiced = NumberAttribute(default=0)
+    nothing_to_bill = NumberAttribute(default=0)
+    failed = NumberAttribute(default=0)
+    started_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class OutcomeItem(Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "run-outcomes"
+
+    run_id = UnicodeAttribute(hash_key=True)
+    client_id = NumberAttribute(range_key=True)
+    outcome = UnicodeAttribute()  # invoiced | already_invoiced | nothing_to_bill | failed
+    invoice_number = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    at = UTCDateTimeAttribute()
+
+
+BILLING_TABLES: list[type[Base]] = [InvoiceItem, RunItem, OutcomeItem]
+OUTCOMES = ("invoiced", "already_invoiced", "nothing_to_bill", "failed")
+
+
+class AlreadyBilled(Exception):
+    """The (client, period) already has an invoice or a nothing-to-bill record."""
+
+
+class OutcomeRecorded(Exception):
+    """This run already recorded an outcome for this account (a redelivered job)."""
+
+
+class CounterMoved(Exception):
+    """Another invoice took the number we expected: re-read the counter and try again."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    trigger: str
+    period: dict[str, str]
+    state: str
+    counts: dict[str, int]
+    started_at: datetime
+    updated_at: datetime
+    failures: dict[int, str]
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts[o] for o in OUTCOMES)
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "queued" and self.done >= self.counts["queued"]
+
+
+def account_period(client_id: int, period_key: str) -> str:
+    return f"{client_id}#{period_key}"
+
+
+def _dec(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def invoice_document(invoice: Invoice) -> str:
+    return json.dumps(
+        {
+            "number": invoice.number,
+            "client_id": invoice.client_id,
+            "email": invoice.email,
+            "solus_user_id": invoice.solus_user_id,
+            "period_start": invoice.period_start.isoformat(),
+            "period_end": invoice.period_end.isoformat(),
+            "timezone": invoice.timezone,
+            "currency": invoice.currency,
+            "token_price": _dec(invoice.token_price),
+            "total": _dec(invoice.total),
+            "issued_on": invoice.issued_on.isoformat(),
+            "due_on": invoice.due_on.isoformat(),
+            "run_id": invoice.run_id,
+            "lines": [
+                {
+                    "server_id": ln.server_id,
+                    "name": ln.name,
+                    "plan": ln.plan,
+                    "hours": ln.hours,
+                    "tokens": ln.tokens,
+                    "unit_price": _dec(ln.unit_price),
+                    "amount": _dec(ln.amount),
+                    "deleted": ln.deleted,
+                }
+                for ln in invoice.lines
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def _to_invoice(item: InvoiceItem) -> Invoice:
+    doc = json.loads(item.document or "{}")
+    return Invoice(
+        number=doc["number"],
+        client_id=doc["client_id"],
+        email=doc["email"],
+        solus_user_id=doc["solus_user_id"],
+        period_start=date.fromisoformat(doc["period_start"]),
+        period_end=date.fromisoformat(doc["period_end"]),
+        timezone=doc["timezone"],
+        currency=doc["currency"],
+        token_price=Decimal(doc["token_price"]),
+        lines=tuple(
+            InvoiceLine(
+                server_id=ln["server_id"],
+                name=ln["name"],
+                plan=ln["plan"],
+                hours=ln["hours"],
+                tokens=ln["tokens"],
+                unit_price=Decimal(ln["unit_price"]),
+                amount=Decimal(ln["amount"]),
+                deleted=ln["deleted"],
+            )
+            for ln in doc["lines"]
+        ),
+        total=Decimal(doc["total"]),
+        status=InvoiceStatus(item.status),
+        issued_on=date.fromisoformat(doc["issued_on"]),
+        due_on=date.fromisoformat(doc["due_on"]),
+        usage=item.usage,
+        run_id=doc["run_id"],
+        paid_at=item.paid_at,
+        payment_reference=item.payment_reference,
+    )
+
+
+def _cancel_codes(error: TransactWriteError) -> list[str | None]:
+    return [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
+
+
+class BillingStore:
+    # The counter value this process last saw: the first guess for the next number (saves a read per invoice).
+    _counter_hint: int | None = None
+
+    # runs ------------------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, *, trigger: str, period: dict[str, str], now: datetime) -> bool:
+        """Creates the run record; False if it exists (a duplicate scheduled event)."""
+        try:
+            RunItem(
+                run_id,
+                trigger=trigger,
+                period=json.dumps(period),
+                state="queuing",
+                started_at=now,
+                updated_at=now,
+            ).save(condition=RunItem.run_id.does_not_exist())
+        except PutError as error:
+            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def finish_queuing(self, run_id: str, queued: int, now: datetime) -> None:
+        RunItem(run_id).update(
+            actions=[RunItem.queued.set(queued), RunItem.state.set("queued"), RunItem.updated_at.set(now)]
+        )
+
+    def run(self, run_id: str) -> RunRecord | None:
+        try:
+            item = RunItem.get(run_id, consistent_read=True)
+        except RunItem.DoesNotExist:
+            return None
+        failures = {
+            int(o.client_id): o.reason or ""
+            for o in OutcomeItem.query(
+                run_id, filter_condition=OutcomeItem.outcome == "failed", consistent_read=True
+            )
+        }
+        counts = {name: int(getattr(item, name) or 0) for name in ("queued", *OUTCOMES)}
+        return RunRecord(
+            item.run_id,
+            item.trigger,
+            json.loads(item.period),
+            item.state,
+            counts,
+            item.started_at,
+            item.updated_at,
+            failures,
+        )
+
+    # issuing ---------------------------------------------------------------------------------------
+
+    def counter_value(self) -> int:
+        try:
+            value = int(CounterItem.get(INVOICE_COUNTER, consistent_read=True).value or 0)
+        except CounterItem.DoesNotExist:
+            value = 0
+        BillingStore._counter_hint = value
+        return value
+
+    def issue(self, invoice_for: Any, *, run_id: str, now: datetime, email_lease: timedelta) -> Invoice:
+        """Writes the invoice with the next number, its run outcome and the run's count, in one transaction.
+
+        ``invoice_for(number)`` builds the invoice for a number. Raises AlreadyBilled or OutcomeRecorded."""
+        from postpay.observability import logger
+
+        current = self._counter_hint if self._counter_hint is not None else self.counter_value()
+        replace_failed = False
+        for attempt in range(50):
+            invoice: Invoice = invoice_for(current + 1)
+            try:
+                self._write_invoice(
+                    invoice,
+                    expected_counter=current,
+                    run_id=run_id,
+                    now=now,
+                    lease=email_lease,
+                    replace_failed=replace_failed,
+                )
+            except OutcomeRecorded:
+                if replace_failed or self.outcome_of(run_id, invoice.client_id) != "failed":
+                    raise
+                replace_failed = True  # a dead-lettered job redriven: its "failed" outcome becomes this one
+                continue
+            except CounterMoved:
+                current = self.counter_value()
+                if attempt > 5:
+                    logger.info("invoice counter contended", extra={"attempt": attempt})
+                continue
+            BillingStore._counter_hint = current + 1
+            return invoice
+        raise RuntimeError("could not allocate an invoice number after 50 attempts")
+
+    def _write_invoice(
+        self,
+        invoice: Invoice,
+        *,
+        expected_counter: int,
+        run_id: str,
+        now: datetime,
+        lease: timedelta,
+        replace_failed: bool = False,
+    ) -> None:
+        key = account_period(invoice.client_id, invoice.period_key)
+        counter_condition = (
+            CounterItem.value == expected_counter if expected_counter else CounterItem.name.does_not_exist()
+        )
+        item = InvoiceItem(
+            key,
+            client_id=invoice.client_id,
+            period_key=invoice.period_key,
+            outcome="invoiced",
+            email=invoice.email,
+            run_id=run_id,
+            usage=invoice.usage,
+            created_at=now,
+            number=invoice.number,
+            status=invoice.status.value,
+            due_on=invoice.due_on.isoformat(),
+            document=invoice_document(invoice),
+            email_lease_until=int((now + lease).timestamp()),
+        )
+        try:
+            with TransactWrite(connection=Connection()) as tx:
+                tx.update(
+                    CounterItem(INVOICE_COUNTER),
+                    actions=[CounterItem.value.set(expected_counter + 1)],
+                    condition=counter_condition,
+                )
+                tx.save(item, condition=InvoiceItem.account_period.does_not_exist())
+                self._outcome(
+                    tx,
+                    run_id,
+                    invoice.client_id,
+                    "invoiced",
+                    now,
+                    number=invoice.number,
+                    replace_failed=replace_failed,
+                )
+        except TransactWriteError as error:
+            # PynamoDB sends condition checks, deletes, puts, then updates: [invoice, outcome, counter, run]
+            codes = _cancel_codes(error) + [None] * 4
+            if codes[0] == "ConditionalCheckFailed":
+                raise AlreadyBilled(key) from error
+            if codes[1] == "ConditionalCheckFailed":
+                raise OutcomeRecorded(key) from error
+            if codes[2] == "ConditionalCheckFailed" or "TransactionConflict" in codes:
+                raise CounterMoved() from error
+            raise
+
+    def record_nothing(
+        self, *, client_id: int, email: str, period_key: str, usage: str, run_id: str, now: datetime
+    ) -> None:
+        """No usage: a nothing-to-bill record for (client, period) and the run's outcome, together."""
+        key = account_period(client_id, period_key)
+        item = InvoiceItem(
+            key,
+            client_id=client_id,
+            period_key=period_key,
+            outcome="nothing_to_bill",
+            email=email,
+            run_id=run_id,
+            usage=usage,
+            created_at=now,
+        )
+        for replace_failed in (False, True):
+            try:
+                with TransactWrite(connection=Connection()) as tx:
+                    tx.save(item, condition=InvoiceItem.account_period.does_not_exist())
+                    self._outcome(
+                        tx, run_id, client_id, "nothing_to_bill", now, replace_failed=replace_failed
+                    )
+                return
+            except TransactWriteError as error:
+                codes = _cancel_codes(error) + [None] * 3  # puts first: [record, outcome], then [run]
+                if codes[0] == "ConditionalCheckFailed":
+                    raise AlreadyBilled(key) from error
+                if codes[1] != "ConditionalCheckFailed":
+                    raise
+                if replace_failed or self.outcome_of(run_id, client_id) != "failed":
+                    raise OutcomeRecorded(key) from error
+
+    def record_outcome(
+        self,
+        run_id: str,
+        client_id: int,
+        outcome: str,
+        now: datetime,
+        *,
+        number: str | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Records this run's outcome for an account once (replacing a "failed" one); False if it had one."""
+        replace = outcome != "failed" and self.outcome_of(run_id, client_id) == "failed"
+        try:
+            with TransactWrite(connection=Connection()) as tx:
+                self._outcome(
+                    tx, run_id, client_id, outcome, now, number=number, reason=reason, replace_failed=replace
+                )
+        except TransactWriteError:
+            return False
+        return True
+
+    def _outcome(
+        self,
+        tx: TransactWrite,
+        run_id: str,
+        client_id: int,
+        outcome: str,
+        now: datetime,
+        *,
+        number: str | None = None,
+        reason: str | None = None,
+        replace_failed: bool = False,
+    ) -> None:
+        """Once per (run, account); a "failed" outcome may later be replaced when its job is redriven."""
+        tx.save(
+            OutcomeItem(run_id, client_id, outcome=outcome, invoice_number=number, reason=reason, at=now),
+            condition=(OutcomeItem.outcome == "failed")
+            if replace_failed
+            else OutcomeItem.run_id.does_not_exist(),
+        )
+        actions = [getattr(RunItem, outcome).add(1), RunItem.updated_at.set(now)]
+        if replace_failed:
+            actions.append(RunItem.failed.add(-1))
+        tx.update(RunItem(run_id), actions=actions, condition=RunItem.run_id.exists())
+
+    def outcome_of(self, run_id: str, client_id: int) -> str | None:
+        try:
+            return OutcomeItem.get(run_id, client_id, consistent_read=True).outcome
+        except OutcomeItem.DoesNotExist:
+            return None
+
+    # reading ---------------------------------------------------------------------------------------
+
+    def billed(self, client_id: int, period_key: str) -> tuple[str, Invoice | None] | None:
+        """("invoiced", invoice) / ("nothing_to_bill", None) for (client, period), or None."""
+        try:
+            item = InvoiceItem.get(account_period(client_id, period_key), consistent_read=True)
+        except InvoiceItem.DoesNotExist:
+            return None
+        return (item.outcome, _to_invoice(item) if item.outcome == "invoiced" else None)
+
+    def invoice_by_number(self, number: str) -> Invoice | None:
+        for key in InvoiceItem.by_number.query(number):
+            return _to_invoice(InvoiceItem.get(key.account_period, consistent_read=True))
+        return None
+
+    def invoices_of(self, client_id: int) -> list[Invoice]:
+        return [
+            _to_invoice(item)
+            for item in InvoiceItem.by_client.query(client_id, scan_index_forward=False)
+            if item.outcome == "invoiced"
+        ]
+
+    def unpaid_due_before(self, day: date) -> Iterator[Invoice]:
+        for item in InvoiceItem.by_status.query(
+            InvoiceStatus.UNPAID.value, InvoiceItem.due_on < day.isoformat()
+        ):
+            yield _to_invoice(item)
+
+    # email and payment -----------------------------------------------------------------------------
+
+    def claim_email(self, invoice: Invoice, now: datetime, lease: timedelta) -> bool:
+        """Takes the right to send the invoice email: not sent yet, and no live lease held by another."""
+        try:
+            InvoiceItem(account_period(invoice.client_id, invoice.period_key)).update(
+                actions=[InvoiceItem.email_lease_until.set(int((now + lease).timestamp()))],
+                condition=InvoiceItem.email_sent_at.does_not_exist()
+                & (
+                    InvoiceItem.email_lease_until.does_not_exist()
+                    | (InvoiceItem.email_lease_until < int(now.timestamp()))
+                ),
+            )
+        except UpdateError as error:
+            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def mark_emailed(self, invoice: Invoice, message_id: str, now: datetime) -> None:
+        InvoiceItem(account_period(invoice.client_id, invoice.period_key)).update(
+            actions=[
+                InvoiceItem.email_sent_at.set(now),
+                InvoiceItem.email_message_id.set(message_id),
+                InvoiceItem.email_lease_until.remove(),
+            ]
+        )
+
+    def mark_paid(self, number: str, reference: str, now: datetime) -> Invoice:
+        """unpaid -> paid, once. Raises LookupError (unknown number) or ValueError (not unpaid)."""
+        keys = list(InvoiceItem.by_number.query(number))
+        if not keys:
+            raise LookupError(number)
+        item = InvoiceItem(keys[0].account_period)
+        try:
+            item.update(
+                actions=[
+                    InvoiceItem.status.set(InvoiceStatus.PAID.value),
+                    InvoiceItem.paid_at.set(now),
+                    InvoiceItem.payment_reference.set(reference),
+                ],
+                condition=InvoiceItem.status == InvoiceStatus.UNPAID.value,
+            )
+        except UpdateError as error:
+            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
+                current = InvoiceItem.get(keys[0].account_period, consistent_read=True)
+                raise ValueError(f"invoice {number} is {current.status}, not unpaid") from error
+            raise
+        return _to_invoice(InvoiceItem.get(keys[0].account_period, consistent_read=True))

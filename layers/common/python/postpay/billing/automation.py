@@ -1,0 +1,90 @@
+"""The automation function's logic: the daily schedule and the operator's commands."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from postpay.adapters.billing_store import BillingStore, RunRecord
+from postpay.billing.commands import Daily, InvoiceMonth, MarkPaid, PayloadError, RunStatus, parse
+from postpay.billing.periods import local_date, month_before
+from postpay.clock import Clock
+from postpay.config import Settings
+from postpay.observability import logger
+
+if TYPE_CHECKING:
+    from postpay.billing.invoicing import Invoicing
+    from postpay.billing.upkeep import Upkeep
+
+
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    return {
+        "runId": run.run_id,
+        "trigger": run.trigger,
+        "period": run.period,
+        "state": run.state,
+        "finished": run.finished,
+        "queued": run.counts["queued"],
+        "invoiced": run.counts["invoiced"],
+        "alreadyInvoiced": run.counts["already_invoiced"],
+        "nothingToBill": run.counts["nothing_to_bill"],
+        "failed": run.counts["failed"],
+        "failures": {str(k): v for k, v in sorted(run.failures.items())},
+        "startedAt": run.started_at.isoformat(),
+        "updatedAt": run.updated_at.isoformat(),
+        "finishedAt": run.updated_at.isoformat() if run.finished else None,
+    }
+
+
+class Automation:
+    def __init__(
+        self, *, settings: Settings, invoicing: Invoicing, upkeep: Upkeep, billing: BillingStore, clock: Clock
+    ) -> None:
+        self.settings = settings
+        self.invoicing = invoicing
+        self.upkeep = upkeep
+        self.billing = billing
+        self.clock = clock
+
+    def handle(self, event: Any) -> dict[str, Any]:
+        command = parse(event, timezone=self.settings.billing_timezone, now=self.clock.now())
+        logger.info("automation command", extra={"command": type(command).__name__})
+        if isinstance(command, Daily):
+            return self.daily(command)
+        if isinstance(command, InvoiceMonth):
+            if command.dry_run:
+                return self.invoicing.dry_run(command.period)
+            return run_summary(self.invoicing.start(command.period, trigger="operator"))
+        if isinstance(command, RunStatus):
+            run = self.billing.run(command.run_id)
+            if run is None:
+                raise PayloadError(f"no run {command.run_id!r}")
+            return run_summary(run)
+        return self.mark_paid(command)
+
+    def daily(self, command: Daily) -> dict[str, Any]:
+        result: dict[str, Any] = {"date": command.today.isoformat()}
+        if command.today.day == 1:
+            period = month_before(command.today, self.settings.billing_timezone)
+            result["run"] = run_summary(self.invoicing.start(period, trigger="schedule"))
+        result["upkeep"] = self.upkeep.run(command.today).as_dict()
+        return result
+
+    def mark_paid(self, command: MarkPaid) -> dict[str, Any]:
+        now = self.clock.now()
+        try:
+            invoice = self.billing.mark_paid(command.number, command.reference, now)
+        except LookupError as error:
+            raise PayloadError(f"no invoice {command.number!r}") from error
+        except ValueError as error:
+            raise PayloadError(str(error)) from error
+        logger.info("invoice paid", extra={"invoice": invoice.number, "client_id": invoice.client_id})
+        reactivated = self.upkeep.lift_if_clear(
+            invoice.email, local_date(now, self.settings.billing_timezone)
+        )
+        return {
+            "invoice": invoice.number,
+            "status": invoice.status.value,
+            "reference": command.reference,
+            "paidAt": now.isoformat(),
+            "reactivated": reactivated,
+        }

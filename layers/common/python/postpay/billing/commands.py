@@ -1,0 +1,107 @@
+"""What the automation function is asked to do: the daily schedule or an operator's payload, validated.
+
+A malformed payload fails the invoke with a message saying what is wrong, before anything happens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from postpay.billing.periods import Period, local_date, month_before
+
+
+class PayloadError(ValueError):
+    """The operator's payload is refused; the message says why."""
+
+
+@dataclass(frozen=True)
+class Daily:
+    today: date  # the local date of the scheduled run, in the billing time zone
+
+
+@dataclass(frozen=True)
+class InvoiceMonth:
+    period: Period
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class MarkPaid:
+    number: str
+    reference: str
+
+
+Command = Daily | InvoiceMonth | RunStatus | MarkPaid
+_OPERATOR_KEYS = {
+    "invoicingDate": {"invoicingDate", "dryRun"},
+    "runStatus": {"runStatus"},
+    "markPaid": {"markPaid", "reference"},
+}
+
+
+def parse(event: Any, *, timezone: str, now: datetime) -> Command:
+    if not isinstance(event, dict):
+        raise PayloadError("the payload must be a JSON object")
+    if event.get("source") == "aws.events" or "schedule" in event:
+        return Daily(local_date(_scheduled_time(event, now), timezone))
+    kinds = [key for key in _OPERATOR_KEYS if key in event]
+    if len(kinds) != 1:
+        raise PayloadError(
+            "the payload must have exactly one of: invoicingDate (with optional dryRun), runStatus, "
+            f"markPaid (with reference); got keys {sorted(event)}"
+        )
+    kind = kinds[0]
+    unknown = set(event) - _OPERATOR_KEYS[kind]
+    if unknown:
+        raise PayloadError(f"unknown keys {sorted(unknown)}; {kind} accepts {sorted(_OPERATOR_KEYS[kind])}")
+    if kind == "invoicingDate":
+        return _invoice_month(event, timezone, now)
+    if kind == "runStatus":
+        return RunStatus(_text(event, "runStatus"))
+    return MarkPaid(_text(event, "markPaid"), _text(event, "reference"))
+
+
+def _invoice_month(event: dict[str, Any], timezone: str, now: datetime) -> InvoiceMonth:
+    raw = event["invoicingDate"]
+    if not isinstance(raw, str):
+        raise PayloadError(f"invoicingDate must be a date like 2022-11-01, got {raw!r}")
+    try:
+        invoicing_date = date.fromisoformat(raw)
+    except ValueError as error:
+        raise PayloadError(f"invoicingDate must be a date like 2022-11-01, got {raw!r}") from error
+    if len(raw) != 10:
+        raise PayloadError(f"invoicingDate must be a date like 2022-11-01, got {raw!r}")
+    dry_run = event.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise PayloadError(f"dryRun must be true or false, got {dry_run!r}")
+    period = month_before(invoicing_date, timezone)
+    today = local_date(now, timezone)
+    if period.end >= today:
+        raise PayloadError(
+            f"invoicingDate {raw} would invoice {period.label}, which has not ended yet in {timezone} "
+            f"(today is {today})"
+        )
+    return InvoiceMonth(period, dry_run)
+
+
+def _text(event: dict[str, Any], key: str) -> str:
+    value = event.get(key)
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise PayloadError(f"{key} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _scheduled_time(event: dict[str, Any], now: datetime) -> datetime:
+    raw = event.get("time") or event.get("scheduledTime")
+    if not raw:
+        return now
+    try:
+        return datetime.fromisoformat(str(raw).replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError as error:
+        raise PayloadError(f"scheduled time {raw!r} is not a timestamp") from error

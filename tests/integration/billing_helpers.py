@@ -1,0 +1,86 @@
+"""Factories for invoicing tests: enrolled accounts with servers whose usage is known exactly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from local.events import LambdaContext
+from local.stack import SOLUSVM_TOKEN, LocalStack
+from postpay.adapters.billing_store import InvoiceItem
+from postpay.adapters.dynamo import AccountItem, CounterItem
+from postpay.errors import AccountExists
+
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def enrolled_account(
+    stack: LocalStack,
+    functions: dict[str, Any],
+    *,
+    servers: list[dict] | None = None,
+    enrolled_at: datetime = LONG_AGO,
+) -> AccountItem:
+    """An enrolled account (made the way verification makes one) with SolusVM servers seeded as given.
+
+    Each server: {"plan_id", "created_at", "deleted_at"?, "name"?} (ISO times)."""
+    email = f"bill-{uuid.uuid4().hex[:12]}@example.com"
+    container = functions["verify"].container
+    client_id = container.store.next_value("client_id")
+    user = requests.post(
+        f"{stack.emulator.url}users",
+        json={"email": email, "password": "x" * 16, "status": "active", "billing_user_id": client_id},
+        headers={"Authorization": f"Bearer {SOLUSVM_TOKEN}"},
+        timeout=5,
+    ).json()["data"]
+    item = AccountItem(
+        email,
+        client_id=client_id,
+        name="Bill Payer",
+        company="",
+        password_hash="x",
+        status="enrolled",
+        created_at=enrolled_at,
+        verified_at=enrolled_at,
+        enrolled_at=enrolled_at,
+        solus_user_id=user["id"],
+    )
+    try:
+        item.save(condition=AccountItem.email.does_not_exist())
+    except Exception as error:  # pragma: no cover - uuid collision
+        raise AccountExists(email) from error
+    for server in servers or []:
+        requests.post(
+            f"{stack.emulator.root}/_emulator/servers", json={"user_id": user["id"], **server}, timeout=5
+        ).raise_for_status()
+    return AccountItem.get(email)
+
+
+def invoke(functions: dict[str, Any], payload: dict) -> dict:
+    return functions["automation"].handler(payload, LambdaContext(function_name="automation"))
+
+
+def drain(poller: Any, *, rounds: int = 50) -> None:
+    """Processes the queue until it stays empty (retries become visible again after the visibility timeout)."""
+    empty = 0
+    for _ in range(rounds):
+        if poller.poll_once(wait_seconds=1) == 0:
+            empty += 1
+            if empty >= 2:
+                return
+        else:
+            empty = 0
+
+
+def invoices_of(client_id: int) -> list[InvoiceItem]:
+    return [i for i in InvoiceItem.by_client.query(client_id) if i.outcome == "invoiced"]
+
+
+def counter() -> int:
+    try:
+        return int(CounterItem.get("invoice_number").value)
+    except CounterItem.DoesNotExist:
+        return 0
