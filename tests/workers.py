@@ -25,4 +25,15 @@ def warm(function: str) -> bool:
     from local.events import load_function
 
     load_function(function)
+    if function == "automation":
+        load_function(function, "worker")
     return True
+
+
+def invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
+    from local.events import LambdaContext, load_function
+
+    try:
+        return load_function("automation", "worker").handler(event, LambdaContext(function_name="worker"))
+    except Exception as error:  # every record failed: Lambda would report the invocation as failed
+        return {"failed": repr(error)}

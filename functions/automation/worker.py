@@ -24,9 +24,9 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> str:
     job = Job.from_message(json.loads(record.body))
-    logger.append_keys(run_id=job.run_id, client_id=job.client_id)
     attempt = int(record.attributes.approximate_receive_count or 1)
-    return container.invoicing.process(job, final_attempt=attempt >= settings.invoice_max_attempts)
+    with logger.append_context_keys(run_id=job.run_id, client_id=job.client_id, attempt=attempt):
+        return container.invoicing.process(job, final_attempt=attempt >= settings.invoice_max_attempts)
 
 
 @logger.inject_lambda_context

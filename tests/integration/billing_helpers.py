@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -64,7 +66,7 @@ def invoke(functions: dict[str, Any], payload: dict) -> dict:
 
 
 def drain(poller: Any, *, rounds: int = 50) -> None:
-    """Processes the queue until it stays empty (retries become visible again after the visibility timeout)."""
+    """Processes the queue until it stays empty (retries come back after the visibility timeout)."""
     empty = 0
     for _ in range(rounds):
         if poller.poll_once(wait_seconds=1) == 0:
@@ -84,3 +86,38 @@ def counter() -> int:
         return int(CounterItem.get("invoice_number").value)
     except CounterItem.DoesNotExist:
         return 0
+
+
+def all_invoice_numbers() -> list[int]:
+    return sorted(int(re.sub(r"\D", "", i.number)) for i in InvoiceItem.scan() if i.outcome == "invoiced")
+
+
+def invoice_mails(stack: LocalStack, email: str) -> list[Any]:
+    return [m for m in stack.mails_to(email) if m.subject.startswith("Invoice")]
+
+
+class ShiftedClock:
+    def __init__(self, delta: timedelta) -> None:
+        self.delta = delta
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.delta
+
+
+def receive_all(stack: LocalStack) -> list[dict]:
+    import boto3
+
+    sqs = boto3.client("sqs")
+    messages: list[dict] = []
+    for _ in range(20):
+        batch = sqs.receive_message(
+            QueueUrl=os.environ["INVOICE_QUEUE_URL"],
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            VisibilityTimeout=60,
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        if not batch:
+            break
+        messages += batch
+    return messages

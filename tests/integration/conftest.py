@@ -48,7 +48,7 @@ def lambda_pool(functions: dict[str, Any]) -> Iterator[ProcessPoolExecutor]:
     with ProcessPoolExecutor(
         max_workers=4, mp_context=context, initializer=workers.init, initargs=(list(sys.path),)
     ) as pool:
-        list(pool.map(workers.warm, [name for name in FUNCTIONS for _ in range(4)]))
+        list(pool.map(workers.warm, [name for name in (*FUNCTIONS, "automation") for _ in range(4)]))
         yield pool
 
 
@@ -68,7 +68,7 @@ def concurrent_browser(lambda_pool: ProcessPoolExecutor):
 
 
 @pytest.fixture
-def worker(stack: LocalStack, functions: dict[str, Any]):  # noqa: ANN201
+def worker(stack: LocalStack, functions: dict[str, Any]):
     """The automation worker on the local queue; tests drain it explicitly (short visibility for retries)."""
     return stack.worker(visibility_timeout=1)
 

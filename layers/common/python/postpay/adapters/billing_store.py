@@ -504,10 +504,12 @@ class BillingStore:
 
     # email and payment -----------------------------------------------------------------------------
 
-    def claim_email(self, invoice: Invoice, now: datetime, lease: timedelta) -> bool:
-        """Takes the right to send the invoice email: not sent yet, and no live lease held by another."""
+    def claim_email(self, invoice: Invoice, now: datetime, lease: timedelta) -> str:
+        """Takes the right to send the invoice email. Returns "claimed", "sent" (nothing to do) or "leased"
+        (another attempt holds a live lease: it may be sending right now, so this one must not)."""
+        key = account_period(invoice.client_id, invoice.period_key)
         try:
-            InvoiceItem(account_period(invoice.client_id, invoice.period_key)).update(
+            InvoiceItem(key).update(
                 actions=[InvoiceItem.email_lease_until.set(int((now + lease).timestamp()))],
                 condition=InvoiceItem.email_sent_at.does_not_exist()
                 & (
@@ -516,10 +518,13 @@ class BillingStore:
                 ),
             )
         except UpdateError as error:
-            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if getattr(error, "cause_response_code", None) != "ConditionalCheckFailedException":
+                raise
+            item = InvoiceItem.get(
+                key, consistent_read=True, attributes_to_get=["account_period", "email_sent_at"]
+            )
+            return "sent" if item.email_sent_at is not None else "leased"
+        return "claimed"
 
     def mark_emailed(self, invoice: Invoice, message_id: str, now: datetime) -> None:
         InvoiceItem(account_period(invoice.client_id, invoice.period_key)).update(

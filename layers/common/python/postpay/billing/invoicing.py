@@ -40,6 +40,10 @@ class Queue(Protocol):
     def send_all(self, messages: list[dict[str, Any]]) -> int: ...
 
 
+class EmailPending(Exception):
+    """The invoice exists but its email is not confirmed sent yet: the job must be retried."""
+
+
 class UsageError(Exception):
     """SolusVM's usage answer does not follow the contract; retrying will not help."""
 
@@ -299,8 +303,14 @@ class Invoicing:
     def _email(self, invoice: Invoice, *, claimed: bool) -> None:
         """Sends the invoice email once: under the lease written with the invoice, or one claimed now."""
         now = self.clock.now()
-        if not claimed and not self.billing.claim_email(invoice, now, EMAIL_LEASE):
-            return  # sent already, or another worker is sending it right now
+        if not claimed:
+            state = self.billing.claim_email(invoice, now, EMAIL_LEASE)
+            if state == "sent":
+                return
+            if state == "leased":
+                # Another attempt may be sending it right now. Retry later rather than finish: if that
+                # attempt died before sending, the email goes out once its lease has expired.
+                raise EmailPending(invoice.number)
         message_id = self.mailer.send(
             invoice.email,
             "invoice",
