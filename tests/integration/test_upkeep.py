@@ -1,4 +1,4 @@
-"""Daily upkeep: overdue suspension and reactivation, abandoned sign-ups, provisioning retries, the schedule."""
+"""Daily upkeep: overdue suspension and reactivation, abandoned sign-ups, provisioning retries, schedule."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ A POST is never retried blindly: provisioning re-reads before it creates, so a l
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
@@ -18,7 +19,7 @@ from urllib3.util.retry import Retry
 
 from postpay.errors import SolusRejected, SolusUnavailable
 from postpay.models import SolusUser
-from postpay.observability import logger
+from postpay.observability import logger, metrics
 
 _IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
 _MAX_PAGES = 1000
@@ -69,6 +70,7 @@ class SolusVMClient:
             "Accept": "application/json",
             "Content-Type": "application/json",
         }
+        started = time.monotonic()
         try:
             response = self.session.request(
                 method, self.base_url + path, params=params, json=json, headers=headers, timeout=self.timeout
@@ -76,6 +78,7 @@ class SolusVMClient:
         except requests.RequestException as error:
             # The exception text holds the URL only, never the headers, so it is safe to log.
             raise SolusUnavailable(f"{method} {path}: {type(error).__name__}") from error
+        metrics.add_metric(name="SolusVmLatency", unit="Milliseconds", value=(time.monotonic() - started) * 1000)
         if response.status_code >= 500:
             raise SolusUnavailable(f"{method} {path}: HTTP {response.status_code}")
         if response.status_code >= 400:
