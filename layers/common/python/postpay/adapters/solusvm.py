@@ -78,7 +78,8 @@ class SolusVMClient:
         except requests.RequestException as error:
             # The exception text holds the URL only, never the headers, so it is safe to log.
             raise SolusUnavailable(f"{method} {path}: {type(error).__name__}") from error
-        metrics.add_metric(name="SolusVmLatency", unit="Milliseconds", value=(time.monotonic() - started) * 1000)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        metrics.add_metric(name="SolusVmLatency", unit="Milliseconds", value=elapsed_ms)
         if response.status_code >= 500:
             raise SolusUnavailable(f"{method} {path}: HTTP {response.status_code}")
         if response.status_code >= 400:
