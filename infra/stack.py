@@ -7,6 +7,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.components.api import Site
+from infra.components.automation import Automation
 from infra.components.data import Data
 from infra.components.functions import PythonFunction, SharedLayer
 from infra.components.mail import Mail
@@ -93,14 +94,41 @@ class PostPayStack(Stack):
             domain_name=config.domain_name,
             certificate_arn=config.certificate_arn,
         )
-        Monitoring(
+        self.automation = Automation(
+            self,
+            "Automation",
+            layer=layer,
+            environment=environment,
+            tables=dict(data.tables),
+            log_retention=retention,
+            billing_timezone=config.billing_timezone,
+        )
+        for function in (self.automation.run, self.automation.worker):
+            operator.solusvm_token.grant_read(function.role)
+            operator.token_price.grant_read(function.role)
+            operator.currency.grant_read(function.role)
+            mail.grant_send(function.role)
+        monitoring = Monitoring(
             self,
             "Monitoring",
             stage=config.stage,
-            functions={n: f.function for n, f in self.functions.items()},
+            functions={
+                **{n: f.function for n, f in self.functions.items()},
+                "automation": self.automation.run.function,
+                "worker": self.automation.worker.function,
+            },
             api=site.api,
             configuration_set_name=mail.configuration_set.configuration_set_name,
             alarm_email=config.alarm_email,
+            currency=config.currency,
+            dead_letters=self.automation.dead_letters,
+        )
+        monitoring.notify(self.automation.dlq_alarm, self.automation.missed_run_alarm)
+        CfnOutput(
+            self,
+            "AutomationFunctionName",
+            value=self.automation.run.function.function_name,
+            description="The automation function: invoke it with an operator payload (README, Operating)",
         )
         CfnOutput(
             self,

@@ -110,7 +110,8 @@ class PythonFunction(Construct):
             apply_to_children=True,
         )
 
-    def grant_table(self, table: object, actions: list[str], *, indexes: bool = False) -> None:
+    def grant_table(self, table: object, actions: list[str], *, indexes: list[str] | None = None) -> None:
+        """``actions`` on the table, and on the named indexes (never ``index/*``)."""
         arn = table.table_arn  # type: ignore[attr-defined]
-        resources = [arn, f"{arn}/index/*"] if indexes else [arn]
+        resources = [arn, *(f"{arn}/index/{name}" for name in indexes or [])]
         self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))

@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 NAMESPACE = "PostPay"
@@ -35,6 +36,8 @@ class Monitoring(Construct):
         functions: dict[str, lambda_.IFunction],
         api: apigw.RestApi,
         configuration_set_name: str,
+        currency: str,
+        dead_letters: sqs.IQueue,
         alarm_email: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
@@ -89,7 +92,33 @@ class Monitoring(Construct):
                 left=[f.metric_duration(statistic="p95") for f in functions.values()],
             ),
             cloudwatch.GraphWidget(title="SES bounce rate", left=[bounce_rate]),
+            cloudwatch.GraphWidget(
+                title="Invoicing",
+                left=[product_metric("InvoicesIssued"), product_metric("InvoiceFailures")],
+                right=[product_metric(f"AmountBilled{currency}")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Dead-letter queue",
+                left=[dead_letters.metric_approximate_number_of_messages_visible(period=Duration.minutes(5))],
+            ),
+            cloudwatch.GraphWidget(
+                title="SolusVM latency (ms)",
+                left=[
+                    cloudwatch.Metric(
+                        namespace=NAMESPACE,
+                        metric_name="SolusVmLatency",
+                        dimensions_map={"service": "postpay"},
+                        statistic=stat,
+                    )
+                    for stat in ("p50", "p95", "Maximum")
+                ],
+            ),
         )
+
+    def notify(self, *alarms: cloudwatch.Alarm) -> None:
+        for alarm in alarms:
+            alarm.add_alarm_action(actions.SnsAction(self.topic))
+            self.alarms.append(alarm)
 
     def _alarm(self, name: str, metric: cloudwatch.IMetric, *, threshold: float, description: str) -> None:
         alarm = cloudwatch.Alarm(

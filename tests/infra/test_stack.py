@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
+from infra.components.automation import RUN_ACCESS, RUN_INDEXES, WORKER_ACCESS
 from infra.stack import READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM
 from postpay.adapters.tables import table_specs
 from postpay.routes import FALLBACK_FUNCTION, FUNCTION_ROUTES
@@ -20,8 +21,9 @@ def _of_type(resources: dict, kind: str) -> dict[str, dict]:
 
 
 def _function_id(resources: dict, folder: str) -> str:
+    """The logical id of a function: "signup" -> SignupFunction…, "AutomationRun" -> AutomationRunFunction…"""
     [logical_id] = [
-        k for k in _of_type(resources, "AWS::Lambda::Function") if k.startswith(f"{folder.title()}Function")
+        k for k in _of_type(resources, "AWS::Lambda::Function") if k.startswith(f"{folder[0].upper()}{folder[1:]}Function")
     ]
     return logical_id
 
@@ -63,7 +65,7 @@ def test_every_route_reaches_the_right_function(resources):
 
 def test_functions_run_python_on_arm64_with_the_layer_tracing_and_json_logs(resources):
     functions = _of_type(resources, "AWS::Lambda::Function")
-    assert len(functions) == len(TABLE_ACCESS)
+    assert len(functions) == len(TABLE_ACCESS) + 2  # the pages, and automation's run handler and worker
     for function in functions.values():
         props = function["Properties"]
         assert props["Runtime"].startswith("python3.1") and int(props["Runtime"].split(".")[1]) >= 12
@@ -98,6 +100,72 @@ def _table_id(resources: dict, logical_name: str) -> str:
     return table_id
 
 
+def _granted_tables(
+    resources: dict, statements: list[dict]
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """(table -> dynamodb actions, table -> index names) granted by these statements."""
+    granted: dict[str, set[str]] = {}
+    indexes: dict[str, set[str]] = {}
+    for statement in statements:
+        dynamo = {a for a in _actions(statement) if a.startswith("dynamodb:")}
+        if not dynamo:
+            continue
+        targets = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        for target in targets:
+            if "Fn::GetAtt" in target:
+                table_id = target["Fn::GetAtt"][0]
+                index = None
+            else:  # {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, "/index/<name>"]]}
+                parts = target["Fn::Join"][1]
+                table_id, index = parts[0]["Fn::GetAtt"][0], parts[1].removeprefix("/index/")
+            name = resources[table_id]["Properties"]["TableName"].removeprefix("postpay-prod-")
+            granted.setdefault(name, set()).update(dynamo)
+            if index is not None:
+                assert "*" not in index
+                indexes.setdefault(name, set()).add(index)
+    return granted, indexes
+
+
+@pytest.mark.parametrize(
+    ("function", "access", "indexes"),
+    [("AutomationRun", RUN_ACCESS, RUN_INDEXES), ("AutomationWorker", WORKER_ACCESS, {})],
+)
+def test_automation_roles_grant_only_what_they_use(resources, function, access, indexes):
+    statements = _statements(resources, function)
+    granted, granted_indexes = _granted_tables(resources, statements)
+    assert granted == {table: set(actions) for table, actions in access.items()}
+    assert granted_indexes == {table: set(names) for table, names in indexes.items()}
+    everything = set().union(*(_actions(s) for s in statements))
+    assert {"secretsmanager:GetSecretValue", "ssm:GetParameter", "ses:SendEmail"} <= everything
+    assert ("sqs:SendMessage" in everything) == (function == "AutomationRun")
+    for statement in statements:
+        if statement["Resource"] == "*":
+            assert _actions(statement) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, statement
+
+
+def test_invoicing_queue_worker_and_schedule(template, resources):
+    queues = _of_type(resources, "AWS::SQS::Queue")
+    [jobs] = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert jobs["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert jobs["Properties"]["VisibilityTimeout"] >= 360, "longer than the invoice email lease"
+    [mapping] = _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] == 5
+    assert _function_id(resources, "AutomationWorker") in json.dumps(mapping["Properties"]["FunctionName"])
+    [schedule] = _of_type(resources, "AWS::Scheduler::Schedule").values()
+    props = schedule["Properties"]
+    assert props["ScheduleExpression"] == "cron(5 0 * * ? *)" and props["ScheduleExpressionTimezone"] == "UTC"
+    assert _function_id(resources, "AutomationRun") in json.dumps(props["Target"]["Arn"])
+    assert json.loads(props["Target"]["Input"])["schedule"] == "daily"
+    worker = resources[_function_id(resources, "AutomationWorker")]["Properties"]
+    assert worker["Handler"] == "worker.handler"
+    assert worker["Environment"]["Variables"]["INVOICE_MAX_ATTEMPTS"] == "5"
+    outputs = template.to_json()["Outputs"]
+    assert _function_id(resources, "AutomationRun") in json.dumps(outputs["AutomationFunctionName"])
+
+
 @pytest.mark.parametrize("folder", sorted(TABLE_ACCESS))
 def test_each_role_grants_only_what_its_function_uses(resources, folder):
     statements = _statements(resources, folder)
@@ -124,18 +192,22 @@ def test_each_role_grants_only_what_its_function_uses(resources, folder):
             assert _actions(statement) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, statement
 
 
+def _keys(schema: list[dict]) -> set[tuple[str, str]]:
+    return {(k["AttributeName"], k["KeyType"]) for k in schema}
+
+
 def test_tables_match_the_code_models(resources):
     for spec in table_specs():
         props = resources[_table_id(resources, spec.logical_name)]["Properties"]
-        assert sorted(props["KeySchema"], key=str) == sorted(spec.schema["key_schema"], key=str)
-        assert sorted(props["AttributeDefinitions"], key=str) == sorted(
-            spec.schema["attribute_definitions"], key=str
-        )
+        assert _keys(props["KeySchema"]) == _keys(spec.schema["key_schema"])
+        assert {tuple(sorted(d.items())) for d in props["AttributeDefinitions"]} == {
+            tuple(sorted(d.items())) for d in spec.schema["attribute_definitions"]
+        }
         indexes = {i["IndexName"]: i for i in props.get("GlobalSecondaryIndexes", [])}
         assert set(indexes) == {i["index_name"] for i in spec.schema["global_secondary_indexes"]}
         for index in spec.schema["global_secondary_indexes"]:
             deployed = indexes[index["index_name"]]
-            assert sorted(deployed["KeySchema"], key=str) == sorted(index["key_schema"], key=str)
+            assert _keys(deployed["KeySchema"]) == _keys(index["key_schema"])
             assert deployed["Projection"]["ProjectionType"] == index["projection"]["ProjectionType"]
         if spec.ttl_attribute:
             assert props["TimeToLiveSpecification"] == {"AttributeName": spec.ttl_attribute, "Enabled": True}
@@ -209,7 +281,13 @@ def test_operator_settings_secret_and_price_parameters(template):
 def test_alarms_and_outputs(template, resources):
     alarms = _of_type(resources, "AWS::CloudWatch::Alarm")
     names = {a["Properties"].get("MetricName") for a in alarms.values()}
-    assert {"Errors", "5XXError", "Reputation.BounceRate"} <= names
+    assert {
+        "Errors",
+        "5XXError",
+        "Reputation.BounceRate",
+        "ApproximateNumberOfMessagesVisible",
+        "Invocations",
+    } <= names
     assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     outputs = template.to_json()["Outputs"]
