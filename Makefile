@@ -59,6 +59,10 @@ invoice: install
 	@test -n "$(DATE)" || { echo "usage: make invoice DATE=YYYY-MM-DD [DRY_RUN=1] [NOW=ISO-8601 time]"; exit 2; }
 	$(PY) -m local.invoice --date "$(DATE)" $(if $(DRY_RUN),--dry-run) $(if $(NOW),--now "$(NOW)")
 
+# Invoicing throughput and request counts (bench/invoicing.py): ACCOUNTS=2000 by default.
+bench: install
+	$(PY) -m bench.invoicing --accounts $(or $(ACCOUNTS),2000)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -353,6 +353,31 @@ def create_app(state: State) -> Flask:
             )
         return jsonify({"data": public_server(server)})
 
+    @app.post("/_emulator/seed")
+    def seed() -> Response:
+        """Bulk test data: users, each with email, billing_user_id and servers (plan_id, created_at)."""
+        body = request.get_json(force=True)
+        ids = []
+        with state.lock:
+            for spec in body["users"]:
+                user_id = state.next_user
+                state.next_user += 1
+                state.users[user_id] = {
+                    "id": user_id,
+                    "email": spec["email"],
+                    "password": "seeded-password",
+                    "status": "active",
+                    "roles": [{"id": 2, "name": "Client"}],
+                    "billing_user_id": spec.get("billing_user_id"),
+                    "limit_group_id": None,
+                    "created_at": _iso(_now()),
+                }
+                for server in spec.get("servers", []):
+                    plan = next(p for p in PLANS if p["id"] == server.get("plan_id", 1))
+                    add_server(state, user_id, plan, datetime.fromisoformat(server["created_at"]))
+                ids.append(user_id)
+        return jsonify({"ids": ids})
+
     @app.get("/_emulator/state")
     def dump() -> Response:
         with state.lock:

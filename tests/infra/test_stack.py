@@ -22,9 +22,8 @@ def _of_type(resources: dict, kind: str) -> dict[str, dict]:
 
 def _function_id(resources: dict, folder: str) -> str:
     """The logical id of a function: "signup" -> SignupFunction…, "AutomationRun" -> AutomationRunFunction…"""
-    [logical_id] = [
-        k for k in _of_type(resources, "AWS::Lambda::Function") if k.startswith(f"{folder[0].upper()}{folder[1:]}Function")
-    ]
+    prefix = f"{folder[0].upper()}{folder[1:]}Function"
+    [logical_id] = [k for k in _of_type(resources, "AWS::Lambda::Function") if k.startswith(prefix)]
     return logical_id
 
 

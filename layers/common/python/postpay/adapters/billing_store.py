@@ -17,13 +17,12 @@ from decimal import Decimal
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.transactions import TransactWrite
 
 from postpay.adapters.dynamo import CounterItem
-from postpay.adapters.tables import Base
+from postpay.adapters.tables import Base, connection
 from postpay.models import Invoice, InvoiceLine, InvoiceStatus
 
 INVOICE_COUNTER = "invoice_number"
@@ -364,7 +363,7 @@ class BillingStore:
             email_lease_until=int((now + lease).timestamp()),
         )
         try:
-            with TransactWrite(connection=Connection()) as tx:
+            with TransactWrite(connection=connection()) as tx:
                 tx.update(
                     CounterItem(INVOICE_COUNTER),
                     actions=[CounterItem.value.set(expected_counter + 1)],
@@ -408,7 +407,7 @@ class BillingStore:
         )
         for replace_failed in (False, True):
             try:
-                with TransactWrite(connection=Connection()) as tx:
+                with TransactWrite(connection=connection()) as tx:
                     tx.save(item, condition=InvoiceItem.account_period.does_not_exist())
                     self._outcome(
                         tx, run_id, client_id, "nothing_to_bill", now, replace_failed=replace_failed
@@ -436,7 +435,7 @@ class BillingStore:
         """Records this run's outcome for an account once (replacing a "failed" one); False if it had one."""
         replace = outcome != "failed" and self.outcome_of(run_id, client_id) == "failed"
         try:
-            with TransactWrite(connection=Connection()) as tx:
+            with TransactWrite(connection=connection()) as tx:
                 self._outcome(
                     tx, run_id, client_id, outcome, now, number=number, reason=reason, replace_failed=replace
                 )

@@ -14,13 +14,12 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.transactions import TransactWrite
 
-from postpay.adapters.tables import Base, bind
+from postpay.adapters.tables import Base, bind, connection
 from postpay.errors import AccountExists, TokenExpired, TokenInvalid, TokenUsed
 from postpay.models import Acceptance, Account, AccountStatus, Session, SignupForm, TokenRecord
 
@@ -262,7 +261,7 @@ class DynamoStore:
         item = AccountItem(email)
         token = self.pending_token_hash(email)
         try:
-            with TransactWrite(connection=Connection()) as tx:
+            with TransactWrite(connection=connection()) as tx:
                 tx.delete(
                     item,
                     condition=(AccountItem.status == AccountStatus.PENDING.value)
@@ -320,7 +319,7 @@ class DynamoStore:
         )
         token = TokenItem(token_hash, purpose="verify", email=form.email, expires_at=_epoch(expires))
         try:
-            with TransactWrite(connection=Connection()) as tx:
+            with TransactWrite(connection=connection()) as tx:
                 tx.save(account, condition=AccountItem.email.does_not_exist())
                 tx.save(token, condition=TokenItem.token_hash.does_not_exist())
         except TransactWriteError as error:
@@ -346,7 +345,7 @@ class DynamoStore:
             else AccountItem.verify_token_hash.does_not_exist()
         )
         try:
-            with TransactWrite(connection=Connection()) as tx:
+            with TransactWrite(connection=connection()) as tx:
                 tx.update(
                     account,
                     actions=[
@@ -403,7 +402,7 @@ class DynamoStore:
         token = TokenItem(token_hash)
         account = AccountItem(email)
         try:
-            with TransactWrite(connection=Connection()) as tx:
+            with TransactWrite(connection=connection()) as tx:
                 tx.update(
                     token,
                     actions=[TokenItem.used_at.set(now), TokenItem.used_by.set(used_by)],

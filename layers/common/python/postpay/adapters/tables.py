@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pynamodb.connection import Connection
 from pynamodb.models import Model
 
 
@@ -16,6 +17,18 @@ class Base(Model):
 
     logical_name = ""
     ttl_attribute: str | None = None
+
+
+_connection: Connection | None = None
+
+
+def connection() -> Connection:
+    """One PynamoDB connection for transactions, created on first use: a botocore client is costly to
+    build (tens of milliseconds) and safe to share between threads."""
+    global _connection
+    if _connection is None:
+        _connection = Connection()
+    return _connection
 
 
 def models() -> list[type[Base]]:
