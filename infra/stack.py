@@ -30,14 +30,27 @@ TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
         "sessions": ["dynamodb:PutItem"],
     },
     "sso": {
-        "accounts": ["dynamodb:GetItem"],
-        "sessions": ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+        "accounts": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "sessions": [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+        ],
+        "tokens": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+        "rate-limits": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "invoices": ["dynamodb:GetItem", "dynamodb:Query"],
     },
+}
+# The indexes each page function queries.
+PAGE_INDEXES: dict[str, dict[str, list[str]]] = {
+    "sso": {"sessions": ["email-index"], "invoices": ["client-index", "number-index"]},
 }
 # Which functions read the SolusVM API token, the price parameters, and send email.
 USES_SOLUSVM = {"verify", "sso"}
-READS_PRICES = {"signup"}
-SENDS_MAIL = {"signup", "verify"}
+READS_PRICES = {"signup", "sso"}
+SENDS_MAIL = {"signup", "verify", "sso"}
 
 
 class PostPayStack(Stack):
@@ -72,7 +85,9 @@ class PostPayStack(Stack):
                 log_retention=retention,
             )
             for table, actions in access.items():
-                function.grant_table(data.tables[table], actions)
+                function.grant_table(
+                    data.tables[table], actions, indexes=PAGE_INDEXES.get(name, {}).get(table)
+                )
             if name in USES_SOLUSVM:
                 operator.solusvm_token.grant_read(function.role)
             if name in READS_PRICES:

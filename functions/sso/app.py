@@ -1,4 +1,4 @@
-"""Client area (API Gateway REST proxy): POST /sso, the one-click login into the SolusVM control panel."""
+"""Client area (API Gateway REST proxy): log-in, dashboard, SSO into SolusVM, invoices, password reset."""
 
 from __future__ import annotations
 
@@ -10,33 +10,268 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postpay.config import Settings
 from postpay.container import Container
-from postpay.errors import SolusRejected, SolusUnavailable
+from postpay.errors import (
+    AlreadyProvisioning,
+    RateLimited,
+    SolusRejected,
+    SolusUnavailable,
+    TokenExpired,
+    TokenInvalid,
+    TokenUsed,
+)
+from postpay.models import Account, Session
 from postpay.observability import logger, metrics, tracer
+from postpay.routes import FUNCTION_ROUTES
+from postpay.services.client_area import LoginFailed, PasswordRejected
 from postpay.services.sessions import SESSION_COOKIE
-from postpay.web.pages import Web, catch_all
+from postpay.web.pages import Web, catch_all, cookie
 
 settings = Settings.from_env()
 container = Container(settings)
 app = APIGatewayRestResolver()
-web = Web(app, settings, routes={"/sso": {"POST"}})
+POST_ONLY = {"/sso", "/logout", "/account/password", "/resend", "/finish"}
+web = Web(
+    app,
+    settings,
+    routes={
+        p: (
+            {"POST"}
+            if p in POST_ONLY
+            else {"GET", "POST"}
+            if p in ("/login", "/forgot", "/reset")
+            else {"GET"}
+        )
+        for p in FUNCTION_ROUTES["sso"]
+    },
+)
 catch_all(app, web)
+
+NOTICES = {
+    "panel-unavailable": ("The control panel is unavailable, try again shortly.", True),
+    "not-enrolled": ("Your control panel account is not ready yet.", True),
+    "verification-sent": ("We have sent you a new verification link.", False),
+    "setup-pending": ("We could not finish your setup just now. We will retry and email you.", True),
+    "enrolled": ("Your control panel account is ready.", False),
+    "password-changed": ("Your password is changed.", False),
+}
+
+
+class LoginRequired(Exception):
+    """No live session: the client goes to the login page."""
+
+
+@app.exception_handler(LoginRequired)
+def _to_login(_: LoginRequired) -> Response:
+    return web.redirect("/login")
+
+
+def session_id() -> str | None:
+    return web.request.cookies.get(SESSION_COOKIE)
+
+
+def signed_in() -> tuple[Session, Account]:
+    session = container.sessions.current(session_id())
+    account = container.store.get_account(session.email) if session else None
+    if session is None or account is None:
+        raise LoginRequired()
+    return session, account
+
+
+def dashboard_with(notice: str) -> Response:
+    return web.redirect(f"/dashboard?notice={notice}")
+
+
+# login and logout ---------------------------------------------------------------------------------
+
+
+@app.get("/login")
+def login_form() -> Response:
+    return web.page("login.html", email="", error=None, notice=None)
+
+
+@app.post("/login")
+def login() -> Response:
+    fields = web.form()
+    email = fields.get("email", "")
+    try:
+        account = container.client_area.login(
+            email, fields.get("password", ""), source_ip=web.request.source_ip
+        )
+    except RateLimited:
+        return web.error(429, "Too many attempts", "Too many failed log-ins. Please try again later.")
+    except LoginFailed:
+        return web.page(
+            "login.html", status=401, email=email[:254], error="Email or password is incorrect.", notice=None
+        )
+    container.sessions.end(session_id())  # a new id at every log-in: no session fixation
+    web.set_cookie(
+        cookie(
+            SESSION_COOKIE, container.sessions.start(account.email), max_age=container.sessions.cookie_max_age
+        )
+    )
+    return web.redirect("/dashboard")
+
+
+@app.post("/logout")
+def logout() -> Response:
+    web.form()
+    container.sessions.end(session_id())
+    web.set_cookie(cookie(SESSION_COOKIE, "", max_age=0))
+    return web.redirect("/login")
+
+
+# dashboard and SSO --------------------------------------------------------------------------------
+
+
+@app.get("/dashboard")
+def dashboard() -> Response:
+    _, account = signed_in()
+    notice, is_error = NOTICES.get(web.request.query_value("notice") or "", (None, False))
+    usage = container.client_area.usage_so_far(account) if account.enrolled else None
+    return web.page("dashboard.html", account=account, usage=usage, notice=notice, notice_is_error=is_error)
 
 
 @app.post("/sso")
 def sso() -> Response:
-    session = container.sessions.current(web.request.cookies.get(SESSION_COOKIE))
-    if session is None:
-        return web.redirect("/login")
-    web.form()  # CSRF and origin checks
-    account = container.store.get_account(session.email)
-    if account is None or not account.enrolled or account.solus_user_id is None:
-        return web.page("finishing.html")
+    _, account = signed_in()
+    web.form()
+    if not account.enrolled or account.solus_user_id is None:
+        return dashboard_with("not-enrolled")
     try:
         token = container.solus.one_time_login_token(account.solus_user_id)
     except (SolusUnavailable, SolusRejected):
-        return web.page("sso_unavailable.html")
+        return dashboard_with("panel-unavailable")
     # The token goes only into the Location header: never logged, never in a page.
     return web.redirect(settings.sso_url_template.replace("{token}", quote(token, safe="")), status=302)
+
+
+@app.post("/resend")
+def resend() -> Response:
+    _, account = signed_in()
+    web.form()
+    try:
+        container.enrollment.resend(account)
+    except RateLimited:
+        return web.error(429, "Too many attempts", "Too many emails to this address. Please try again later.")
+    return dashboard_with("verification-sent")
+
+
+@app.post("/finish")
+def finish() -> Response:
+    _, account = signed_in()
+    web.form()
+    if account.enrolled:
+        return dashboard_with("enrolled")
+    try:
+        container.provisioner.provision(account.email, notify_if_later=True)
+    except (AlreadyProvisioning, SolusUnavailable, SolusRejected):
+        return dashboard_with("setup-pending")
+    return dashboard_with("enrolled")
+
+
+# invoices -----------------------------------------------------------------------------------------
+
+
+@app.get("/invoices")
+def invoices() -> Response:
+    _, account = signed_in()
+    return web.page("invoices.html", invoices=container.billing.invoices_of(account.client_id))
+
+
+@app.get("/invoices/<number>")
+def invoice(number: str) -> Response:
+    _, account = signed_in()
+    found = container.billing.invoice_by_number(number) if len(number) <= 64 else None
+    if found is None or found.client_id != account.client_id:  # another client's invoice does not exist
+        return web.error(404, "Invoice not found", "There is no such invoice in your account.")
+    return web.page("invoice.html", invoice=found, account=account)
+
+
+# password reset and account -----------------------------------------------------------------------
+
+
+@app.get("/forgot")
+def forgot_form() -> Response:
+    return web.page("forgot.html", sent=False, email="")
+
+
+@app.post("/forgot")
+def forgot() -> Response:
+    email = web.form().get("email", "")
+    try:
+        container.client_area.forgot(email, source_ip=web.request.source_ip)
+    except RateLimited:
+        return web.error(429, "Too many attempts", "Too many reset requests. Please try again later.")
+    return web.page("forgot.html", sent=True, email=email[:254])
+
+
+def reset_problem(error: Exception) -> Response:
+    if isinstance(error, TokenExpired):
+        return web.error(
+            410,
+            "This link has expired",
+            "Reset links work for one hour. Ask for a new one.",
+            link={"href": "/forgot", "text": "Get a new link"},
+        )
+    if isinstance(error, TokenUsed):
+        return web.error(
+            410,
+            "This link was already used",
+            "Log in with your new password, or ask for a new link.",
+            link={"href": "/login", "text": "Log in"},
+        )
+    return web.error(
+        400,
+        "This link is not valid",
+        "Use the newest reset email, or ask for a new link.",
+        link={"href": "/forgot", "text": "Get a new link"},
+    )
+
+
+@app.get("/reset")
+def reset_form() -> Response:
+    token = web.request.query_value("token") or ""
+    try:
+        container.client_area.check_reset(token)
+    except (TokenInvalid, TokenExpired, TokenUsed) as error:
+        return reset_problem(error)
+    return web.page("reset.html", token=token, error=None)
+
+
+@app.post("/reset")
+def reset() -> Response:
+    fields = web.form()
+    token = fields.get("token", "")
+    try:
+        container.client_area.reset(token, fields.get("password", ""))
+    except (TokenInvalid, TokenExpired, TokenUsed) as error:
+        return reset_problem(error)
+    except PasswordRejected as error:
+        return web.page("reset.html", status=400, token=token, error=error.message)
+    web.set_cookie(cookie(SESSION_COOKIE, "", max_age=0))
+    return web.page("login.html", email="", error=None, notice="Your password is changed. Log in with it.")
+
+
+@app.get("/account")
+def account_page() -> Response:
+    _, account = signed_in()
+    notice, _ = NOTICES.get(web.request.query_value("notice") or "", (None, False))
+    return web.page("account.html", account=account, errors={}, notice=notice)
+
+
+@app.post("/account/password")
+def change_password() -> Response:
+    _, account = signed_in()
+    fields = web.form()
+    try:
+        container.client_area.change_password(
+            account, fields.get("current_password", ""), fields.get("new_password", "")
+        )
+    except PasswordRejected as error:
+        return web.page(
+            "account.html", status=400, account=account, errors={error.field: error.message}, notice=None
+        )
+    return web.redirect("/account?notice=password-changed")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

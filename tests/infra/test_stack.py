@@ -11,7 +11,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match
 
 from infra.components.automation import RUN_ACCESS, RUN_INDEXES, WORKER_ACCESS
-from infra.stack import READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM
+from infra.stack import PAGE_INDEXES, READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM
 from postpay.adapters.tables import table_specs
 from postpay.routes import FALLBACK_FUNCTION, FUNCTION_ROUTES
 
@@ -168,20 +168,9 @@ def test_invoicing_queue_worker_and_schedule(template, resources):
 @pytest.mark.parametrize("folder", sorted(TABLE_ACCESS))
 def test_each_role_grants_only_what_its_function_uses(resources, folder):
     statements = _statements(resources, folder)
-    granted: dict[str, set[str]] = {}
-    for statement in statements:
-        assert statement["Effect"] == "Allow"
-        dynamo = {a for a in _actions(statement) if a.startswith("dynamodb:")}
-        if dynamo:
-            targets = (
-                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-            )
-            for target in targets:
-                table_id = target["Fn::GetAtt"][0]
-                name = resources[table_id]["Properties"]["TableName"].removeprefix("postpay-prod-")
-                granted.setdefault(name, set()).update(dynamo)
+    granted, indexes = _granted_tables(resources, statements)
     assert granted == {table: set(actions) for table, actions in TABLE_ACCESS[folder].items()}
-
+    assert indexes == {table: set(names) for table, names in PAGE_INDEXES.get(folder, {}).items()}
     everything = set().union(*(_actions(s) for s in statements))
     assert ("secretsmanager:GetSecretValue" in everything) == (folder in USES_SOLUSVM)
     assert ("ssm:GetParameter" in everything) == (folder in READS_PRICES)

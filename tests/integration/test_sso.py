@@ -39,8 +39,10 @@ def test_sso_without_csrf_is_refused(browser, stack):
     assert answer.status == 403
 
 
-def test_sso_when_solusvm_is_down_is_a_calm_page(browser, stack):
+def test_sso_when_solusvm_is_down_is_the_dashboard_with_a_message(browser, stack):
     _, page = _enrolled(browser, stack)
     fault(stack, mode="status", status=503)
     answer = browser.post("/sso", {}, csrf_from=page)
-    assert answer.status == 200 and answer.has("The control panel is unavailable, try again shortly")
+    assert answer.status == 303 and answer.location == "/dashboard?notice=panel-unavailable"
+    dashboard = browser.get(answer.location)
+    assert dashboard.status == 200 and dashboard.has("The control panel is unavailable, try again shortly")

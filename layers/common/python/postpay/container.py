@@ -118,6 +118,19 @@ class Container:
         )
 
     @cached_property
+    def client_area(self) -> Any:
+        from postpay.services.client_area import ClientArea
+
+        return ClientArea(
+            settings=self.settings,
+            store=self.store,
+            solus=self.solus,
+            mailer=self.mailer,
+            clock=self.clock,
+            pricing=self.pricing,
+        )
+
+    @cached_property
     def sessions(self) -> Any:
         from postpay.services.sessions import Sessions
 

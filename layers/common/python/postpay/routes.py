@@ -8,7 +8,20 @@ from __future__ import annotations
 FUNCTION_ROUTES: dict[str, list[str]] = {
     "signup": ["/", "/signup"],
     "verify": ["/verify"],
-    "sso": ["/sso"],
+    "sso": [
+        "/sso",
+        "/login",
+        "/logout",
+        "/dashboard",
+        "/invoices",
+        "/invoices/{number}",
+        "/forgot",
+        "/reset",
+        "/account",
+        "/account/password",
+        "/resend",
+        "/finish",
+    ],
 }
 FALLBACK_FUNCTION = "signup"
 
@@ -16,12 +29,12 @@ FALLBACK_FUNCTION = "signup"
 def function_for(path: str) -> str:
     for function, paths in FUNCTION_ROUTES.items():
         for pattern in paths:
-            if _matches(pattern, path):
+            if matches(pattern, path):
                 return function
     return FALLBACK_FUNCTION
 
 
-def _matches(pattern: str, path: str) -> bool:
+def matches(pattern: str, path: str) -> bool:
     want, have = pattern.strip("/").split("/"), path.strip("/").split("/")
     if len(want) != len(have):
         return False

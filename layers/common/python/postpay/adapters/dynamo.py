@@ -62,6 +62,7 @@ class AccountItem(Base):
     enrolled_at = UTCDateTimeAttribute(null=True)
     solus_user_id = NumberAttribute(null=True)
     verify_token_hash = UnicodeAttribute(null=True)
+    reset_token_hash = UnicodeAttribute(null=True)  # only the newest reset link works
     provisioning_error = UnicodeAttribute(null=True)
     provisioning_attempts = NumberAttribute(default=0)
     provisioning_lock_until = NumberAttribute(null=True)
@@ -225,6 +226,15 @@ class DynamoStore:
         item = RateLimitItem(f"{key}#{start}")
         item.update(actions=[RateLimitItem.hits.add(1), RateLimitItem.expires_at.set(start + seconds)])
         return int(item.hits)
+
+    def hits(self, key: str, window: timedelta, now: datetime) -> int:
+        """The count of the current window, without adding to it."""
+        seconds = int(window.total_seconds())
+        start = _epoch(now) // seconds * seconds
+        try:
+            return int(RateLimitItem.get(f"{key}#{start}", consistent_read=True).hits or 0)
+        except RateLimitItem.DoesNotExist:
+            return 0
 
     def clear_hits(self, key: str, window: timedelta, now: datetime) -> None:
         seconds = int(window.total_seconds())
@@ -445,6 +455,57 @@ class DynamoStore:
             if record.expires_at <= now:
                 raise TokenExpired() from error
             raise TokenInvalid() from error
+
+    def start_reset(self, email: str, token_hash: str, expires: datetime) -> None:
+        """A password-reset link for an existing account; it replaces any earlier one."""
+        with TransactWrite(connection=connection()) as tx:
+            tx.save(
+                TokenItem(token_hash, purpose="reset", email=email, expires_at=_epoch(expires)),
+                condition=TokenItem.token_hash.does_not_exist(),
+            )
+            tx.update(
+                AccountItem(email),
+                actions=[AccountItem.reset_token_hash.set(token_hash)],
+                condition=AccountItem.email.exists(),
+            )
+
+    def complete_reset(self, *, token_hash: str, email: str, password_hash: str, now: datetime) -> None:
+        """Consumes the newest reset link and sets the password, together. Raises TokenUsed / TokenInvalid."""
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.update(
+                    TokenItem(token_hash),
+                    actions=[TokenItem.used_at.set(now)],
+                    condition=TokenItem.used_at.does_not_exist()
+                    & (TokenItem.expires_at > _epoch(now))
+                    & (TokenItem.purpose == "reset"),
+                )
+                tx.update(
+                    AccountItem(email),
+                    actions=[
+                        AccountItem.password_hash.set(password_hash),
+                        AccountItem.reset_token_hash.remove(),
+                    ],
+                    condition=AccountItem.reset_token_hash == token_hash,
+                )
+        except TransactWriteError as error:
+            record = self.get_token(token_hash, "reset")
+            if record is not None and record.used_at is not None:
+                raise TokenUsed(record.email) from error
+            if record is not None and record.expires_at <= now:
+                raise TokenExpired() from error
+            raise TokenInvalid() from error
+
+    def reset_token_current(self, email: str, token_hash: str) -> bool:
+        try:
+            return AccountItem.get(email, consistent_read=True).reset_token_hash == token_hash
+        except AccountItem.DoesNotExist:
+            return False
+
+    def set_password(self, email: str, password_hash: str) -> None:
+        AccountItem(email).update(
+            actions=[AccountItem.password_hash.set(password_hash)], condition=AccountItem.email.exists()
+        )
 
     def acceptances(self, client_id: int) -> list[Acceptance]:
         return [

@@ -105,6 +105,28 @@ class Enrollment:
             self._send_link(form.email, form.name, token)
         return renewed
 
+    def resend(self, account: Account) -> bool:
+        """A new verification link for a pending account (the old one stops working); False if not pending."""
+        if account.status is not AccountStatus.PENDING:
+            return False
+        now = self.clock.now()
+        key = f"signup-email#{_address_key(account.email)}"
+        if self.store.hit(key, HOUR, now) > self.settings.signup_emails_per_address_per_hour:
+            raise RateLimited("emails to this address")
+        form = SignupForm(name=account.name, company=account.company, email=account.email, password="")
+        token = new_token()
+        expires = now + timedelta(hours=self.settings.verify_token_ttl_hours)
+        renewed = self.store.renew_pending(
+            form,
+            old_token_hash=self.store.pending_token_hash(account.email),
+            password_hash=account.password_hash,
+            token_hash=token_hash(token),
+            expires=expires,
+        )
+        if renewed:
+            self._send_link(account.email, account.name, token)
+        return renewed
+
     def _send_link(self, email: str, name: str, token: str) -> None:
         self.mailer.send(
             email,

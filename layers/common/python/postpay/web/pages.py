@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from postpay.config import Settings
 from postpay.observability import logger
+from postpay.routes import matches
 from postpay.security import same
 from postpay.templating import render
 from postpay.web.http import HttpError, Request
@@ -165,7 +166,7 @@ class Web:
 
     def _not_found(self, _: Exception) -> Response:
         request = self.request
-        allowed = self.routes.get(request.path)
+        allowed = next((m for pattern, m in self.routes.items() if matches(pattern, request.path)), None)
         if allowed and request.method not in allowed:
             page = self.error(405, "Method not allowed", f"{request.path} does not accept {request.method}.")
             page.headers["Allow"] = ", ".join(sorted(allowed))
