@@ -229,6 +229,12 @@ def create_tables_directly(prefix: str) -> None:
         )
 
 
+def bootstrap_services() -> None:
+    from local.stack import bootstrap_services as create
+
+    create()
+
+
 def seed_accounts_directly(accounts: int, solus_port: int) -> None:
     """The floor server's accounts: the same items the product's server held (not timed)."""
     import boto3
@@ -299,11 +305,13 @@ def main() -> int:
         recording, counter.recording = counter.recording, None
         # The floor replays those requests against a fresh moto server in the same starting state (moto copies
         # whole tables in each transaction, so the product's grown tables would make the floor look slower).
+        processes[0].terminate()  # the product's moto server: it must not compete with the floor for CPU
+        processes[0].wait()
         floor_moto, floor_port = start_moto()
         processes.append(floor_moto)
         os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{floor_port}"
         create_tables_directly(os.environ["TABLE_PREFIX"])
-        bootstrap(solus_port)
+        bootstrap_services()
         seed_accounts_directly(args.accounts, solus_port)
         floor_time = run_floor(recording, {moto_port: floor_port})
     finally:

@@ -61,7 +61,7 @@ class QueuePoller:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def poll_once(self, wait_seconds: int = 1) -> int:
+    def poll_once(self, wait_seconds: int = 0) -> int:
         answer = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=self.batch_size,
@@ -89,7 +89,10 @@ class QueuePoller:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.poll_once()
+                # No long polling: moto answers it by holding the request open, which the local moto
+                # server (one request at a time) would spend blocking everyone else.
+                if self.poll_once() == 0:
+                    self._stop.wait(0.5)
             except Exception as error:  # keep polling, like the real event source mapping
                 print(f"queue poller: {error!r}", flush=True)
                 self._stop.wait(1)

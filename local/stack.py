@@ -61,6 +61,50 @@ def local_settings(
     }
 
 
+class MotoServer:
+    """moto in server mode on 127.0.0.1, answering one request at a time.
+
+    Clients still run concurrently; only moto's own processing is serialized. moto applies a
+    TransactWriteItems by copying whole tables and restoring them on failure, so a failing transaction
+    processed alongside another request would undo that request's writes: something DynamoDB never does.
+    One request at a time keeps DynamoDB's per-request atomicity, which is what the product relies on."""
+
+    def __init__(self, port: int = 0) -> None:
+        import threading
+
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        dispatcher = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def app(environ: dict, start_response: Any) -> Any:
+            with lock:
+                return list(dispatcher(environ, start_response))
+
+        self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> MotoServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
 @dataclass
 class Mail:
     to: list[str]
@@ -92,15 +136,12 @@ class LocalStack:
     def start(self) -> LocalStack:
         import logging
 
-        from moto.server import ThreadedMotoServer
-
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
         from local.solusvm_emulator import EmulatorServer
 
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
-        self.moto.start()
-        host, port = self.moto.get_host_and_port()
+        self.moto = MotoServer(self.moto_port).start()
+        host, port = self.moto.host, self.moto.port
         os.environ.update(_fake_credentials())
         os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
         self.emulator = EmulatorServer(
@@ -127,32 +168,10 @@ class LocalStack:
 
     def bootstrap(self) -> None:
         """What ``cdk deploy`` and the operator would have created: tables, SES identity, secret, prices."""
-        import boto3
-
         from postpay.adapters.tables import create_tables
 
-        env = os.environ
-        create_tables(env["TABLE_PREFIX"])
-        boto3.client("sesv2").create_email_identity(EmailIdentity=env["MAIL_FROM"])
-        boto3.client("secretsmanager").create_secret(
-            Name=env["SOLUSVM_TOKEN_SECRET"], SecretString=SOLUSVM_TOKEN
-        )
-        ssm = boto3.client("ssm")
-        ssm.put_parameter(Name=env["TOKEN_PRICE_PARAMETER"], Value="0.001", Type="String", Overwrite=True)
-        ssm.put_parameter(Name=env["CURRENCY_PARAMETER"], Value="USD", Type="String", Overwrite=True)
-        sqs = boto3.client("sqs")
-        dlq = sqs.create_queue(QueueName="postpay-local-invoice-jobs-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        queue = sqs.create_queue(
-            QueueName=INVOICE_QUEUE,
-            Attributes={
-                "VisibilityTimeout": "30",
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
-            },
-        )["QueueUrl"]
-        os.environ["INVOICE_QUEUE_URL"] = queue
+        create_tables(os.environ["TABLE_PREFIX"])
+        bootstrap_services()
 
     def mails(self) -> list[Mail]:
         """Every email sent through SES so far, oldest first (read from moto's store in this process)."""
@@ -181,3 +200,26 @@ class LocalStack:
 
     def mails_to(self, address: str) -> list[Mail]:
         return [m for m in self.mails() if address in m.to]
+
+
+def bootstrap_services() -> None:
+    """Everything but the tables: SES identity, the SolusVM token secret, the price parameters, the queues."""
+    import boto3
+
+    env = os.environ
+    boto3.client("sesv2").create_email_identity(EmailIdentity=env["MAIL_FROM"])
+    boto3.client("secretsmanager").create_secret(Name=env["SOLUSVM_TOKEN_SECRET"], SecretString=SOLUSVM_TOKEN)
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=env["TOKEN_PRICE_PARAMETER"], Value="0.001", Type="String", Overwrite=True)
+    ssm.put_parameter(Name=env["CURRENCY_PARAMETER"], Value="USD", Type="String", Overwrite=True)
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="postpay-local-invoice-jobs-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(
+        QueueName=INVOICE_QUEUE,
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    os.environ["INVOICE_QUEUE_URL"] = queue

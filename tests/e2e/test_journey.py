@@ -49,6 +49,48 @@ def test_sign_up_confirm_accept_and_log_in_to_solusvm(site, page):
     page.get_by_role("button", name="Log in to SolusVM").click()
     expect(page.locator("#who")).to_have_text(f"Logged in as {email}")
 
+    # A returning user: log out, log in, and reach the panel again from the dashboard
+    page.goto(site.base + "/dashboard")
+    expect(page.locator("#enrolled-panel")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.goto(site.base + "/dashboard")
+    expect(page).to_have_url(site.base + "/login")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill("wrong password, sorry")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("Email or password is incorrect.")
+    page.get_by_label("Password").fill("a very long passphrase")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Hello Grace Hopper")
+    expect(page.locator("#usage")).to_contain_text("tokens since")
+    page.get_by_role("button", name="Log in to SolusVM").click()
+    expect(page.locator("#who")).to_have_text(f"Logged in as {email}")
+
+
+def test_forgotten_password_is_reset_by_email(site, page):
+    email = f"e2e-{uuid.uuid4().hex[:10]}@example.com"
+    page.goto(site.base + "/signup")
+    page.get_by_label("Your name").fill("Ada")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill("first passphrase here")
+    page.get_by_role("button", name="Sign up").click()
+    page.goto(site.base + "/forgot")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Send me a reset link").click()
+    expect(page.get_by_role("status")).to_contain_text("If an account uses")
+    page.goto(site.base + "/_local/mail")
+    page.locator("article", has_text="Reset your password").filter(has_text=email).first.get_by_role(
+        "link", name="Reset my password"
+    ).click()
+    page.get_by_label("New password").fill("second passphrase here")
+    page.get_by_role("button", name="Save my new password").click()
+    expect(page.get_by_role("status")).to_contain_text("Your password is changed")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill("second passphrase here")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#not-enrolled-panel")).to_contain_text("Resend verification email")
+
 
 def test_security_headers_and_phone_layout(site, chromium):
     context = chromium.new_context(viewport={"width": 375, "height": 740})

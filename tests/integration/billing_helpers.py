@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,7 +70,8 @@ def drain(poller: Any, *, rounds: int = 50) -> None:
     """Processes the queue until it stays empty (retries come back after the visibility timeout)."""
     empty = 0
     for _ in range(rounds):
-        if poller.poll_once(wait_seconds=1) == 0:
+        if poller.poll_once() == 0:
+            time.sleep(1)  # failed jobs come back after the one-second visibility timeout
             empty += 1
             if empty >= 2:
                 return

@@ -132,26 +132,30 @@ def test_daily_run_retries_provisioning(browser, stack, functions):
 
 
 def test_the_schedule_invoices_on_the_first_in_the_billing_time_zone(stack, functions, worker, monkeypatch):
-    # Given Berlin as the billing time zone: 2022-10-31T23:30Z is already November 1st there
+    # Given Berlin as the billing time zone: 2022-08-31T23:30Z is already September 1st there
+    # (August 2022: a month no other test's scheduled run uses)
     import dataclasses
 
     automation = functions["automation"].container.automation
     berlin = dataclasses.replace(automation.settings, billing_timezone="Europe/Berlin")
     monkeypatch.setattr(automation, "settings", berlin)
     monkeypatch.setattr(automation.invoicing, "settings", berlin)
-    account = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
+    account = enrolled_account(
+        stack, functions, servers=[{"plan_id": 1, "created_at": "2022-07-01T00:00:00+00:00"}]
+    )
     # When the daily schedule fires on the 31st (local) and on the 1st (local)
-    on_31st = invoke(functions, {"source": "aws.events", "time": "2022-10-31T21:30:00Z"})
-    on_1st = invoke(functions, {"source": "aws.events", "time": "2022-10-31T23:30:00Z"})
-    # Then only the 1st starts a run, for October in Berlin
-    assert "run" not in on_31st and on_31st["date"] == "2022-10-31"
-    assert on_1st["date"] == "2022-11-01"
+    on_31st = invoke(functions, {"source": "aws.events", "time": "2022-08-31T21:30:00Z"})
+    on_1st = invoke(functions, {"source": "aws.events", "time": "2022-08-31T23:30:00Z"})
+    # Then only the 1st starts a run, for August in Berlin
+    assert "run" not in on_31st and on_31st["date"] == "2022-08-31"
+    assert on_1st["date"] == "2022-09-01"
     assert on_1st["run"]["period"] == {
-        "start": "2022-10-01",
-        "end": "2022-10-31",
+        "start": "2022-08-01",
+        "end": "2022-08-31",
         "timezone": "Europe/Berlin",
     }
     drain(worker)
     [item] = invoices_of(account.client_id)
-    assert json.loads(item.document)["timezone"] == "Europe/Berlin"
-    assert datetime.now(UTC) > datetime(2022, 11, 1, tzinfo=UTC)
+    document = json.loads(item.document)
+    assert document["timezone"] == "Europe/Berlin" and document["period_start"] == "2022-08-01"
+    assert datetime.now(UTC) > datetime(2022, 9, 1, tzinfo=UTC)
