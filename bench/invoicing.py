@@ -300,8 +300,10 @@ def main() -> int:
         counter = RequestCounter(solus_port)
         counter.install()
         counter.recording = []
+        cpu = time.process_time()
         with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) to stdout
             product_time, summary, product_requests = run_product(counter)
+        product_cpu = time.process_time() - cpu
         recording, counter.recording = counter.recording, None
         # The floor replays those requests against a fresh moto server in the same starting state (moto copies
         # whole tables in each transaction, so the product's grown tables would make the floor look slower).
@@ -313,7 +315,9 @@ def main() -> int:
         create_tables_directly(os.environ["TABLE_PREFIX"])
         bootstrap_services()
         seed_accounts_directly(args.accounts, solus_port)
+        cpu = time.process_time()
         floor_time = run_floor(recording, {moto_port: floor_port})
+        floor_cpu = time.process_time() - cpu
     finally:
         for process in processes:
             process.terminate()
@@ -332,6 +336,11 @@ def main() -> int:
         "floorSeconds": round(floor_time, 2),
         "floorRequests": len(recording),
         "overheadOverFloor": f"{(ratio - 1) * 100:.1f}%",
+        # CPU of this process alone: the product's own work per account versus replaying its bytes
+        "clientCpuMsPerAccount": {
+            "product": round(product_cpu * 1000 / invoiced, 2),
+            "floor": round(floor_cpu * 1000 / invoiced, 2),
+        },
         "targets": {"overhead <= 25%": ratio <= 1.25, "requests <= 6": total_per_account <= 6},
     }
     print(json.dumps(report, indent=2))

@@ -63,21 +63,26 @@ def site() -> Iterator[Site]:
         text=True,
     )
     site = Site(port, emulator_port)
-    deadline = time.monotonic() + 60
-    while True:
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(site.base + "/", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                output = process.stdout.read() if process.stdout else ""
+                pytest.fail(f"the local stack did not start:\n{output}")
+            time.sleep(0.3)
+        yield site
+    finally:  # never leave the stack running, whatever happened
+        process.terminate()
         try:
-            if requests.get(site.base + "/", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            output = process.stdout.read() if process.stdout else ""
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
             process.kill()
-            pytest.fail(f"the local stack did not start:\n{output}")
-        time.sleep(0.3)
-    yield site
-    process.terminate()
-    process.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")

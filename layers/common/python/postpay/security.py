@@ -74,6 +74,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def address_key(email: str) -> str:
+    """What rate-limit records hold of an email address: a short hash, not the address."""
+    return hashlib.sha256(email.encode("utf-8")).hexdigest()[:32]
+
+
 def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 

@@ -21,7 +21,7 @@ from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.transactions import TransactWrite
 
-from postpay.adapters.dynamo import CounterItem
+from postpay.adapters.dynamo import CounterItem, conditional_failed
 from postpay.adapters.tables import Base, connection
 from postpay.models import Invoice, InvoiceLine, InvoiceStatus
 
@@ -257,7 +257,7 @@ class BillingStore:
                 updated_at=now,
             ).save(condition=RunItem.run_id.does_not_exist())
         except PutError as error:
-            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
+            if conditional_failed(error):
                 return False
             raise
         return True
@@ -517,7 +517,7 @@ class BillingStore:
                 ),
             )
         except UpdateError as error:
-            if getattr(error, "cause_response_code", None) != "ConditionalCheckFailedException":
+            if not conditional_failed(error):
                 raise
             item = InvoiceItem.get(
                 key, consistent_read=True, attributes_to_get=["account_period", "email_sent_at"]
@@ -550,7 +550,7 @@ class BillingStore:
                 condition=InvoiceItem.status == InvoiceStatus.UNPAID.value,
             )
         except UpdateError as error:
-            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
+            if conditional_failed(error):
                 current = InvoiceItem.get(keys[0].account_period, consistent_read=True)
                 raise ValueError(f"invoice {number} is {current.status}, not unpaid") from error
             raise

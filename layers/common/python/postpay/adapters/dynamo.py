@@ -179,7 +179,8 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _conditional_failed(error: Exception) -> bool:
+def conditional_failed(error: Exception) -> bool:
+    """A PynamoDB write refused by its condition (not a transport or capacity error)."""
     return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
@@ -540,7 +541,7 @@ class DynamoStore:
                 ),
             )
         except UpdateError as error:
-            if _conditional_failed(error):
+            if conditional_failed(error):
                 return False
             raise
         return True
@@ -616,7 +617,7 @@ class DynamoStore:
                 condition=SessionItem.session_hash.exists(),
             )
         except UpdateError as error:
-            if not _conditional_failed(error):
+            if not conditional_failed(error):
                 raise
 
     def delete_session(self, session_hash: str) -> None:

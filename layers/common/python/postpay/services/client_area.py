@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from postpay.config import Settings
 from postpay.errors import RateLimited, SolusRejected, SolusUnavailable, TokenExpired, TokenInvalid, TokenUsed
 from postpay.models import Account, TokenRecord
 from postpay.observability import logger
-from postpay.security import hash_password, new_token, token_hash, verify_password
+from postpay.security import address_key, hash_password, new_token, token_hash, verify_password
 from postpay.validation import normalize_email, password_problem
 
 if TYPE_CHECKING:
@@ -48,10 +47,6 @@ class UsageSoFar:
     since: str
 
 
-def _key(email: str) -> str:
-    return hashlib.sha256(email.encode("utf-8")).hexdigest()[:32]
-
-
 class ClientArea:
     _usage_cache: dict[int, tuple[float, UsageSoFar]] = {}
 
@@ -79,7 +74,7 @@ class ClientArea:
         """The account, or LoginFailed / RateLimited. The same work whether or not the email exists."""
         email = normalize_email(raw_email)
         now = self.clock.now()
-        account_key, ip_key = f"login-fail#{_key(email)}", f"login-fail-ip#{source_ip}"
+        account_key, ip_key = f"login-fail#{address_key(email)}", f"login-fail-ip#{source_ip}"
         if (
             self.store.hits(account_key, self.window, now) >= self.settings.login_failures_per_account
             or self.store.hits(ip_key, self.window, now) >= self.settings.login_failures_per_ip
@@ -101,7 +96,7 @@ class ClientArea:
         if self.store.hit(f"reset-ip#{source_ip}", HOUR, now) > self.settings.signups_per_ip_per_hour:
             raise RateLimited("reset from this address")
         if (
-            self.store.hit(f"reset-email#{_key(email)}", HOUR, now)
+            self.store.hit(f"reset-email#{address_key(email)}", HOUR, now)
             > self.settings.signup_emails_per_address_per_hour
         ):
             raise RateLimited("reset emails to this address")

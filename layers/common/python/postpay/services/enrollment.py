@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -11,7 +10,7 @@ from postpay.config import Settings
 from postpay.errors import AccountExists, RateLimited, TokenExpired, TokenInvalid, TokenUsed
 from postpay.models import Acceptance, Account, AccountStatus, SignupForm, TokenRecord
 from postpay.observability import logger, metrics
-from postpay.security import hash_password, new_token, token_hash
+from postpay.security import address_key, hash_password, new_token, token_hash
 
 if TYPE_CHECKING:
     from postpay.adapters.dynamo import DynamoStore
@@ -27,11 +26,6 @@ class TermsNotAccepted(Exception):
     def __init__(self, missing: list[str]) -> None:
         super().__init__("terms not accepted: " + ", ".join(missing))
         self.missing = missing
-
-
-def _address_key(email: str) -> str:
-    # Rate-limit keys hold a hash, not the address itself.
-    return hashlib.sha256(email.encode("utf-8")).hexdigest()[:32]
 
 
 class Enrollment:
@@ -51,7 +45,7 @@ class Enrollment:
         if self.store.hit(f"signup-ip#{source_ip}", HOUR, now) > self.settings.signups_per_ip_per_hour:
             raise RateLimited("sign-ups from this address")
         if (
-            self.store.hit(f"signup-email#{_address_key(form.email)}", HOUR, now)
+            self.store.hit(f"signup-email#{address_key(form.email)}", HOUR, now)
             > self.settings.signup_emails_per_address_per_hour
         ):
             raise RateLimited("emails to this address")
@@ -110,7 +104,7 @@ class Enrollment:
         if account.status is not AccountStatus.PENDING:
             return False
         now = self.clock.now()
-        key = f"signup-email#{_address_key(account.email)}"
+        key = f"signup-email#{address_key(account.email)}"
         if self.store.hit(key, HOUR, now) > self.settings.signup_emails_per_address_per_hour:
             raise RateLimited("emails to this address")
         form = SignupForm(name=account.name, company=account.company, email=account.email, password="")
