@@ -24,6 +24,7 @@ from pynamodb.transactions import TransactWrite
 from postpay.adapters.dynamo import CounterItem, conditional_failed
 from postpay.adapters.tables import Base, connection
 from postpay.models import Invoice, InvoiceLine, InvoiceStatus
+from postpay.observability import logger
 
 INVOICE_COUNTER = "invoice_number"
 
@@ -304,8 +305,6 @@ class BillingStore:
         """Writes the invoice with the next number, its run outcome and the run's count, in one transaction.
 
         ``invoice_for(number)`` builds the invoice for a number. Raises AlreadyBilled or OutcomeRecorded."""
-        from postpay.observability import logger
-
         current = self._counter_hint if self._counter_hint is not None else self.counter_value()
         replace_failed = False
         for attempt in range(50):

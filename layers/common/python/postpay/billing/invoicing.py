@@ -102,8 +102,6 @@ def invoice_lines(usage: dict, pricing: Pricing) -> list[InvoiceLine]:
                 )
             )
     except (KeyError, TypeError, ValueError) as error:
-        if isinstance(error, UsageError):
-            raise
         raise UsageError(f"usage answer does not follow the contract: {error!r}") from error
     total_tokens = usage.get("total_tokens")
     if isinstance(total_tokens, int) and total_tokens != sum(s["tokens"] for s in servers):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from postpay.clock import Clock
@@ -44,11 +44,7 @@ class Enrollment:
         now = self.clock.now()
         if self.store.hit(f"signup-ip#{source_ip}", HOUR, now) > self.settings.signups_per_ip_per_hour:
             raise RateLimited("sign-ups from this address")
-        if (
-            self.store.hit(f"signup-email#{address_key(form.email)}", HOUR, now)
-            > self.settings.signup_emails_per_address_per_hour
-        ):
-            raise RateLimited("emails to this address")
+        self._count_email(form.email, now)
         password_hash = hash_password(form.password)  # always: the same work on every branch
         account = self.store.get_account(form.email)
         for _ in range(3):  # a concurrent sign-up for the same address can win a race; re-read and go on
@@ -103,23 +99,17 @@ class Enrollment:
         """A new verification link for a pending account (the old one stops working); False if not pending."""
         if account.status is not AccountStatus.PENDING:
             return False
-        now = self.clock.now()
-        key = f"signup-email#{address_key(account.email)}"
-        if self.store.hit(key, HOUR, now) > self.settings.signup_emails_per_address_per_hour:
-            raise RateLimited("emails to this address")
+        self._count_email(account.email, self.clock.now())
         form = SignupForm(name=account.name, company=account.company, email=account.email, password="")
-        token = new_token()
-        expires = now + timedelta(hours=self.settings.verify_token_ttl_hours)
-        renewed = self.store.renew_pending(
-            form,
-            old_token_hash=self.store.pending_token_hash(account.email),
-            password_hash=account.password_hash,
-            token_hash=token_hash(token),
-            expires=expires,
-        )
-        if renewed:
-            self._send_link(account.email, account.name, token)
-        return renewed
+        return self._renew(form, account.password_hash)
+
+    def _count_email(self, email: str, now: datetime) -> None:
+        """One more verification email to this address this hour, or RateLimited past the limit."""
+        if (
+            self.store.hit(f"signup-email#{address_key(email)}", HOUR, now)
+            > self.settings.signup_emails_per_address_per_hour
+        ):
+            raise RateLimited("emails to this address")
 
     def _send_link(self, email: str, name: str, token: str) -> None:
         self.mailer.send(

@@ -96,12 +96,14 @@ class Web:
         """The browser's CSRF token, issuing one (and its cookie) on the first page it sees."""
         request = self.request
         token = request.cookies.get(CSRF_COOKIE, "")
-        if len(token) < 32:
-            token = self.app.context.get("new_csrf") or secrets.token_urlsafe(32)
-            if not self.app.context.get("new_csrf"):
-                self.app.append_context(new_csrf=token)
-                request.set_cookies.append(cookie(CSRF_COOKIE, token))
-        return token
+        if len(token) >= 32:
+            return token
+        issued = self.app.context.get("new_csrf")
+        if issued is None:
+            issued = secrets.token_urlsafe(32)
+            self.app.append_context(new_csrf=issued)
+            request.set_cookies.append(cookie(CSRF_COOKIE, issued))
+        return issued
 
     def browser_binding(self) -> str:
         """A stable, non-secret fingerprint of this browser's CSRF cookie (its hash)."""
