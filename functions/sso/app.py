@@ -211,20 +211,20 @@ def reset_problem(error: Exception) -> Response:
             410,
             "This link has expired",
             "Reset links work for one hour. Ask for a new one.",
-            link={"href": "/forgot", "text": "Get a new link"},
+            link={"href": settings.path("/forgot"), "text": "Get a new link"},
         )
     if isinstance(error, TokenUsed):
         return web.error(
             410,
             "This link was already used",
             "Log in with your new password, or ask for a new link.",
-            link={"href": "/login", "text": "Log in"},
+            link={"href": settings.path("/login"), "text": "Log in"},
         )
     return web.error(
         400,
         "This link is not valid",
         "Use the newest reset email, or ask for a new link.",
-        link={"href": "/forgot", "text": "Get a new link"},
+        link={"href": settings.path("/forgot"), "text": "Get a new link"},
     )
 
 

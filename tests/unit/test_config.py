@@ -51,3 +51,25 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(ConfigError) as error:
         Settings.from_env({})
     assert "PUBLIC_BASE_URL" in str(error.value) and "TOS_URL" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("base", "page", "expected_path", "expected_url"),
+    [
+        ("https://billing.example.com", "/signup", "/signup", "https://billing.example.com/signup"),
+        ("https://billing.example.com/", "/", "/", "https://billing.example.com/"),
+        (
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/live/",
+            "/login",
+            "/live/login",
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/live/login",
+        ),
+        ("https://x.example.com/live", "/", "/live/", "https://x.example.com/live/"),
+    ],
+)
+def test_links_stay_under_the_base_urls_path(base, page, expected_path, expected_url):
+    # Given a site served at a stage URL (its path is the stage) or at a domain root
+    settings = Settings.from_env({**BASE, "PUBLIC_BASE_URL": base})
+    # Then page links and email links both keep the path
+    assert settings.path(page) == expected_path
+    assert settings.url(page) == expected_url

@@ -78,6 +78,12 @@ class Settings:
         """An absolute link for emails: always from the configured base URL, never the Host header."""
         return self.public_base_url.rstrip("/") + "/" + path.lstrip("/")
 
+    def path(self, path: str) -> str:
+        """A site-relative link under the base URL's path: ``/live/signup`` when the site is served at an
+        API Gateway stage URL (``https://<id>.execute-api.<region>.amazonaws.com/live/``), ``/signup`` at a
+        domain root. Every page link, form action and redirect goes through here."""
+        return urlsplit(self.public_base_url).path.rstrip("/") + "/" + path.lstrip("/")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         return _Reader(os.environ if env is None else env).settings()

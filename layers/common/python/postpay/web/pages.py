@@ -138,6 +138,7 @@ class Web:
             csrf_token=self.csrf_token(),
             csrf_field=CSRF_FIELD,
             settings=self.settings,
+            url=self.settings.path,
             **context,
         )
         return self.respond(status, body)
@@ -152,6 +153,9 @@ class Web:
         )
 
     def redirect(self, location: str, *, status: int = 303) -> Response:
+        """``location`` is a site path (``/dashboard``, put under the base path) or an absolute URL."""
+        if location.startswith("/"):
+            location = self.settings.path(location)
         return self.respond(status, headers={"Location": location})
 
     def set_cookie(self, value: Cookie) -> None:
