@@ -34,13 +34,19 @@ PLANS = [
 
 @dataclass
 class Fault:
-    # "status": answer with `status`; "hang": sleep `seconds` first; "after": act, then answer `status`
+    # "status": answer with `status`; "hang": sleep `seconds` first; "after": act, then answer `status`;
+    # "usage": a wrong usage answer: `change` replaces fields of its data, `remove` drops some, `server` replaces
+    # fields of its first server, `duplicate` repeats its first server (the total is left as computed)
     mode: str
     status: int = 503
     seconds: float = 30.0
     path: str = ""  # applies to API paths starting with this (after /api/v1/)
     method: str = ""
     count: int | None = None  # None: until cleared
+    change: dict[str, Any] = field(default_factory=dict)
+    remove: list[str] = field(default_factory=list)
+    server: dict[str, Any] = field(default_factory=dict)
+    duplicate: bool = False
 
 
 @dataclass
@@ -149,6 +155,9 @@ def create_app(state: State) -> Flask:
             return error(504, "Gateway Timeout")
         if fault.mode == "after":
             request.environ["emulator.after_status"] = fault.status
+            return None
+        if fault.mode == "usage":
+            request.environ["emulator.usage_fault"] = fault
             return None
         if fault.status < 500:
             return error(fault.status, "Injected failure", {"email": ["Injected failure."]})
@@ -293,17 +302,17 @@ def create_app(state: State) -> Flask:
                 return error(404, "Not found.")
             lines = [usage_line(s, start, end) for s in state.servers.values() if s["user_id"] == user_id]
         lines = [line for line in lines if line["hours"] > 0]
-        return jsonify(
-            {
-                "data": {
-                    "user_id": user_id,
-                    "date_from": start.isoformat(),
-                    "date_to": end.isoformat(),
-                    "total_tokens": sum(line["tokens"] for line in lines),
-                    "servers": lines,
-                }
-            }
-        )
+        data = {
+            "user_id": user_id,
+            "date_from": start.isoformat(),
+            "date_to": end.isoformat(),
+            "total_tokens": sum(line["tokens"] for line in lines),
+            "servers": lines,
+        }
+        wrong: Fault | None = request.environ.get("emulator.usage_fault")
+        if wrong is not None:
+            data = wrong_usage(data, wrong)
+        return jsonify({"data": data})
 
     # the control panel's SSO landing page --------------------------------------------------------------
 
@@ -427,6 +436,17 @@ def add_server(
     }
     state.servers[server_id] = server
     return server
+
+
+def wrong_usage(data: dict, fault: Fault) -> dict:
+    """The answer a proxy, a cache or a SolusVM bug could give instead: see Fault."""
+    servers = [dict(s) for s in data["servers"]]
+    if servers and fault.server:
+        servers[0].update(fault.server)
+    if servers and fault.duplicate:
+        servers.append(dict(servers[0]))
+    wrong = {**data, "servers": servers, **fault.change}
+    return {k: v for k, v in wrong.items() if k not in fault.remove}
 
 
 def usage_line(server: dict, start: date, end: date) -> dict:

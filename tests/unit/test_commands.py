@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postpay.billing.commands import Daily, InvoiceMonth, MarkPaid, PayloadError, RunStatus, parse
+from postpay.billing.commands import Daily, InvoiceMonth, MarkPaid, PayloadError, Rebill, RunStatus, parse
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -55,3 +55,47 @@ def test_any_payload_is_a_command_or_a_clear_refusal(payload):
 def test_non_object_payloads_are_refused(payload):
     with pytest.raises(PayloadError, match="JSON object"):
         parse(payload, timezone="UTC", now=NOW)
+
+
+def test_rebill_names_one_client_and_one_ended_month():
+    command = parse({"rebill": {"client": 123, "period": "2022-10"}}, timezone="UTC", now=NOW)
+    assert isinstance(command, Rebill) and command.client_id == 123
+    assert (command.period.start, command.period.end) == (date(2022, 10, 1), date(2022, 10, 31))
+    december = parse({"rebill": {"client": 1, "period": "2021-12"}}, timezone="UTC", now=NOW)
+    assert december.period.end == date(2021, 12, 31)  # type: ignore[union-attr]
+    assert (
+        parse({"rebill": {"client": 1, "period": "2026-10"}}, timezone="UTC", now=NOW).period.key == "2026-10"
+    )  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"rebill": {"client": 123, "period": "2026-11"}}, "November 2026 has not ended yet in UTC"),
+        ({"rebill": {"client": 123, "period": "2099-01"}}, "has not ended yet"),
+        ({"rebill": {"client": 123, "period": "2022-13"}}, "period must be a month like 2022-10"),
+        ({"rebill": {"client": 123, "period": "2022-1"}}, "period must be a month like 2022-10"),
+        ({"rebill": {"client": 123, "period": "2022-10-01"}}, "period must be a month like 2022-10"),
+        ({"rebill": {"client": 123, "period": 202210}}, "period must be a month like 2022-10"),
+        ({"rebill": {"client": "123", "period": "2022-10"}}, "client must be a client id"),
+        ({"rebill": {"client": True, "period": "2022-10"}}, "client must be a client id"),
+        ({"rebill": {"client": 0, "period": "2022-10"}}, "client must be a client id"),
+        ({"rebill": {"client": 123}}, "rebill must be an object like"),
+        ({"rebill": {"client": 123, "period": "2022-10", "dryRun": True}}, "rebill must be an object like"),
+        ({"rebill": [123, "2022-10"]}, "rebill must be an object like"),
+        ({"rebill": {"client": 123, "period": "2022-10"}, "dryRun": True}, "unknown keys ['dryRun']"),
+    ],
+)
+def test_malformed_rebills_are_refused_with_a_message(payload, message):
+    with pytest.raises(PayloadError) as error:
+        parse(payload, timezone="UTC", now=NOW)
+    assert message in str(error.value)
+
+
+def test_a_rebill_of_the_month_that_just_ended_depends_on_the_billing_time_zone():
+    late = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # already December 1st in Berlin
+    assert isinstance(
+        parse({"rebill": {"client": 1, "period": "2026-11"}}, timezone="Europe/Berlin", now=late), Rebill
+    )
+    with pytest.raises(PayloadError, match="has not ended"):
+        parse({"rebill": {"client": 1, "period": "2026-11"}}, timezone="UTC", now=late)

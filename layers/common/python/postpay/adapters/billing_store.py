@@ -301,10 +301,20 @@ class BillingStore:
         BillingStore._counter_hint = value
         return value
 
-    def issue(self, invoice_for: Any, *, run_id: str, now: datetime, email_lease: timedelta) -> Invoice:
+    def issue(
+        self,
+        invoice_for: Any,
+        *,
+        run_id: str,
+        now: datetime,
+        email_lease: timedelta,
+        replace_nothing: bool = False,
+    ) -> Invoice:
         """Writes the invoice with the next number, its run outcome and the run's count, in one transaction.
 
-        ``invoice_for(number)`` builds the invoice for a number. Raises AlreadyBilled or OutcomeRecorded."""
+        ``invoice_for(number)`` builds the invoice for a number. ``replace_nothing`` (the operator's re-bill)
+        lets it replace a nothing-to-bill record of the period; an invoice is never replaced.
+        Raises AlreadyBilled or OutcomeRecorded."""
         current = self._counter_hint if self._counter_hint is not None else self.counter_value()
         replace_failed = False
         for attempt in range(50):
@@ -317,6 +327,7 @@ class BillingStore:
                     now=now,
                     lease=email_lease,
                     replace_failed=replace_failed,
+                    replace_nothing=replace_nothing,
                 )
             except OutcomeRecorded:
                 if replace_failed or self.outcome_of(run_id, invoice.client_id) != "failed":
@@ -341,6 +352,7 @@ class BillingStore:
         now: datetime,
         lease: timedelta,
         replace_failed: bool = False,
+        replace_nothing: bool = False,
     ) -> None:
         key = account_period(invoice.client_id, invoice.period_key)
         counter_condition = (
@@ -368,7 +380,10 @@ class BillingStore:
                     actions=[CounterItem.value.set(expected_counter + 1)],
                     condition=counter_condition,
                 )
-                tx.save(item, condition=InvoiceItem.account_period.does_not_exist())
+                free = InvoiceItem.account_period.does_not_exist()
+                if replace_nothing:
+                    free = free | (InvoiceItem.outcome == "nothing_to_bill")
+                tx.save(item, condition=free)
                 self._outcome(
                     tx,
                     run_id,

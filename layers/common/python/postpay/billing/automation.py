@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from postpay.adapters.billing_store import BillingStore, RunRecord
-from postpay.billing.commands import Daily, InvoiceMonth, MarkPaid, PayloadError, RunStatus, parse
+from postpay.billing.commands import Daily, InvoiceMonth, MarkPaid, PayloadError, Rebill, RunStatus, parse
+from postpay.billing.invoicing import RebillRefused
 from postpay.billing.periods import local_date, month_before
 from postpay.clock import Clock
 from postpay.config import Settings
@@ -59,6 +60,8 @@ class Automation:
             if run is None:
                 raise PayloadError(f"no run {command.run_id!r}")
             return run_summary(run)
+        if isinstance(command, Rebill):
+            return self.rebill(command)
         return self.mark_paid(command)
 
     def daily(self, command: Daily) -> dict[str, Any]:
@@ -68,6 +71,13 @@ class Automation:
             result["run"] = run_summary(self.invoicing.start(period, trigger="schedule"))
         result["upkeep"] = self.upkeep.run(command.today).as_dict()
         return result
+
+    def rebill(self, command: Rebill) -> dict[str, Any]:
+        try:
+            run = self.invoicing.rebill(command.client_id, command.period)
+        except RebillRefused as error:
+            raise PayloadError(f"rebill refused: {error}") from error
+        return {**run_summary(run), "client": command.client_id}
 
     def mark_paid(self, command: MarkPaid) -> dict[str, Any]:
         now = self.clock.now()

@@ -4,6 +4,7 @@ A malformed payload fails the invoke with a message saying what is wrong, before
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -37,12 +38,22 @@ class MarkPaid:
     reference: str
 
 
-Command = Daily | InvoiceMonth | RunStatus | MarkPaid
+@dataclass(frozen=True)
+class Rebill:
+    client_id: int
+    period: Period
+
+
+Command = Daily | InvoiceMonth | RunStatus | MarkPaid | Rebill
 _OPERATOR_KEYS = {
     "invoicingDate": {"invoicingDate", "dryRun"},
     "runStatus": {"runStatus"},
     "markPaid": {"markPaid", "reference"},
+    "rebill": {"rebill"},
 }
+# {"rebill": {"client": 123, "period": "2022-10"}}; later commands on one invoice may extend this object.
+_REBILL_KEYS = {"client", "period"}
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 
 def parse(event: Any, *, timezone: str, now: datetime) -> Command:
@@ -54,7 +65,7 @@ def parse(event: Any, *, timezone: str, now: datetime) -> Command:
     if len(kinds) != 1:
         raise PayloadError(
             "the payload must have exactly one of: invoicingDate (with optional dryRun), runStatus, "
-            f"markPaid (with reference); got keys {sorted(event)}"
+            f"markPaid (with reference), rebill; got keys {sorted(event)}"
         )
     kind = kinds[0]
     unknown = set(event) - _OPERATOR_KEYS[kind]
@@ -64,6 +75,8 @@ def parse(event: Any, *, timezone: str, now: datetime) -> Command:
         return _invoice_month(event, timezone, now)
     if kind == "runStatus":
         return RunStatus(_text(event, "runStatus"))
+    if kind == "rebill":
+        return _rebill(event["rebill"], timezone, now)
     return MarkPaid(_text(event, "markPaid"), _text(event, "reference"))
 
 
@@ -88,6 +101,26 @@ def _invoice_month(event: dict[str, Any], timezone: str, now: datetime) -> Invoi
             f"(today is {today})"
         )
     return InvoiceMonth(period, dry_run)
+
+
+def _rebill(body: Any, timezone: str, now: datetime) -> Rebill:
+    if not isinstance(body, dict) or set(body) != _REBILL_KEYS:
+        raise PayloadError(
+            f'rebill must be an object like {{"client": 123, "period": "2022-10"}}, got {body!r}'
+        )
+    client = body["client"]
+    if not isinstance(client, int) or isinstance(client, bool) or client < 1:
+        raise PayloadError(f"rebill client must be a client id (a positive integer), got {client!r}")
+    raw = body["period"]
+    match = _MONTH.fullmatch(raw) if isinstance(raw, str) else None
+    if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
+        raise PayloadError(f"rebill period must be a month like 2022-10, got {raw!r}")
+    year, month = int(match.group(1)), int(match.group(2))
+    period = month_before(date(year + month // 12, month % 12 + 1, 1), timezone)
+    today = local_date(now, timezone)
+    if period.end >= today:
+        raise PayloadError(f"rebill period {period.label} has not ended yet in {timezone} (today is {today})")
+    return Rebill(client, period)
 
 
 def _text(event: dict[str, Any], key: str) -> str:

@@ -20,7 +20,7 @@ from postpay.billing import money
 from postpay.billing.periods import Period, local_date
 from postpay.clock import Clock
 from postpay.config import Settings
-from postpay.models import Account, Invoice, InvoiceLine, InvoiceStatus
+from postpay.models import Account, AccountStatus, Invoice, InvoiceLine, InvoiceStatus
 from postpay.observability import logger, metrics
 
 if TYPE_CHECKING:
@@ -45,7 +45,21 @@ class EmailPending(Exception):
 
 
 class UsageError(Exception):
-    """SolusVM's usage answer does not follow the contract; retrying will not help."""
+    """SolusVM's usage answer does not follow the contract; retrying will not help (the job fails at once)."""
+
+
+class UsageMismatch(UsageError):
+    """A field of the usage answer is not what was asked, or not consistent with the rest of the answer."""
+
+    def __init__(self, field: str, expected: str, got: str) -> None:
+        super().__init__(f"usage {field}: expected {expected}, got {got}")
+        self.field = field
+        self.expected = expected
+        self.got = got
+
+
+class RebillRefused(Exception):
+    """The operator's re-bill is refused; the message says why. Nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +69,20 @@ class Job:
     email: str
     solus_user_id: int
     period: Period
+    # The operator's re-bill: may replace the period's nothing-to-bill record (never an invoice).
+    rebill: bool = False
 
     def message(self) -> dict[str, Any]:
-        return {
+        message = {
             "runId": self.run_id,
             "clientId": self.client_id,
             "email": self.email,
             "solusUserId": self.solus_user_id,
             "period": self.period.as_dict(),
         }
+        if self.rebill:
+            message["rebill"] = True
+        return message
 
     @classmethod
     def from_message(cls, body: dict[str, Any]) -> Job:
@@ -73,40 +92,105 @@ class Job:
             body["email"],
             int(body["solusUserId"]),
             Period.from_dict(body["period"]),
+            rebill=body.get("rebill") is True,
         )
+
+
+_ABSENT = object()
+
+
+def _shown(value: object) -> str:
+    return "nothing (the field is absent)" if value is _ABSENT else repr(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_usage(answer: object, *, user_id: int, period: Period) -> dict:
+    """The usage answer's ``data``, once it is the answer to the question asked and consistent in itself.
+
+    Asked for one SolusVM user and one period, the answer must name that user and exactly those dates: a
+    proxy, a cache or a SolusVM bug returning another user's or another month's usage must never be invoiced.
+    Every field the money depends on is required, even where the reference's example is the only word on it:
+    ``user_id``, ``date_from``, ``date_to``, ``total_tokens``, ``servers`` and each server's ``id`` and
+    ``tokens``; an absent one is refused like a wrong one. The display fields (``name``, ``plan``, ``hours``,
+    ``is_deleted``, ``uuid``) may be absent or null: they change no amount, so the line says "server <id>", no
+    plan, 0 hours, not deleted, rather than stopping the invoice; present, ``hours`` and ``is_deleted`` must
+    have their types. Raises UsageMismatch naming the field and both values."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, dict):
+        raise UsageError("usage answer has no data object")
+    asked = {"user_id": user_id, "date_from": period.start.isoformat(), "date_to": period.end.isoformat()}
+    for field, wanted in asked.items():
+        got = data.get(field, _ABSENT)
+        # type() too: True == 1 and 12.0 == 12 in Python, but neither is the user that was asked for
+        if type(got) is not type(wanted) or got != wanted:
+            raise UsageMismatch(field, f"{wanted!r} (what was asked)", _shown(got))
+    _check_consistent(data)
+    return data
+
+
+def _check_consistent(usage: dict) -> None:
+    """Each server's tokens a non-negative integer, server ids unique, total_tokens their exact sum."""
+    servers = usage.get("servers", _ABSENT)
+    if not isinstance(servers, list):
+        raise UsageMismatch("servers", "a list of servers", _shown(servers))
+    seen: set[int] = set()
+    for index, server in enumerate(servers):
+        where = f"servers[{index}]"
+        if not isinstance(server, dict):
+            raise UsageMismatch(where, "a server object", _shown(server))
+        server_id = server.get("id", _ABSENT)
+        if not _is_int(server_id):
+            raise UsageMismatch(f"{where}.id", "an integer server id", _shown(server_id))
+        if server_id in seen:
+            raise UsageMismatch(f"{where}.id", "server ids that appear once", f"{server_id!r} a second time")
+        seen.add(server_id)  # type: ignore[arg-type]
+        tokens = server.get("tokens", _ABSENT)
+        if not _is_int(tokens) or tokens < 0:  # type: ignore[operator]
+            raise UsageMismatch(
+                f"{where}.tokens (server {server_id})", "a non-negative integer", _shown(tokens)
+            )
+        hours = server.get("hours")
+        if hours is not None and (not _is_int(hours) or hours < 0):
+            raise UsageMismatch(f"{where}.hours (server {server_id})", "a non-negative integer", repr(hours))
+        deleted = server.get("is_deleted")
+        if deleted is not None and not isinstance(deleted, bool):
+            raise UsageMismatch(f"{where}.is_deleted (server {server_id})", "true or false", repr(deleted))
+    total = usage.get("total_tokens", _ABSENT)
+    expected = sum(server["tokens"] for server in servers)
+    if not _is_int(total) or total != expected:
+        raise UsageMismatch("total_tokens", f"{expected} (the sum of the servers' tokens)", _shown(total))
 
 
 def invoice_lines(usage: dict, pricing: Pricing) -> list[InvoiceLine]:
     """One line per server with tokens > 0 (deleted servers included). SolusVM's tokens are the authority."""
-    try:
-        servers = usage["servers"]
-        lines = []
-        for server in servers:
-            tokens = server["tokens"]
-            if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
-                raise UsageError(
-                    f"server {server.get('id')}: tokens must be a non-negative integer, got {tokens!r}"
-                )
-            if tokens == 0:
-                continue
-            lines.append(
-                InvoiceLine(
-                    server_id=int(server["id"]),
-                    name=str(server.get("name") or f"server {server['id']}"),
-                    plan=str((server.get("plan") or {}).get("name") or ""),
-                    hours=int(server.get("hours") or 0),
-                    tokens=tokens,
-                    unit_price=pricing.token_price,
-                    amount=money.line_amount(tokens, pricing.token_price, pricing.currency),
-                    deleted=bool(server.get("is_deleted")),
-                )
+    _check_consistent(usage)
+    lines = []
+    for server in usage["servers"]:
+        tokens = server["tokens"]
+        if tokens == 0:
+            continue
+        plan = server.get("plan")
+        lines.append(
+            InvoiceLine(
+                server_id=server["id"],
+                name=str(server.get("name") or f"server {server['id']}"),
+                plan=str((plan.get("name") if isinstance(plan, dict) else None) or ""),
+                hours=server.get("hours") or 0,
+                tokens=tokens,
+                unit_price=pricing.token_price,
+                amount=money.line_amount(tokens, pricing.token_price, pricing.currency),
+                deleted=bool(server.get("is_deleted")),
             )
-    except (KeyError, TypeError, ValueError) as error:
-        raise UsageError(f"usage answer does not follow the contract: {error!r}") from error
-    total_tokens = usage.get("total_tokens")
-    if isinstance(total_tokens, int) and total_tokens != sum(s["tokens"] for s in servers):
-        raise UsageError(f"total_tokens {total_tokens} is not the sum of the servers' tokens")
+        )
     return lines
+
+
+def failure_reason(error: Exception) -> str:
+    """How a failed job's reason reads, in the run's summary and in the dry run alike."""
+    return f"{type(error).__name__}: {error}"[:500]
 
 
 class Invoicing:
@@ -160,6 +244,43 @@ class Invoicing:
         assert record is not None
         return record
 
+    def rebill(self, client_id: int, period: Period) -> RunRecord:
+        """The operator bills one client for one period recorded as nothing to bill (SolusVM reported its
+        usage late), or never recorded (its job failed). A run of its own with one job on the queue, so
+        retries, the email lease and the dead-letter queue work as for any job. Refused (RebillRefused)
+        before anything is written when the client is unknown or was enrolled after the period, or the
+        period has an invoice; the database condition that replaces only a nothing-to-bill record makes
+        duplicates bill once."""
+        account = next(
+            (
+                a
+                for a in self.accounts.accounts_with_status(AccountStatus.ENROLLED)
+                if a.client_id == client_id
+            ),
+            None,
+        )
+        if account is None or account.solus_user_id is None:
+            raise RebillRefused(f"no enrolled client {client_id}")
+        if account.enrolled_at is None or account.enrolled_at >= period.ends_at():
+            raise RebillRefused(
+                f"client {client_id} was enrolled after {period.label} ended: nothing to bill"
+            )
+        billed = self.billing.billed(client_id, period.key)
+        if billed is not None and billed[1] is not None:
+            raise RebillRefused(
+                f"client {client_id} already has invoice {billed[1].number} for {period.label}"
+            )
+        run_id = f"rebill-{period.key}-{client_id}-{uuid.uuid4().hex[:8]}"
+        self.billing.start_run(run_id, trigger="rebill", period=period.as_dict(), now=self.clock.now())
+        assert self.queue is not None, "INVOICE_QUEUE_URL is not set"
+        job = Job(run_id, client_id, account.email, account.solus_user_id, period, rebill=True)
+        self.queue.send_all([job.message()])
+        self.billing.finish_queuing(run_id, 1, self.clock.now())
+        logger.info("re-bill queued", extra={"run_id": run_id, "client_id": client_id, "period": period.key})
+        record = self.billing.run(run_id)
+        assert record is not None
+        return record
+
     def dry_run(self, period: Period) -> dict[str, Any]:
         """What the run would invoice, computed from SolusVM now; writes and sends nothing."""
         pricing = self.pricing()
@@ -169,11 +290,15 @@ class Invoicing:
             already = self.billing.billed(account.client_id, period.key)
             if already is not None:
                 entry["alreadyBilled"] = already[0]
+            user_id = account.solus_user_id or 0
             try:
-                usage = self.solus.usage(account.solus_user_id or 0, period.start, period.end)
-                lines = invoice_lines(usage.get("data") or {}, pricing)
+                answer = self.solus.usage(user_id, period.start, period.end)
+                lines = invoice_lines(check_usage(answer, user_id=user_id, period=period), pricing)
             except Exception as error:  # a dry run reports every account, failing ones included
-                entry["error"] = str(error)
+                # the same reason the run would record; "refused": the job would fail at once, unretried
+                entry["error"] = failure_reason(error)
+                if isinstance(error, UsageError):
+                    entry["refused"] = True
                 accounts.append(entry)
                 continue
             entry["lines"] = [
@@ -204,24 +329,29 @@ class Invoicing:
         retries); on the final attempt the failure is recorded on the run with its reason."""
         try:
             return self._process(job)
+        except UsageError as error:
+            # The answer is wrong, not late: asking again gets the same answer, so the job ends now, failed,
+            # with nothing written but its outcome (no invoice, no nothing-to-bill record, no email).
+            logger.warning("usage answer refused", extra={"run_id": job.run_id, "reason": str(error)})
+            self._failed(job, error)
+            return "failed"
         except Exception as error:
             if final_attempt:
-                self.billing.record_outcome(
-                    job.run_id,
-                    job.client_id,
-                    "failed",
-                    self.clock.now(),
-                    reason=f"{type(error).__name__}: {error}"[:500],
-                )
-                metrics.add_metric(name="InvoiceFailures", unit="Count", value=1)
+                self._failed(job, error)
             raise
+
+    def _failed(self, job: Job, error: Exception) -> None:
+        recorded = self.billing.record_outcome(
+            job.run_id, job.client_id, "failed", self.clock.now(), reason=failure_reason(error)
+        )
+        if not recorded and self.billing.outcome_of(job.run_id, job.client_id) is None:
+            raise RuntimeError("the failed outcome could not be recorded") from error  # the queue retries
+        metrics.add_metric(name="InvoiceFailures", unit="Count", value=1)
 
     def _process(self, job: Job) -> str:
         now = self.clock.now()
         answer = self.solus.usage(job.solus_user_id, job.period.start, job.period.end)
-        usage = answer.get("data") if isinstance(answer, dict) else None
-        if not isinstance(usage, dict):
-            raise UsageError("usage answer has no data object")
+        usage = check_usage(answer, user_id=job.solus_user_id, period=job.period)
         pricing = self.pricing()
         lines = invoice_lines(usage, pricing)
         raw = json.dumps(usage, sort_keys=True)
@@ -263,7 +393,9 @@ class Invoicing:
             )
 
         try:
-            invoice = self.billing.issue(build, run_id=job.run_id, now=now, email_lease=EMAIL_LEASE)
+            invoice = self.billing.issue(
+                build, run_id=job.run_id, now=now, email_lease=EMAIL_LEASE, replace_nothing=job.rebill
+            )
         except AlreadyBilled:
             return self._already(job)
         except OutcomeRecorded:  # this run already issued it: a redelivery after a crash
