@@ -252,3 +252,93 @@ def test_a_total_off_by_anything_is_refused(pairs, delta):
             check_usage(body, user_id=USER, period=OCTOBER)
     else:
         check_usage(body, user_id=USER, period=OCTOBER)
+
+
+# The worker: a refused answer ends the job at once, failed, with nothing written but its outcome ---------
+
+
+class FakeBilling:
+    def __init__(self, *, recordable: bool = True) -> None:
+        self.recordable = recordable
+        self.outcomes: dict[tuple[str, int], tuple[str, str | None]] = {}
+        self.writes: list[str] = []
+
+    def record_outcome(
+        self, run_id: str, client_id: int, outcome: str, now: Any, *, reason: str = ""
+    ) -> bool:
+        if not self.recordable:
+            return False
+        self.outcomes[(run_id, client_id)] = (outcome, reason)
+        return True
+
+    def outcome_of(self, run_id: str, client_id: int) -> str | None:
+        found = self.outcomes.get((run_id, client_id))
+        return found[0] if found else None
+
+    def __getattr__(self, name: str) -> Any:  # issue, record_nothing, claim_email...: must not be called
+        self.writes.append(name)
+        raise AssertionError(f"{name} called for a refused answer")
+
+
+class FakeSolus:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.calls = 0
+
+    def usage(self, user_id: int, date_from: date, date_to: date) -> dict[str, Any]:
+        self.calls += 1
+        return self.body
+
+
+class FixedClock:
+    def now(self) -> Any:
+        from datetime import UTC, datetime
+
+        return datetime(2022, 11, 1, 0, 5, tzinfo=UTC)
+
+
+def invoicing_with(billing: FakeBilling, solus: FakeSolus) -> Any:
+    from postpay.billing.invoicing import Invoicing
+
+    return Invoicing(
+        settings=None,  # type: ignore[arg-type]  # a refused answer never reaches settings
+        accounts=None,  # type: ignore[arg-type]
+        billing=billing,  # type: ignore[arg-type]
+        solus=solus,
+        mailer=None,  # type: ignore[arg-type]
+        clock=FixedClock(),
+        pricing=lambda: Pricing(Decimal("0.001"), "USD"),
+        queue=None,
+    )
+
+
+def test_a_refused_answer_fails_the_job_on_its_first_attempt_and_writes_nothing_else():
+    from postpay.billing.invoicing import Job
+
+    billing, solus = FakeBilling(), FakeSolus(answer(user_id=13))
+    job = Job("run-1", 7, "a@example.com", USER, OCTOBER)
+    assert invoicing_with(billing, solus).process(job, final_attempt=False) == "failed"
+    assert billing.outcomes[("run-1", 7)] == (
+        "failed",
+        "UsageMismatch: usage user_id: expected 12 (what was asked), got 13",
+    )
+    assert solus.calls == 1 and billing.writes == []
+
+
+def test_a_refused_answer_whose_failure_cannot_be_recorded_is_retried():
+    from postpay.billing.invoicing import Job
+
+    billing = FakeBilling(recordable=False)
+    job = Job("run-1", 7, "a@example.com", USER, OCTOBER)
+    with pytest.raises(RuntimeError, match="could not be recorded"):
+        invoicing_with(billing, FakeSolus(answer(total_tokens=1))).process(job, final_attempt=False)
+
+
+def test_a_rebill_job_says_so_in_its_message_and_an_ordinary_one_does_not():
+    from postpay.billing.invoicing import Job
+
+    ordinary = Job("run-1", 7, "a@example.com", USER, OCTOBER)
+    rebill = Job("rebill-2022-10-7-ab", 7, "a@example.com", USER, OCTOBER, rebill=True)
+    assert "rebill" not in ordinary.message() and rebill.message()["rebill"] is True
+    assert Job.from_message(ordinary.message()) == ordinary and Job.from_message(rebill.message()) == rebill
+    assert not Job.from_message({**ordinary.message(), "rebill": "yes"}).rebill
