@@ -35,8 +35,8 @@ PLANS = [
 @dataclass
 class Fault:
     # "status": answer with `status`; "hang": sleep `seconds` first; "after": act, then answer `status`;
-    # "usage": a wrong usage answer: `change` replaces fields of its data, `remove` drops some, `server` replaces
-    # fields of its first server, `duplicate` repeats its first server (the total is left as computed)
+    # "usage": a wrong usage answer: `change` replaces fields of its data, `remove` drops some, `server`
+    # replaces fields of its first server, `duplicate` repeats its first server (the total is left as is)
     mode: str
     status: int = 503
     seconds: float = 30.0
