@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -19,17 +20,17 @@ from postpay.errors import (
     TokenInvalid,
     TokenUsed,
 )
-from postpay.models import Account, Session
+from postpay.models import Account, AccountStatus, Session
 from postpay.observability import logger, metrics, tracer
 from postpay.routes import FUNCTION_ROUTES
 from postpay.services.client_area import LoginFailed, PasswordRejected
 from postpay.services.sessions import SESSION_COOKIE
-from postpay.web.pages import Web, catch_all, cookie
+from postpay.web.pages import Web, at_least, catch_all, cookie
 
 settings = Settings.from_env()
 container = Container(settings)
 app = APIGatewayRestResolver()
-POST_ONLY = {"/sso", "/logout", "/account/password", "/resend", "/finish"}
+POST_ONLY = {"/sso", "/logout", "/account/password", "/finish"}
 web = Web(
     app,
     settings,
@@ -49,10 +50,9 @@ catch_all(app, web)
 NOTICES = {
     "panel-unavailable": ("The control panel is unavailable, try again shortly.", True),
     "not-enrolled": ("Your control panel account is not ready yet.", True),
-    "verification-sent": ("We have sent you a new verification link.", False),
     "setup-pending": ("We could not finish your setup just now. We will retry and email you.", True),
     "enrolled": ("Your control panel account is ready.", False),
-    "password-changed": ("Your password is changed.", False),
+    "password-changed": ("Your password is changed. Every other session is logged out.", False),
 }
 
 
@@ -72,7 +72,7 @@ def session_id() -> str | None:
 def signed_in() -> tuple[Session, Account]:
     session = container.sessions.current(session_id())
     account = container.store.get_account(session.email) if session else None
-    if session is None or account is None:
+    if session is None or account is None or account.status is AccountStatus.PENDING:
         raise LoginRequired()
     return session, account
 
@@ -91,6 +91,7 @@ def login_form() -> Response:
 
 @app.post("/login")
 def login() -> Response:
+    started = time.monotonic()
     fields = web.form()
     email = fields.get("email", "")
     try:
@@ -98,11 +99,14 @@ def login() -> Response:
             email, fields.get("password", ""), source_ip=web.request.source_ip
         )
     except RateLimited:
+        at_least(started, settings.signup_min_response_ms)
         return web.error(429, "Too many attempts", "Too many failed log-ins. Please try again later.")
     except LoginFailed:
+        at_least(started, settings.signup_min_response_ms)
         return web.page(
             "login.html", status=401, email=email[:254], error="Email or password is incorrect.", notice=None
         )
+    at_least(started, settings.signup_min_response_ms)
     container.sessions.end(session_id())  # a new id at every log-in: no session fixation
     web.set_cookie(
         cookie(
@@ -143,17 +147,6 @@ def sso() -> Response:
         return dashboard_with("panel-unavailable")
     # The token goes only into the Location header: never logged, never in a page.
     return web.redirect(settings.sso_url_template.replace("{token}", quote(token, safe="")), status=302)
-
-
-@app.post("/resend")
-def resend() -> Response:
-    _, account = signed_in()
-    web.form()
-    try:
-        container.enrollment.resend(account)
-    except RateLimited:
-        return web.error(429, "Too many attempts", "Too many emails to this address. Please try again later.")
-    return dashboard_with("verification-sent")
 
 
 @app.post("/finish")
@@ -197,11 +190,14 @@ def forgot_form() -> Response:
 
 @app.post("/forgot")
 def forgot() -> Response:
+    started = time.monotonic()
     email = web.form().get("email", "")
     try:
         container.client_area.forgot(email, source_ip=web.request.source_ip)
     except RateLimited:
+        at_least(started, settings.signup_min_response_ms)
         return web.error(429, "Too many attempts", "Too many reset requests. Please try again later.")
+    at_least(started, settings.signup_min_response_ms)  # a known address sends mail: the same time either way
     return web.page("forgot.html", sent=True, email=email[:254])
 
 
@@ -243,13 +239,22 @@ def reset() -> Response:
     fields = web.form()
     token = fields.get("token", "")
     try:
-        container.client_area.reset(token, fields.get("password", ""))
+        account = container.client_area.reset(
+            token, fields.get("password", ""), source_ip=web.request.source_ip
+        )
+    except RateLimited:
+        return web.error(429, "Too many attempts", "Too many attempts. Please try again later.")
     except (TokenInvalid, TokenExpired, TokenUsed) as error:
         return reset_problem(error)
     except PasswordRejected as error:
         return web.page("reset.html", status=400, token=token, error=error.message)
-    web.set_cookie(cookie(SESSION_COOKIE, "", max_age=0))
-    return web.page("login.html", email="", error=None, notice="Your password is changed. Log in with it.")
+    # The mailbox's owner is in, even while someone else is locked out guessing at the account.
+    web.set_cookie(
+        cookie(
+            SESSION_COOKIE, container.sessions.start(account.email), max_age=container.sessions.cookie_max_age
+        )
+    )
+    return dashboard_with("password-changed")
 
 
 @app.get("/account")
@@ -265,8 +270,14 @@ def change_password() -> Response:
     fields = web.form()
     try:
         container.client_area.change_password(
-            account, fields.get("current_password", ""), fields.get("new_password", "")
+            account,
+            fields.get("current_password", ""),
+            fields.get("new_password", ""),
+            source_ip=web.request.source_ip,
+            session_id=session_id(),
         )
+    except RateLimited:
+        return web.error(429, "Too many attempts", "Too many wrong passwords. Please try again later.")
     except PasswordRejected as error:
         return web.page(
             "account.html", status=400, account=account, errors={error.field: error.message}, notice=None
@@ -275,7 +286,8 @@ def change_password() -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # pages carry tokens, Location and cookies
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    with container.solus.deadline(settings.solusvm_page_budget_seconds):  # one budget for the whole page
+        return app.resolve(event, context)

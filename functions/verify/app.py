@@ -10,6 +10,7 @@ from postpay.config import Settings
 from postpay.container import Container
 from postpay.errors import (
     AlreadyProvisioning,
+    RateLimited,
     SolusRejected,
     SolusUnavailable,
     TokenExpired,
@@ -17,7 +18,7 @@ from postpay.errors import (
     TokenUsed,
 )
 from postpay.observability import logger, metrics, tracer
-from postpay.services.enrollment import TermsNotAccepted
+from postpay.services.enrollment import TermsNotAccepted, WrongSignupPassword
 from postpay.services.sessions import SESSION_COOKIE
 from postpay.web.pages import Web, catch_all, cookie
 
@@ -44,7 +45,7 @@ def link_problem(error: Exception) -> Response:
             "link_problem.html",
             status=410,
             title="This link was already used",
-            message="Your email address is already confirmed. Log in to continue.",
+            message="Your email address is already confirmed. Log in with your password to continue.",
             used=True,
         )
     return web.page(
@@ -64,7 +65,7 @@ def terms() -> Response:
         container.enrollment.check_token(token)
     except (TokenInvalid, TokenExpired, TokenUsed) as error:
         return link_problem(error)
-    return web.page("terms.html", token=token, missing=[])
+    return web.page("terms.html", token=token, missing=[], error=None)
 
 
 @app.post("/verify")
@@ -75,31 +76,56 @@ def accept() -> Response:
     try:
         account = container.enrollment.accept(
             token,
+            fields.get("password", ""),
             accepted,
             source_ip=web.request.source_ip,
             user_agent=web.request.user_agent,
             browser=web.browser_binding(),
         )
     except TermsNotAccepted as error:
-        return web.page("terms.html", status=400, token=token, missing=error.missing)
+        return web.page("terms.html", status=400, token=token, missing=error.missing, error=None)
+    except WrongSignupPassword:
+        return web.page(
+            "terms.html",
+            status=400,
+            token=token,
+            missing=[],
+            error="This is not the password you chose when you signed up. Type it again.",
+        )
+    except RateLimited:
+        return web.error(429, "Too many attempts", "Too many wrong passwords. Please try again later.")
     except TokenUsed as error:
-        if error.same_browser and error.email:  # a double submit or a retry from this browser
-            return finish(error.email, wait=True)
+        if error.same_browser and error.email and signed_in_as(error.email):
+            return outcome(error.email, wait=True)  # a double submit from the browser that won
         return link_problem(error)
     except (TokenInvalid, TokenExpired) as error:
         return link_problem(error)
-    return finish(account.email, wait=False)
-
-
-def finish(email: str, *, wait: bool) -> Response:
-    """Logs the client in and shows the outcome: enrolled, or "we are finishing your setup"."""
+    # The link and the password chosen at sign-up were both presented: this browser is signed in.
     web.set_cookie(
-        cookie(SESSION_COOKIE, container.sessions.start(email), max_age=container.sessions.cookie_max_age)
+        cookie(
+            SESSION_COOKIE, container.sessions.start(account.email), max_age=container.sessions.cookie_max_age
+        )
     )
+    return outcome(account.email, wait=False)
+
+
+def signed_in_as(email: str) -> bool:
+    session = container.sessions.current(web.request.cookies.get(SESSION_COOKIE))
+    return session is not None and session.email == email
+
+
+def outcome(email: str, *, wait: bool) -> Response:
+    """Enrolls the client and shows the outcome: enrolled, or "we are finishing your setup".
+
+    Never starts a session: a used link is no proof of anything."""
     try:
         account = container.provisioner.provision(email, notify_if_later=True)
     except AlreadyProvisioning:
-        account = container.provisioner.wait_for_enrollment(email) if wait else None
+        account = (
+            container.provisioner.wait_for_enrollment(email, seconds=settings.solusvm_page_budget_seconds)
+            if wait
+            else None
+        )
     except (SolusUnavailable, SolusRejected):
         account = None
     if account is None or not account.enrolled:
@@ -108,7 +134,8 @@ def finish(email: str, *, wait: bool) -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # pages carry tokens, Location and cookies
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    with container.solus.deadline(settings.solusvm_page_budget_seconds):  # one budget for the whole page
+        return app.resolve(event, context)

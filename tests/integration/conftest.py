@@ -106,7 +106,7 @@ def settings_override(functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
             monkeypatch.setattr(module, "settings", updated)
             monkeypatch.setattr(module.web, "settings", updated)
             monkeypatch.setattr(module.container, "settings", updated)
-            for service in ("enrollment", "provisioner", "sessions"):
+            for service in ("enrollment", "provisioner", "sessions", "guard", "client_area"):
                 if service in module.container.__dict__:
                     monkeypatch.delitem(module.container.__dict__, service)
 
@@ -139,15 +139,23 @@ def verify_link(stack: LocalStack, email: str) -> str:
     return match.group(1).replace("&amp;", "&")
 
 
-def sign_up(browser: Browser, email: str, password: str = "a long enough passphrase", **extra: str):
+PASSWORD = "a long enough passphrase"
+
+
+def sign_up(browser: Browser, email: str, password: str = PASSWORD, **extra: str):
     fields = {"name": "Ada Lovelace", "company": "Analytical Engines", "email": email, "password": password}
     fields.update(extra)
     return browser.submit("/signup", "/signup", fields)
 
 
-def verify(browser: Browser, stack: LocalStack, email: str, **boxes: str):
+def verify(browser: Browser, stack: LocalStack, email: str, password: str = PASSWORD, **boxes: str):
+    """Follows the newest link to ``email``, types the sign-up password and accepts the terms."""
     link = verify_link(stack, email)
     page = browser.get(link)
     assert page.status == 200, page.body
-    fields = {"token": page.field("token"), **(boxes or {"accept_tos": "yes", "accept_postpay_terms": "yes"})}
+    fields = {
+        "token": page.field("token"),
+        "password": password,
+        **(boxes or {"accept_tos": "yes", "accept_postpay_terms": "yes"}),
+    }
     return browser.post("/verify", fields, csrf_from=page)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from postpay.adapters.dynamo import AccountItem
+from postpay.adapters.dynamo import AccountItem, TokenItem
+from postpay.security import token_hash
 from tests.integration.conftest import new_email, sign_up, verify, verify_link
 
 SECURITY_HEADERS = {
@@ -59,13 +60,12 @@ def test_valid_signup_sends_a_link_built_from_the_configured_base_url(browser, s
     assert page.status == 200 and page.has("Check your inbox")
     link = verify_link(stack, email)
     assert link.startswith("http://localhost:8080/verify?token=")
-    item = AccountItem.get(email)
-    assert item.status == "pending" and item.client_id > 0 and item.expires_at is not None
-    assert item.password_hash.startswith("scrypt$17$8$1$"), (
-        "password stored hashed with OWASP scrypt parameters"
-    )
+    assert AccountItem.count(email) == 0, "an attempt is no account"
     token = link.split("token=")[1]
-    assert token not in str(item.attribute_values), "only the token's hash is stored"
+    attempt = TokenItem.get(token_hash(token))
+    assert attempt.email == email and attempt.purpose == "verify" and attempt.expires_at > time.time()
+    assert attempt.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), "hashed with argon2id"
+    assert token not in str(attempt.attribute_values), "only the token's hash is stored"
 
 
 def test_invalid_signup_shows_a_message_per_field_and_keeps_values_but_not_the_password(browser, stack):
@@ -74,7 +74,7 @@ def test_invalid_signup_shows_a_message_per_field_and_keeps_values_but_not_the_p
     assert page.status == 400
     assert page.has("Enter your name.")
     assert page.has("Use at most 100 characters.")
-    assert page.has("too common")
+    assert page.has("too easy to guess")
     assert page.has(f'value="{email}"')
     assert "1234567890" not in page.body
     assert AccountItem.count(email) == 0, "nothing is stored from a rejected sign-up"
@@ -125,14 +125,14 @@ def test_response_time_does_not_reveal_a_known_address(new_browser, stack, setti
     assert abs(timings["known"] - timings["unknown"]) < 0.25, timings
 
 
-def test_signing_up_again_while_pending_replaces_the_link(browser, new_browser, stack):
+def test_signing_up_again_is_a_separate_attempt_with_its_own_link(browser, new_browser, stack):
     email = new_email()
     sign_up(browser, email)
     old_link = verify_link(stack, email)
     sign_up(new_browser(), email)
     new_link = verify_link(stack, email)
     assert new_link != old_link
-    assert browser.get(old_link).status == 400, "the old link no longer works"
+    assert browser.get(old_link).status == 200, "the first attempt is untouched"
     assert browser.get(new_link).status == 200
 
 

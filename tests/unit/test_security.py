@@ -1,12 +1,16 @@
 from __future__ import annotations
 
-from postpay.security import common_passwords, hash_password, new_token, token_hash, verify_password
+import base64
+import hashlib
+
+from postpay.security import hash_password, needs_rehash, new_token, token_hash, verify_password
 
 
-def test_password_hash_is_salted_scrypt_with_owasp_parameters():
+def test_password_hash_is_salted_argon2id_with_owasp_parameters():
     first, second = hash_password("correct horse battery"), hash_password("correct horse battery")
     assert first != second, "a fresh salt each time"
-    assert first.startswith("scrypt$17$8$1$")
+    assert first.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert not needs_rehash(first)
     assert verify_password("correct horse battery", first)
     assert not verify_password("correct horse batterY", first)
 
@@ -23,7 +27,15 @@ def test_tokens_are_32_random_bytes_and_stored_as_sha256():
     assert len(token_hash(token)) == 64 and token_hash(token) == token_hash(token)
 
 
-def test_the_common_password_list_has_a_thousand_entries():
-    passwords = common_passwords()
-    assert len(passwords) >= 990, "1,000 entries, a few the same once lower-cased"
-    assert {"123456", "password", "qwerty"} <= passwords
+def _legacy_scrypt(password: str) -> str:
+    salt = b"0123456789abcdef"
+    key = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    b64 = lambda data: base64.urlsafe_b64encode(data).decode().rstrip("=")  # noqa: E731
+    return f"scrypt$14$8$1${b64(salt)}${b64(key)}"
+
+
+def test_hashes_from_before_argon2id_still_verify_and_ask_to_be_replaced():
+    legacy = _legacy_scrypt("correct horse battery")
+    assert verify_password("correct horse battery", legacy)
+    assert not verify_password("correct horse batterY", legacy)
+    assert needs_rehash(legacy)

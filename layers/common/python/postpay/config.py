@@ -36,6 +36,7 @@ class Settings:
     solusvm_url: str
     solusvm_token_secret: str
     solusvm_timeout_seconds: float
+    solusvm_page_budget_seconds: float
     solusvm_limit_group_id: int | None
     solusvm_usage_path: str
     sso_url_template: str
@@ -133,15 +134,15 @@ class _Reader:
     def optional_integer(self, name: str) -> int | None:
         return self.integer(name, None, minimum=1) if self.raw(name) is not None else None
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float, *, maximum: float = 10) -> float:
         value = self.raw(name)
         try:
             result = float(value) if value is not None else default
         except ValueError:
             self.errors.append(f"{name} must be a number, got {value!r}")
             return default
-        if not 0 < result <= 10:
-            self.errors.append(f"{name} must be between 0 and 10 seconds, got {value!r}")
+        if not 0 < result <= maximum:
+            self.errors.append(f"{name} must be between 0 and {maximum:g} seconds, got {value!r}")
         return result
 
     def timezone(self, name: str, default: str) -> str:
@@ -178,6 +179,8 @@ class _Reader:
             solusvm_url=self.url("SOLUSVM_URL"),
             solusvm_token_secret=self.text("SOLUSVM_TOKEN_SECRET"),
             solusvm_timeout_seconds=self.number("SOLUSVM_TIMEOUT_SECONDS", 10.0),
+            # API Gateway gives up at 29 s: a page's SolusVM calls, retries included, stop well before.
+            solusvm_page_budget_seconds=self.number("SOLUSVM_PAGE_BUDGET_SECONDS", 8.0, maximum=20),
             solusvm_limit_group_id=self.optional_integer("SOLUSVM_LIMIT_GROUP_ID"),
             solusvm_usage_path=self.text("SOLUSVM_USAGE_PATH", "users/{user_id}/usage"),
             sso_url_template=self.url("SSO_URL_TEMPLATE", must_have="{token}"),

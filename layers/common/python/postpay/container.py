@@ -53,7 +53,15 @@ class Container:
     def enrollment(self) -> Any:
         from postpay.services.enrollment import Enrollment
 
-        return Enrollment(settings=self.settings, store=self.store, mailer=self.mailer, clock=self.clock)
+        return Enrollment(
+            settings=self.settings, store=self.store, mailer=self.mailer, clock=self.clock, guard=self.guard
+        )
+
+    @cached_property
+    def guard(self) -> Any:
+        from postpay.services.guard import PasswordGuard
+
+        return PasswordGuard(settings=self.settings, store=self.store, clock=self.clock)
 
     @cached_property
     def provisioner(self) -> Any:
@@ -128,6 +136,7 @@ class Container:
             mailer=self.mailer,
             clock=self.clock,
             pricing=self.pricing,
+            guard=self.guard,
         )
 
     @cached_property

@@ -9,7 +9,8 @@ from enum import StrEnum
 
 
 class AccountStatus(StrEnum):
-    PENDING = "pending"  # signed up, email not verified yet
+    # Only in data written before sign-up attempts had their own records: never logs in, removed by upkeep.
+    PENDING = "pending"
     VERIFIED = "verified"  # email verified and terms accepted; SolusVM user not provisioned yet
     ENROLLED = "enrolled"  # SolusVM user linked: the client can use the product
 
@@ -51,6 +52,17 @@ class TokenRecord:
     expires_at: datetime
     used_at: datetime | None = None
     used_by: str | None = None  # hash of the browser binding that used it
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignupAttempt:
+    """One sign-up, waiting for its link to be followed: nothing of it is an account until then."""
+
+    email: str
+    name: str
+    company: str
+    password_hash: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,6 @@ FUNCTION_ROUTES: dict[str, list[str]] = {
         "/reset",
         "/account",
         "/account/password",
-        "/resend",
         "/finish",
     ],
 }

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from zxcvbn import zxcvbn
+
 from postpay.models import SignupForm
-from postpay.security import common_passwords
 
 NAME_MAX = 100
 COMPANY_MAX = 100
@@ -47,17 +48,29 @@ def email_problem(email: str) -> str | None:
     return None
 
 
-def password_problem(password: str, email: str) -> str | None:
+# zxcvbn's score: 3 is "safely unguessable: moderate protection from offline slow-hash attacks".
+PASSWORD_MIN_SCORE = 3
+
+
+def password_problem(password: str, email: str, *, name: str = "", company: str = "") -> str | None:
+    """Length 10-128, and not guessable by zxcvbn (common passwords, repeats, sequences, dictionary words,
+    the person's own email, name or company)."""
     if not password:
         return "Choose a password."
     if len(password) < PASSWORD_MIN:
         return f"Use at least {PASSWORD_MIN} characters."
     if len(password) > PASSWORD_MAX:
         return f"Use at most {PASSWORD_MAX} characters."
-    if password.lower() in common_passwords():
-        return "This password is too common. Choose another."
     if email and password.strip().lower() == email:
         return "Your password must not be your email address."
+    personal = [value for value in (email, email.partition("@")[0], name, company) if value]
+    personal += [word for value in (name, company) for word in value.split() if len(word) > 2]
+    strength = zxcvbn(password, user_inputs=personal, max_length=PASSWORD_MAX)
+    if strength["score"] < PASSWORD_MIN_SCORE:
+        warning = (
+            strength["feedback"]["warning"] or "It is too close to your name, email or a common pattern."
+        )
+        return f"This password is too easy to guess: {warning.rstrip('.')}. Try a few unrelated words."
     return None
 
 
@@ -85,7 +98,7 @@ def validate_signup(fields: dict[str, str]) -> tuple[SignupForm | None, dict[str
         "name": _text_problem(name, NAME_MAX, "name", required=True),
         "company": _text_problem(company, COMPANY_MAX, "company", required=False),
         "email": email_problem(email),
-        "password": password_problem(password, email),
+        "password": password_problem(password, email, name=name, company=company),
     }
     errors = {field: message for field, message in problems.items() if message}
     if errors:

@@ -1,4 +1,8 @@
-"""DynamoDB for accounts, link tokens, sessions, terms acceptances, counters and rate limits.
+"""DynamoDB for accounts, sign-up attempts, link tokens, sessions, acceptances, counters and rate limits.
+
+A sign-up attempt is its own item in the tokens table, keyed by the hash of its link's token: name, company
+and password hash wait there until the link is followed, so no attempt ever touches another attempt or an
+account, and one nobody follows expires (TTL, and the daily upkeep) without leaving a trace.
 
 PynamoDB models live in the adapters and never leak out: the store returns plain domain models.
 """
@@ -14,14 +18,14 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.transactions import TransactWrite
 
 from postpay.adapters.tables import Base, bind, connection
 from postpay.errors import AccountExists, TokenExpired, TokenInvalid, TokenUsed
-from postpay.models import Acceptance, Account, AccountStatus, Session, SignupForm, TokenRecord
+from postpay.models import Acceptance, Account, AccountStatus, Session, SignupAttempt, SignupForm, TokenRecord
 
 # ---------------------------------------------------------------------------------------------- models
 
@@ -91,6 +95,10 @@ class TokenItem(Base):
     expires_at = NumberAttribute()
     used_at = UTCDateTimeAttribute(null=True)
     used_by = UnicodeAttribute(null=True)
+    # A sign-up attempt's details (purpose "verify"), removed when its link is used.
+    name = UnicodeAttribute(null=True)
+    company = UnicodeAttribute(null=True)
+    password_hash = UnicodeAttribute(null=True)
 
 
 class SessionsByEmail(GlobalSecondaryIndex["SessionItem"]):
@@ -268,9 +276,12 @@ class DynamoStore:
             yield _to_account(item)
 
     def delete_expired_pending(self, email: str, now: datetime) -> bool:
-        """Removes a sign-up never verified whose link expired (DynamoDB's TTL may lag by days)."""
+        """Removes a pending account of the earlier model (one account item per sign-up) once expired."""
         item = AccountItem(email)
-        token = self.pending_token_hash(email)
+        try:
+            token = AccountItem.get(email, consistent_read=True).verify_token_hash
+        except AccountItem.DoesNotExist:
+            return False
         try:
             with TransactWrite(connection=connection()) as tx:
                 tx.delete(
@@ -306,80 +317,48 @@ class DynamoStore:
             ]
         )
 
-    def create_pending(
-        self,
-        form: SignupForm,
-        *,
-        client_id: int,
-        password_hash: str,
-        token_hash: str,
-        expires: datetime,
-        now: datetime,
+    def create_attempt(
+        self, form: SignupForm, *, password_hash: str, token_hash: str, expires: datetime
     ) -> None:
-        """Account and its verification token, together or not at all. Raises AccountExists."""
-        account = AccountItem(
-            form.email,
-            client_id=client_id,
+        """A new sign-up attempt: its own item, never an overwrite of another attempt or of an account."""
+        TokenItem(
+            token_hash,
+            purpose="verify",
+            email=form.email,
+            expires_at=_epoch(expires),
             name=form.name,
             company=form.company,
             password_hash=password_hash,
-            status=AccountStatus.PENDING.value,
-            created_at=now,
-            verify_token_hash=token_hash,
-            expires_at=_epoch(expires),
-        )
-        token = TokenItem(token_hash, purpose="verify", email=form.email, expires_at=_epoch(expires))
-        try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.save(account, condition=AccountItem.email.does_not_exist())
-                tx.save(token, condition=TokenItem.token_hash.does_not_exist())
-        except TransactWriteError as error:
-            raise AccountExists(form.email) from error
+        ).save(condition=TokenItem.token_hash.does_not_exist())
 
-    def renew_pending(
-        self,
-        form: SignupForm,
-        *,
-        old_token_hash: str | None,
-        password_hash: str,
-        token_hash: str,
-        expires: datetime,
-    ) -> bool:
-        """A new sign-up for a pending email: new details, a new link, the old link invalidated.
-
-        Returns False if the account is no longer pending with that link (a concurrent change)."""
-        account = AccountItem(form.email)
-        token = TokenItem(token_hash, purpose="verify", email=form.email, expires_at=_epoch(expires))
-        condition = (AccountItem.status == AccountStatus.PENDING.value) & (
-            AccountItem.verify_token_hash == old_token_hash
-            if old_token_hash
-            else AccountItem.verify_token_hash.does_not_exist()
-        )
+    def get_attempt(self, token_hash: str) -> SignupAttempt | None:
+        """The unused sign-up attempt behind a link (None once used, or for a link of another kind)."""
         try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.update(
-                    account,
-                    actions=[
-                        AccountItem.name.set(form.name),
-                        AccountItem.company.set(form.company),
-                        AccountItem.password_hash.set(password_hash),
-                        AccountItem.verify_token_hash.set(token_hash),
-                        AccountItem.expires_at.set(_epoch(expires)),
-                    ],
-                    condition=condition,
-                )
-                tx.save(token, condition=TokenItem.token_hash.does_not_exist())
-                if old_token_hash:
-                    tx.delete(TokenItem(old_token_hash))
-        except TransactWriteError:
-            return False
-        return True
-
-    def pending_token_hash(self, email: str) -> str | None:
-        try:
-            return AccountItem.get(email, consistent_read=True).verify_token_hash
-        except AccountItem.DoesNotExist:
+            item = TokenItem.get(token_hash, consistent_read=True)
+        except TokenItem.DoesNotExist:
             return None
+        if item.purpose != "verify" or item.used_at is not None or not item.password_hash:
+            return None
+        return SignupAttempt(
+            email=item.email,
+            name=item.name or "",
+            company=item.company or "",
+            password_hash=item.password_hash,
+            expires_at=datetime.fromtimestamp(item.expires_at, tz=UTC),
+        )
+
+    def delete_expired_tokens(self, now: datetime) -> int:
+        """Removes sign-up attempts and links past their expiry (DynamoDB's TTL may lag by days)."""
+        removed = 0
+        for item in TokenItem.scan(filter_condition=TokenItem.expires_at < _epoch(now)):
+            try:
+                item.delete(condition=TokenItem.expires_at < _epoch(now))
+            except DeleteError as error:
+                if not conditional_failed(error):
+                    raise
+                continue
+            removed += 1
+        return removed
 
     # link tokens -----------------------------------------------------------------------------------
 
@@ -402,35 +381,48 @@ class DynamoStore:
         self,
         *,
         token_hash: str,
-        email: str,
+        attempt: SignupAttempt,
+        client_id: int,
         used_by: str,
         acceptances: list[Acceptance],
         now: datetime,
-    ) -> None:
-        """Consume the link, record every acceptance and mark the email verified, in one transaction.
+    ) -> Account:
+        """Consume the attempt's link, create the verified account from exactly that attempt and record every
+        acceptance, in one transaction.
 
-        Exactly one of concurrent callers succeeds; the others get TokenUsed, TokenInvalid or TokenExpired."""
-        token = TokenItem(token_hash)
-        account = AccountItem(email)
+        Exactly one of concurrent callers succeeds; the others get TokenUsed, TokenExpired or TokenInvalid,
+        and AccountExists when the address was verified through another attempt first."""
+        account = AccountItem(
+            attempt.email,
+            client_id=client_id,
+            name=attempt.name,
+            company=attempt.company,
+            password_hash=attempt.password_hash,
+            status=AccountStatus.VERIFIED.value,
+            created_at=now,
+            verified_at=now,
+        )
         try:
             with TransactWrite(connection=connection()) as tx:
                 tx.update(
-                    token,
-                    actions=[TokenItem.used_at.set(now), TokenItem.used_by.set(used_by)],
+                    TokenItem(token_hash),
+                    actions=[
+                        TokenItem.used_at.set(now),
+                        TokenItem.used_by.set(used_by),
+                        TokenItem.name.remove(),
+                        TokenItem.company.remove(),
+                        TokenItem.password_hash.remove(),
+                    ],
                     condition=TokenItem.used_at.does_not_exist()
                     & (TokenItem.expires_at > _epoch(now))
-                    & (TokenItem.purpose == "verify"),
+                    & (TokenItem.purpose == "verify")
+                    & (TokenItem.password_hash == attempt.password_hash),
                 )
-                tx.update(
+                # A pending item of the earlier model may be replaced; a verified or enrolled one never.
+                tx.save(
                     account,
-                    actions=[
-                        AccountItem.status.set(AccountStatus.VERIFIED.value),
-                        AccountItem.verified_at.set(now),
-                        AccountItem.verify_token_hash.remove(),
-                        AccountItem.expires_at.remove(),
-                    ],
-                    condition=(AccountItem.status == AccountStatus.PENDING.value)
-                    & (AccountItem.verify_token_hash == token_hash),
+                    condition=AccountItem.email.does_not_exist()
+                    | (AccountItem.status == AccountStatus.PENDING.value),
                 )
                 for acceptance in acceptances:
                     tx.save(
@@ -455,7 +447,14 @@ class DynamoStore:
                 raise TokenUsed(record.email, same_browser=record.used_by == used_by) from error
             if record.expires_at <= now:
                 raise TokenExpired() from error
+            existing = self.get_account(attempt.email)
+            if existing is not None and existing.status is not AccountStatus.PENDING:
+                raise AccountExists(attempt.email) from error
             raise TokenInvalid() from error
+        return _to_account(account)
+
+    def discard_attempt(self, token_hash: str) -> None:
+        TokenItem(token_hash).delete()
 
     def start_reset(self, email: str, token_hash: str, expires: datetime) -> None:
         """A password-reset link for an existing account; it replaces any earlier one."""
@@ -503,10 +502,20 @@ class DynamoStore:
         except AccountItem.DoesNotExist:
             return False
 
-    def set_password(self, email: str, password_hash: str) -> None:
-        AccountItem(email).update(
-            actions=[AccountItem.password_hash.set(password_hash)], condition=AccountItem.email.exists()
-        )
+    def set_password(self, email: str, password_hash: str, *, replacing: str | None = None) -> bool:
+        """Sets the password hash; with ``replacing``, only if the stored hash is still that one."""
+        condition = AccountItem.email.exists()
+        if replacing is not None:
+            condition &= AccountItem.password_hash == replacing
+        try:
+            AccountItem(email).update(
+                actions=[AccountItem.password_hash.set(password_hash)], condition=condition
+            )
+        except UpdateError as error:
+            if conditional_failed(error):
+                return False
+            raise
+        return True
 
     def acceptances(self, client_id: int) -> list[Acceptance]:
         return [
@@ -623,10 +632,13 @@ class DynamoStore:
     def delete_session(self, session_hash: str) -> None:
         SessionItem(session_hash).delete()
 
-    def delete_sessions_of(self, email: str) -> int:
-        """Ends every session of an account (after a password reset)."""
+    def delete_sessions_of(self, email: str, *, keep: str | None = None) -> int:
+        """Ends every session of an account but ``keep`` (a session hash): after verification, a password
+        change or a reset."""
         count = 0
         for item in SessionItem.by_email.query(email):
+            if item.session_hash == keep:
+                continue
             SessionItem(item.session_hash).delete()
             count += 1
         return count

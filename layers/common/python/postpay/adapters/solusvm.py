@@ -1,8 +1,12 @@
 """The one module that talks to SolusVM 2 (see shared/reference/solusvm-api.md).
 
-Retries: transport errors and 5xx only, with backoff and a cap, and only for idempotent methods.
-A POST is never retried blindly: provisioning re-reads before it creates, so a lost answer is found next time.
-4xx is never retried. TLS verification stays on.
+Retries: transport errors and 5xx only, with backoff and a cap, and only for idempotent methods (a
+connection that was never made is retried for any method). A POST is never retried blindly: provisioning
+re-reads before it creates, so a lost answer is found next time. 4xx is never retried. TLS verification
+stays on.
+
+Deadline: inside ``with client.deadline(seconds)`` every call, retries and backoff included, shares one budget
+(a page request's): each attempt's timeouts are cut to what is left, and no attempt starts once it is spent.
 """
 
 from __future__ import annotations
@@ -10,18 +14,22 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from postpay.errors import SolusRejected, SolusUnavailable
 from postpay.models import SolusUser
 from postpay.observability import logger, metrics
 
 _IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_ATTEMPTS = 3  # the first and two retries
+_BACKOFF_SECONDS = 0.3  # doubled after each attempt, at most 2 s
+_MIN_ATTEMPT_SECONDS = 0.1  # less than this left of a deadline: do not start another attempt
 _MAX_PAGES = 1000
 
 
@@ -34,33 +42,47 @@ class SolusVMClient:
         timeout_seconds: float = 10.0,
         usage_path: str = "users/{user_id}/usage",
         session: requests.Session | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self._token_provider = token_provider
         self.timeout = (min(3.05, timeout_seconds), timeout_seconds)
         self.usage_path = usage_path
         self._session = session
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._deadline: float | None = None
 
     @property
     def session(self) -> requests.Session:
         if self._session is None:
             session = requests.Session()
-            retry = Retry(
-                total=2,
-                connect=2,
-                read=0,
-                status=2,
-                backoff_factor=0.3,
-                backoff_max=2,
-                status_forcelist=(500, 502, 503, 504),
-                allowed_methods=_IDEMPOTENT,
-                raise_on_status=False,
-                respect_retry_after_header=False,
-            )
-            session.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=32))
-            session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=32))
+            session.mount("http://", HTTPAdapter(max_retries=0, pool_maxsize=32))
+            session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=32))
             self._session = session
         return self._session
+
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Every call inside shares one budget of ``seconds``, retries included."""
+        previous = self._deadline
+        self._deadline = self._monotonic() + seconds
+        try:
+            yield
+        finally:
+            self._deadline = previous
+
+    def _remaining(self) -> float | None:
+        return None if self._deadline is None else self._deadline - self._monotonic()
+
+    def _attempt_timeout(self, method: str, path: str) -> tuple[float, float]:
+        remaining = self._remaining()
+        if remaining is None:
+            return self.timeout
+        if remaining < _MIN_ATTEMPT_SECONDS:
+            raise SolusUnavailable(f"{method} {path}: the request's time budget is spent")
+        return (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
 
     # transport -------------------------------------------------------------------------------------
 
@@ -70,16 +92,38 @@ class SolusVMClient:
             "Accept": "application/json",
             "Content-Type": "application/json",
         }
-        started = time.monotonic()
-        try:
-            response = self.session.request(
-                method, self.base_url + path, params=params, json=json, headers=headers, timeout=self.timeout
-            )
-        except requests.RequestException as error:
-            # The exception text holds the URL only, never the headers, so it is safe to log.
-            raise SolusUnavailable(f"{method} {path}: {type(error).__name__}") from error
-        elapsed_ms = (time.monotonic() - started) * 1000
-        metrics.add_metric(name="SolusVmLatency", unit="Milliseconds", value=elapsed_ms)
+        idempotent = method in _IDEMPOTENT
+        for attempt in range(_ATTEMPTS):
+            if attempt:
+                pause = min(_BACKOFF_SECONDS * 2 ** (attempt - 1), 2.0)
+                remaining = self._remaining()
+                if remaining is not None:
+                    pause = min(pause, max(remaining - _MIN_ATTEMPT_SECONDS, 0))
+                self._sleep(pause)
+            timeout = self._attempt_timeout(method, path)
+            started = self._monotonic()
+            try:
+                response = self.session.request(
+                    method, self.base_url + path, params=params, json=json, headers=headers, timeout=timeout
+                )
+            except requests.RequestException as error:
+                # The exception text holds the URL only, never the headers, so it is safe to log.
+                failure = SolusUnavailable(f"{method} {path}: {type(error).__name__}")
+                never_sent = isinstance(error, requests.ConnectTimeout)
+                retryable = never_sent or (
+                    idempotent and isinstance(error, requests.ConnectionError) and not _read_timeout(error)
+                )
+                if retryable and attempt + 1 < _ATTEMPTS:
+                    continue
+                raise failure from error
+            elapsed_ms = (self._monotonic() - started) * 1000
+            metrics.add_metric(name="SolusVmLatency", unit="Milliseconds", value=elapsed_ms)
+            if response.status_code in _RETRY_STATUSES and idempotent and attempt + 1 < _ATTEMPTS:
+                continue
+            return self._answer(method, path, response)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _answer(self, method: str, path: str, response: requests.Response) -> Any:
         if response.status_code >= 500:
             raise SolusUnavailable(f"{method} {path}: HTTP {response.status_code}")
         if response.status_code >= 400:
@@ -161,6 +205,11 @@ class SolusVMClient:
         path = self.usage_path.format(user_id=user_id)
         params = {"filter[date_from]": date_from.isoformat(), "filter[date_to]": date_to.isoformat()}
         return self.request("GET", path, params=params)
+
+
+def _read_timeout(error: requests.RequestException) -> bool:
+    """A read that timed out is not retried (the server may still be acting on it), as before."""
+    return isinstance(error, requests.ReadTimeout) or "Read timed out" in str(error)
 
 
 def _user(data: dict) -> SolusUser:

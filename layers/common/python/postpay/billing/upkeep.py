@@ -1,4 +1,4 @@
-"""Daily upkeep: finish provisioning, drop abandoned sign-ups, suspend overdue clients, lift suspensions."""
+"""Daily upkeep: finish provisioning, drop expired sign-ups, suspend overdue clients, lift suspensions."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ class Upkeep:
         retry = self.provisioner.retry_pending()
         summary.provisioned, summary.provisioning_failed = retry.enrolled, len(retry.failed)
         now = self.clock.now()
+        summary.pending_removed += self.accounts.delete_expired_tokens(now)
         for account in self.accounts.expired_pending(now):
             if self.accounts.delete_expired_pending(account.email, now):
                 summary.pending_removed += 1

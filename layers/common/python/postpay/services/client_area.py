@@ -15,14 +15,15 @@ from postpay.billing.periods import local_date
 from postpay.clock import Clock
 from postpay.config import Settings
 from postpay.errors import RateLimited, SolusRejected, SolusUnavailable, TokenExpired, TokenInvalid, TokenUsed
-from postpay.models import Account, TokenRecord
+from postpay.models import Account, AccountStatus, TokenRecord
 from postpay.observability import logger
-from postpay.security import address_key, hash_password, new_token, token_hash, verify_password
+from postpay.security import address_key, hash_password, needs_rehash, new_token, token_hash, verify_password
 from postpay.validation import normalize_email, password_problem
 
 if TYPE_CHECKING:
     from postpay.adapters.dynamo import DynamoStore
     from postpay.services.enrollment import Mailer
+    from postpay.services.guard import PasswordGuard
 
 USAGE_CACHE_SECONDS = 300
 HOUR = timedelta(hours=1)
@@ -59,6 +60,7 @@ class ClientArea:
         mailer: Mailer,
         clock: Clock,
         pricing: Callable[[], Pricing],
+        guard: PasswordGuard,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -66,25 +68,23 @@ class ClientArea:
         self.mailer = mailer
         self.clock = clock
         self.pricing = pricing
-        self.window = timedelta(minutes=settings.login_failure_window_minutes)
+        self.guard = guard
 
     # login -----------------------------------------------------------------------------------------
 
     def login(self, raw_email: str, password: str, *, source_ip: str) -> Account:
-        """The account, or LoginFailed / RateLimited. The same work whether or not the email exists."""
+        """The account, or LoginFailed / RateLimited. The same work whether or not the email exists.
+
+        Only a verified (or enrolled) account logs in: an address nobody has proved is no account."""
         email = normalize_email(raw_email)
-        now = self.clock.now()
-        account_key, ip_key = f"login-fail#{address_key(email)}", f"login-fail-ip#{source_ip}"
-        if (
-            self.store.hits(account_key, self.window, now) >= self.settings.login_failures_per_account
-            or self.store.hits(ip_key, self.window, now) >= self.settings.login_failures_per_ip
-        ):
-            raise RateLimited("login")
+        self.guard.check(email, source_ip)
         account = self.store.get_account(email) if email and len(email) <= 254 else None
-        if not verify_password(password[:256], account.password_hash if account else None) or account is None:
-            self.store.hit(account_key, self.window, now)
-            self.store.hit(ip_key, self.window, now)
+        correct = verify_password(password, account.password_hash if account else None)
+        if not correct or account is None or account.status is AccountStatus.PENDING:
+            self.guard.failed(email, source_ip)
             raise LoginFailed()
+        if needs_rehash(account.password_hash):
+            self.store.set_password(email, hash_password(password), replacing=account.password_hash)
         return account
 
     # password reset --------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ class ClientArea:
         ):
             raise RateLimited("reset emails to this address")
         account = self.store.get_account(email) if email and len(email) <= 254 else None
-        if account is None:
+        if account is None or account.status is AccountStatus.PENDING:
             return
         token = new_token()
         self.store.start_reset(
@@ -127,10 +127,21 @@ class ClientArea:
             raise TokenExpired()
         return record
 
-    def reset(self, token: str, new_password: str) -> str:
-        """Sets the new password and ends every session of the account; returns the email."""
-        record = self.check_reset(token)
-        problem = password_problem(new_password, record.email)
+    def reset(self, token: str, new_password: str, *, source_ip: str) -> Account:
+        """Sets the new password and ends every session of the account; returns the account.
+
+        Bad links count against the source's guessing limit; the account's own limit does not apply (and is
+        cleared): a reset link lets the owner of the mailbox in while someone guesses at their password."""
+        self.guard.check("reset", source_ip, per_account=False)
+        try:
+            record = self.check_reset(token)
+        except TokenInvalid:
+            self.guard.failed("reset", source_ip)
+            raise
+        account = self.store.get_account(record.email)
+        if account is None or account.status is AccountStatus.PENDING:
+            raise TokenInvalid()
+        problem = password_problem(new_password, record.email, name=account.name, company=account.company)
         if problem:
             raise PasswordRejected("password", problem)
         self.store.complete_reset(
@@ -140,16 +151,27 @@ class ClientArea:
             now=self.clock.now(),
         )
         ended = self.store.delete_sessions_of(record.email)
+        self.guard.forgive(record.email)
         logger.info("password reset", extra={"sessions_ended": ended})
-        return record.email
+        return account
 
-    def change_password(self, account: Account, current: str, new: str) -> None:
-        if not verify_password(current[:256], account.password_hash):
+    def change_password(
+        self, account: Account, current: str, new: str, *, source_ip: str, session_id: str | None
+    ) -> int:
+        """Checks the current password (within the guessing limits), sets the new one and ends every other
+        session of the account; returns how many ended. Raises PasswordRejected or RateLimited."""
+        self.guard.check(account.email, source_ip)
+        if not verify_password(current, account.password_hash):
+            self.guard.failed(account.email, source_ip)
             raise PasswordRejected("current_password", "Your current password is not correct.")
-        problem = password_problem(new, account.email)
+        problem = password_problem(new, account.email, name=account.name, company=account.company)
         if problem:
             raise PasswordRejected("new_password", problem)
         self.store.set_password(account.email, hash_password(new))
+        keep = token_hash(session_id) if session_id and len(session_id) <= 128 else None
+        ended = self.store.delete_sessions_of(account.email, keep=keep)
+        logger.info("password changed", extra={"sessions_ended": ended})
+        return ended
 
     # usage -----------------------------------------------------------------------------------------
 

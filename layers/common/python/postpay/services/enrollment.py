@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Protocol
 from postpay.clock import Clock
 from postpay.config import Settings
 from postpay.errors import AccountExists, RateLimited, TokenExpired, TokenInvalid, TokenUsed
-from postpay.models import Acceptance, Account, AccountStatus, SignupForm, TokenRecord
+from postpay.models import Acceptance, Account, AccountStatus, SignupAttempt, SignupForm
 from postpay.observability import logger, metrics
-from postpay.security import address_key, hash_password, new_token, token_hash
+from postpay.security import address_key, hash_password, new_token, token_hash, verify_password
 
 if TYPE_CHECKING:
     from postpay.adapters.dynamo import DynamoStore
+    from postpay.services.guard import PasswordGuard
 
 HOUR = timedelta(hours=1)
 
@@ -28,80 +29,45 @@ class TermsNotAccepted(Exception):
         self.missing = missing
 
 
+class WrongSignupPassword(Exception):
+    """The password typed on the terms page is not the one chosen at this sign-up."""
+
+
 class Enrollment:
-    def __init__(self, *, settings: Settings, store: DynamoStore, mailer: Mailer, clock: Clock) -> None:
+    def __init__(
+        self, *, settings: Settings, store: DynamoStore, mailer: Mailer, clock: Clock, guard: PasswordGuard
+    ) -> None:
         self.settings = settings
         self.store = store
         self.mailer = mailer
         self.clock = clock
+        self.guard = guard
 
     # sign-up ---------------------------------------------------------------------------------------
 
     def signup(self, form: SignupForm, *, source_ip: str) -> None:
-        """Creates or renews a pending sign-up and mails the link, or mails "you already have an account".
+        """Records this attempt and mails its link, or mails "you already have an account".
 
-        Same observable outcome whether or not the address is known: no enumeration."""
+        Every attempt is its own record: it never changes another attempt or an account. Same observable
+        outcome whether or not the address is known: no enumeration."""
         now = self.clock.now()
         if self.store.hit(f"signup-ip#{source_ip}", HOUR, now) > self.settings.signups_per_ip_per_hour:
             raise RateLimited("sign-ups from this address")
         self._count_email(form.email, now)
         password_hash = hash_password(form.password)  # always: the same work on every branch
         account = self.store.get_account(form.email)
-        for _ in range(3):  # a concurrent sign-up for the same address can win a race; re-read and go on
-            if account is None:
-                if self._create(form, password_hash):
-                    return
-            elif account.status is AccountStatus.PENDING:
-                if self._renew(form, password_hash):
-                    return
-            else:
-                self._already_registered(account)
-                return
-            account = self.store.get_account(form.email)
-        raise RuntimeError("sign-up kept racing with concurrent sign-ups for the same address")
-
-    def _create(self, form: SignupForm, password_hash: str) -> bool:
-        now = self.clock.now()
+        if account is not None and account.status is not AccountStatus.PENDING:
+            self._already_registered(account)
+            return
         token = new_token()
-        expires = now + timedelta(hours=self.settings.verify_token_ttl_hours)
-        client_id = self.store.next_value("client_id")
-        try:
-            self.store.create_pending(
-                form,
-                client_id=client_id,
-                password_hash=password_hash,
-                token_hash=token_hash(token),
-                expires=expires,
-                now=now,
-            )
-        except AccountExists:
-            return False
-        metrics.add_metric(name="SignUps", unit="Count", value=1)
-        self._send_link(form.email, form.name, token)
-        return True
-
-    def _renew(self, form: SignupForm, password_hash: str) -> bool:
-        now = self.clock.now()
-        token = new_token()
-        expires = now + timedelta(hours=self.settings.verify_token_ttl_hours)
-        renewed = self.store.renew_pending(
+        self.store.create_attempt(
             form,
-            old_token_hash=self.store.pending_token_hash(form.email),
             password_hash=password_hash,
             token_hash=token_hash(token),
-            expires=expires,
+            expires=now + timedelta(hours=self.settings.verify_token_ttl_hours),
         )
-        if renewed:
-            self._send_link(form.email, form.name, token)
-        return renewed
-
-    def resend(self, account: Account) -> bool:
-        """A new verification link for a pending account (the old one stops working); False if not pending."""
-        if account.status is not AccountStatus.PENDING:
-            return False
-        self._count_email(account.email, self.clock.now())
-        form = SignupForm(name=account.name, company=account.company, email=account.email, password="")
-        return self._renew(form, account.password_hash)
+        metrics.add_metric(name="SignUps", unit="Count", value=1)
+        self._send_link(form.email, form.name, token)
 
     def _count_email(self, email: str, now: datetime) -> None:
         """One more verification email to this address this hour, or RateLimited past the limit."""
@@ -131,8 +97,8 @@ class Enrollment:
 
     # verification ----------------------------------------------------------------------------------
 
-    def check_token(self, token: str) -> TokenRecord:
-        """The verification link behind ``token``, or TokenInvalid / TokenExpired / TokenUsed."""
+    def check_token(self, token: str) -> SignupAttempt:
+        """The sign-up attempt behind ``token``, or TokenInvalid / TokenExpired / TokenUsed."""
         if not token or len(token) > 128:
             raise TokenInvalid()
         record = self.store.get_token(token_hash(token), "verify")
@@ -142,29 +108,48 @@ class Enrollment:
             raise TokenUsed(record.email)
         if record.expires_at <= self.clock.now():
             raise TokenExpired()
-        return record
+        attempt = self.store.get_attempt(token_hash(token))
+        if attempt is None:  # a link of the earlier model, or used a moment ago
+            raise TokenInvalid()
+        existing = self.store.get_account(attempt.email)
+        if existing is not None and existing.status is not AccountStatus.PENDING:
+            raise TokenUsed(attempt.email)  # verified through another attempt: "already confirmed, log in"
+        return attempt
 
     def accept(
-        self, token: str, accepted: set[str], *, source_ip: str, user_agent: str, browser: str
+        self,
+        token: str,
+        password: str,
+        accepted: set[str],
+        *,
+        source_ip: str,
+        user_agent: str,
+        browser: str,
     ) -> Account:
-        """Records the acceptance of every required document and marks the email verified, atomically.
+        """Creates the verified account from exactly this attempt, once its password is typed again, with a
+        record of the acceptance of every required document, atomically.
 
-        Of concurrent calls with the same token exactly one succeeds; the others raise TokenUsed."""
+        Of concurrent calls with the same token exactly one succeeds; the others raise TokenUsed. A wrong
+        password raises WrongSignupPassword and counts against the guessing limits (RateLimited past them)."""
         try:
-            record = self.check_token(token)
+            attempt = self.check_token(token)
         except TokenUsed as used:
             raise TokenUsed(used.email, same_browser=self._used_by(token) == browser) from None
         missing = [doc.title for doc in self.settings.terms if doc.key not in accepted]
         if missing:
             raise TermsNotAccepted(missing)
-        account = self.store.get_account(record.email)
-        if account is None:
-            raise TokenInvalid()
+        # Counted per attempt (not per address): guesses at someone's log-in never block their sign-up.
+        subject = f"attempt:{token_hash(token)}"
+        self.guard.check(subject, source_ip)
+        if not verify_password(password, attempt.password_hash):
+            self.guard.failed(subject, source_ip)
+            raise WrongSignupPassword()
         now = self.clock.now()
+        client_id = self.store.next_value("client_id")
         acceptances = [
             Acceptance(
-                client_id=account.client_id,
-                email=account.email,
+                client_id=client_id,
+                email=attempt.email,
                 document=doc.key,
                 version=doc.version,
                 url=doc.url,
@@ -174,13 +159,22 @@ class Enrollment:
             )
             for doc in self.settings.terms
         ]
-        self.store.complete_verification(
-            token_hash=token_hash(token),
-            email=account.email,
-            used_by=browser,
-            acceptances=acceptances,
-            now=now,
-        )
+        try:
+            account = self.store.complete_verification(
+                token_hash=token_hash(token),
+                attempt=attempt,
+                client_id=client_id,
+                used_by=browser,
+                acceptances=acceptances,
+                now=now,
+            )
+        except AccountExists:
+            # The address was verified through another attempt first: this one is void.
+            self.store.discard_attempt(token_hash(token))
+            raise TokenUsed(attempt.email) from None
+        # Nothing may stay signed in to an address from before its owner proved it (sessions of the
+        # earlier model, where a pending account could log in).
+        self.store.delete_sessions_of(account.email)
         logger.info("email verified", extra={"client_id": account.client_id})
         metrics.add_metric(name="Verifications", unit="Count", value=1)
         return account

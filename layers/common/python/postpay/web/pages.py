@@ -29,6 +29,7 @@ from postpay.web.http import HttpError, Request
 
 CSRF_COOKIE = "__Host-csrf"
 CSRF_FIELD = "csrf_token"
+CSRF_LENGTH = 43  # secrets.token_urlsafe(32)
 HTML = "text/html; charset=utf-8"
 
 
@@ -96,7 +97,7 @@ class Web:
         """The browser's CSRF token, issuing one (and its cookie) on the first page it sees."""
         request = self.request
         token = request.cookies.get(CSRF_COOKIE, "")
-        if len(token) >= 32:
+        if len(token) == CSRF_LENGTH:
             return token
         issued = self.app.context.get("new_csrf")
         if issued is None:
@@ -120,7 +121,8 @@ class Web:
         fields = request.form()
         sent = fields.pop(CSRF_FIELD, "")
         expected = request.cookies.get(CSRF_COOKIE, "")
-        if not sent or not expected or not same(sent, expected):
+        # A token of any other length is refused before any comparison.
+        if len(sent) != CSRF_LENGTH or len(expected) != CSRF_LENGTH or not same(sent, expected):
             raise HttpError(
                 403,
                 "Your form expired",
