@@ -6,6 +6,8 @@ Also serves the local-only pages: /_local/mail (every email sent through SES) an
 from __future__ import annotations
 
 import base64
+import contextlib
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from html import escape
@@ -34,13 +36,18 @@ class Gateway:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         request = Request(environ)
-        local = request.path.startswith("/_local/")
-        response = self.local_page(request) if local else self.invoke(request)
-        return response(environ, start_response)
+        if request.path.startswith("/_local/"):
+            if request.method not in ("GET", "HEAD"):
+                response = Response("Method Not Allowed", status=405, headers={"Allow": "GET, HEAD"})
+                return _refusing_body(environ, response)(environ, start_response)
+            return self.local_page(request)(environ, start_response)
+        if (request.content_length or 0) > MAX_BODY:
+            return _refusing_body(environ, Response("Request Entity Too Large", status=413))(
+                environ, start_response
+            )
+        return self.invoke(request)(environ, start_response)
 
     def invoke(self, request: Request) -> Response:
-        if (request.content_length or 0) > MAX_BODY:
-            return Response("Request Entity Too Large", status=413)
         headers = {key: value for key, value in request.headers.items()}
         event = rest_event(
             request.method,
@@ -85,6 +92,16 @@ class Gateway:
                 content_type="text/html; charset=utf-8",
             )
         return Response("Not found", status=404)
+
+
+def _refusing_body(environ: dict, response: Response) -> Response:
+    """An answer sent without reading the body, then the connection closed: werkzeug would otherwise wait
+    for the rest of a large body (it drains what the application left unread) and the client hangs."""
+    raw = environ.get("werkzeug.socket")
+    if raw is not None:
+        with contextlib.suppress(OSError):  # the client may be gone already
+            raw.shutdown(socket.SHUT_RD)  # writing the answer still works; reading ends here
+    return response
 
 
 def serve(stack: LocalStack, port: int, host: str = "127.0.0.1") -> Any:

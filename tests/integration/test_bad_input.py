@@ -96,3 +96,21 @@ def test_unknown_routes_and_methods(browser, method, path, status):
 
 def test_verify_query_with_a_duplicated_token_is_400(browser):
     assert browser.get("/verify?token=a&token=b").status == 400
+
+
+@pytest.mark.parametrize("length", [1, 32, 42, 44, 200])
+def test_a_csrf_token_of_the_wrong_length_is_refused_before_any_comparison(new_browser, monkeypatch, length):
+    # Given a browser whose cookie and field hold the same value, of a length we never issue
+    import postpay.web.pages as pages
+
+    compared: list[tuple[str, str]] = []
+    monkeypatch.setattr(pages, "same", lambda a, b: compared.append((a, b)) or a == b)
+    browser = new_browser()
+    browser.jar["__Host-csrf"] = "x" * length
+    # When it posts a form
+    answer = browser.post(
+        "/login", {"csrf_token": "x" * length, "email": new_email(), "password": "whatever it is"}
+    )
+    # Then it is refused, and no comparison ran
+    assert answer.status == 403 and answer.has("expired")
+    assert compared == []

@@ -8,7 +8,7 @@ import time
 import requests
 
 from postpay.adapters.dynamo import AccountItem, SessionItem, TokenItem
-from postpay.security import token_hash
+from postpay.security import token_hash, verify_password
 from tests.integration.billing_helpers import drain, enrolled_account, invoke
 from tests.integration.conftest import fault, new_email, sign_up, verify
 from tests.integration.test_invoicing import OCTOBER_SERVERS
@@ -202,3 +202,102 @@ def test_client_area_forms_need_csrf(browser, stack):
     enrolled(browser, stack)
     for path in ("/logout", "/sso", "/account/password", "/finish"):
         assert browser.post(path, {"csrf_token": "forged" * 8}).status == 403, path
+
+
+def test_forgot_takes_the_same_time_for_known_and_unknown_addresses(
+    browser, new_browser, stack, settings_override
+):
+    # Given a known address (its branch writes a link and sends mail) and an unknown one
+    settings_override(signup_min_response_ms=600)
+    email = enrolled(browser, stack)
+    timings: dict[str, list[float]] = {"known": [], "unknown": []}
+    for _ in range(2):
+        for label, address in (("known", email), ("unknown", new_email())):
+            stranger = new_browser()
+            form = stranger.get("/forgot")
+            started = time.monotonic()
+            assert stranger.post("/forgot", {"email": address}, csrf_from=form).status == 200
+            timings[label].append(time.monotonic() - started)
+    # Then both are padded to the floor, and the difference is noise
+    assert min(min(t) for t in timings.values()) >= 0.6, timings
+    assert abs(sum(timings["known"]) - sum(timings["unknown"])) / 2 < 0.1, timings
+
+
+def test_log_in_takes_the_same_time_whichever_way_it_fails_or_succeeds(
+    browser, new_browser, stack, settings_override
+):
+    settings_override(signup_min_response_ms=600)
+    email = enrolled(browser, stack)
+    timings = {}
+    for label, address, password in (
+        ("unknown", new_email(), PASSWORD),
+        ("wrong", email, "not the password at all"),
+        ("right", email, PASSWORD),
+    ):
+        other = new_browser()
+        form = other.get("/login")
+        started = time.monotonic()
+        other.post("/login", {"email": address, "password": password}, csrf_from=form)
+        timings[label] = time.monotonic() - started
+    assert min(timings.values()) >= 0.6 and max(timings.values()) - min(timings.values()) < 0.15, timings
+
+
+def test_password_change_ends_every_other_session(browser, new_browser, stack):
+    # Given the client is logged in on two devices
+    email = enrolled(browser, stack)
+    laptop = new_browser()
+    assert log_in(laptop, email).status == 303
+    # When they change the password on one
+    page = browser.get("/account")
+    changed = browser.post(
+        "/account/password",
+        {"current_password": PASSWORD, "new_password": "another fine passphrase"},
+        csrf_from=page,
+    )
+    # Then the other session ends and this one stays
+    assert changed.location == "/account?notice=password-changed"
+    assert laptop.get("/dashboard").location == "/login"
+    assert browser.get("/account?notice=password-changed").has("Every other session is logged out")
+    assert SessionItem.by_email.count(email) == 1
+
+
+def test_guessing_the_current_password_is_limited(browser, new_browser, stack):
+    # Given a session someone else got hold of
+    email = enrolled(browser, stack)
+    page = browser.get("/account")
+    # When they guess the current password ten times
+    for attempt in range(10):
+        wrong = browser.post(
+            "/account/password",
+            {"current_password": f"guess number {attempt}", "new_password": "another fine passphrase"},
+            csrf_from=page,
+        )
+        assert wrong.status == 400
+    # Then even the right one is refused for now, and the password is unchanged
+    right = browser.post(
+        "/account/password",
+        {"current_password": PASSWORD, "new_password": "another fine passphrase"},
+        csrf_from=page,
+    )
+    assert right.status == 429 and right.has("try again later")
+    assert verify_password(PASSWORD, AccountItem.get(email).password_hash), "unchanged"
+
+
+def test_a_reset_link_lets_the_owner_in_while_their_account_is_hammered(browser, new_browser, stack):
+    # Given someone fails to log in to the account until it is locked
+    email = enrolled(browser, stack)
+    for _ in range(10):
+        assert log_in(new_browser(), email, "wrong password here").status == 401
+    assert log_in(new_browser(), email).status == 429
+    # When the owner resets the password by email
+    owner = new_browser()
+    owner.submit("/forgot", "/forgot", {"email": email})
+    [mail] = [m for m in stack.mails_to(email) if m.subject == "Reset your password"]
+    link = re.search(r'href="([^"]+/reset\?token=[^"]+)"', mail.html).group(1)
+    form = owner.get(link)
+    done = owner.post(
+        "/reset", {"token": form.field("token"), "password": "the owners new passphrase"}, csrf_from=form
+    )
+    # Then they are in, and can log in again elsewhere
+    assert done.status == 303 and owner.get(done.location).has("Log in to SolusVM")
+    assert log_in(new_browser(), email, "the owners new passphrase").status == 303
