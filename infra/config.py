@@ -33,7 +33,7 @@ class StackConfig:
     invoice_number_format: str = "INV-{number:06d}"
     token_price: str = "0.001"  # noqa: S105 - a price, not a password
     currency: str = "USD"
-    waf_rate_limit: int = 100  # requests per 5 minutes per IP on sign-up, verify, login and reset routes
+    waf_rate_limit: int = 100  # requests per 5 min per IP on sign-up, verify, log-in, reset, password change
     api_rate_limit: int = 50  # stage throttling, requests per second
     api_burst_limit: int = 100
     log_retention_days: int = 90

@@ -39,12 +39,13 @@ def signup_form() -> Response:
 
 @app.post("/signup")
 def signup() -> Response:
-    started = time.monotonic()
     fields = web.form()
     form, errors = validate_signup(fields)
     if form is None:
         values = {key: fields.get(key, "") for key in ("name", "company", "email")}
         return web.page("signup.html", status=400, values=values, errors=errors)
+    # The floor covers what depends on the address; validation depends only on what was typed.
+    started = time.monotonic()
     try:
         container.enrollment.signup(form, source_ip=web.request.source_ip)
     except RateLimited:

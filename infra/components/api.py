@@ -13,7 +13,7 @@ from constructs import Construct
 
 from postpay.routes import FALLBACK_FUNCTION, FUNCTION_ROUTES
 
-RATE_LIMITED_PATHS = ["/signup", "/verify", "/login", "/forgot", "/reset"]
+RATE_LIMITED_PATHS = ["/signup", "/verify", "/login", "/forgot", "/reset", "/account/password"]
 
 
 class Site(Construct):

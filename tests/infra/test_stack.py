@@ -234,7 +234,7 @@ def test_api_stage_has_access_logs_throttling_and_waf(template, resources):
         s["ByteMatchStatement"]["SearchString"]
         for s in rate["ScopeDownStatement"]["OrStatement"]["Statements"]
     }
-    assert guarded == {"/signup", "/verify", "/login", "/forgot", "/reset"}
+    assert guarded == {"/signup", "/verify", "/login", "/forgot", "/reset", "/account/password"}
     assert "AWSManagedRulesCommonRuleSet" in rules
     template.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
 
