@@ -24,6 +24,7 @@ def test_minimal_configuration_has_documented_defaults():
     assert settings.signup_emails_per_address_per_hour == 3 and settings.signups_per_ip_per_hour == 20
     assert settings.postpay_terms is None and [d.key for d in settings.terms] == ["tos"]
     assert settings.billing_timezone == "UTC" and settings.solusvm_timeout_seconds == 10
+    assert settings.solusvm_page_budget_seconds == 8
     assert settings.url("/verify?token=x") == "https://billing.example.com/verify?token=x"
     assert settings.sso_origin == "https://panel.example.com"
 
@@ -36,6 +37,7 @@ def test_minimal_configuration_has_documented_defaults():
         ({"SSO_URL_TEMPLATE": "https://panel.example.com/"}, "SSO_URL_TEMPLATE must contain {token}"),
         ({"VERIFY_TOKEN_TTL_HOURS": "soon"}, "VERIFY_TOKEN_TTL_HOURS must be an integer"),
         ({"SOLUSVM_TIMEOUT_SECONDS": "30"}, "SOLUSVM_TIMEOUT_SECONDS must be between 0 and 10"),
+        ({"SOLUSVM_PAGE_BUDGET_SECONDS": "28"}, "SOLUSVM_PAGE_BUDGET_SECONDS must be between 0 and 20"),
         ({"BILLING_TIMEZONE": "Mars/Olympus"}, "BILLING_TIMEZONE must be an IANA time zone"),
         ({"POSTPAY_TERMS_VERSION": "2"}, "POSTPAY_TERMS_VERSION is set but POSTPAY_TERMS_URL is not"),
         ({"MAIL_FROM": "nobody"}, "MAIL_FROM must be an email address"),
