@@ -18,16 +18,23 @@ from infra.config import StackConfig
 # What each page function may do to each table, and nothing more.
 TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
     "signup": {
-        "accounts": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-        "tokens": ["dynamodb:PutItem", "dynamodb:DeleteItem"],
+        "accounts": ["dynamodb:GetItem"],
+        "tokens": ["dynamodb:PutItem"],  # a sign-up attempt: never an account, never an overwrite
         "rate-limits": ["dynamodb:UpdateItem"],
-        "counters": ["dynamodb:UpdateItem"],
     },
     "verify": {
-        "accounts": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
-        "tokens": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "accounts": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        "tokens": ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
         "acceptances": ["dynamodb:PutItem"],
-        "sessions": ["dynamodb:PutItem"],
+        "sessions": [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+        ],
+        "rate-limits": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "counters": ["dynamodb:UpdateItem"],
     },
     "sso": {
         "accounts": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
@@ -39,12 +46,13 @@ TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
             "dynamodb:Query",
         ],
         "tokens": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-        "rate-limits": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "rate-limits": ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
         "invoices": ["dynamodb:GetItem", "dynamodb:Query"],
     },
 }
 # The indexes each page function queries.
 PAGE_INDEXES: dict[str, dict[str, list[str]]] = {
+    "verify": {"sessions": ["email-index"]},
     "sso": {"sessions": ["email-index"], "invoices": ["client-index", "number-index"]},
 }
 # Which functions read the SolusVM API token, the price parameters, and send email.

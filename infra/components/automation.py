@@ -24,7 +24,7 @@ WORKER_CONCURRENCY = 5  # bounded, so SolusVM is not flooded (see README, Scalin
 # Table actions of each automation function (the run handler and the worker), and nothing more.
 RUN_ACCESS: dict[str, list[str]] = {
     "accounts": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-    "tokens": ["dynamodb:DeleteItem"],
+    "tokens": ["dynamodb:Scan", "dynamodb:DeleteItem"],  # the daily sweep of expired sign-up attempts
     "invoices": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
     "invoice-runs": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
     "run-outcomes": ["dynamodb:Query"],

@@ -301,3 +301,22 @@ def test_a_reset_link_lets_the_owner_in_while_their_account_is_hammered(browser,
     # Then they are in, and can log in again elsewhere
     assert done.status == 303 and owner.get(done.location).has("Log in to SolusVM")
     assert log_in(new_browser(), email, "the owners new passphrase").status == 303
+
+
+def test_a_hash_of_the_earlier_scheme_still_logs_in_and_is_replaced_by_argon2id(browser, new_browser, stack):
+    # Given an account whose password was stored with the earlier scrypt scheme
+    import base64
+    import hashlib
+
+    email = enrolled(browser, stack)
+    salt = b"0123456789abcdef"
+    key = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    b64 = lambda data: base64.urlsafe_b64encode(data).decode().rstrip("=")  # noqa: E731
+    AccountItem(email).update(
+        actions=[AccountItem.password_hash.set(f"scrypt$14$8$1${b64(salt)}${b64(key)}")]
+    )
+    # When the client logs in
+    assert log_in(new_browser(), email).status == 303
+    # Then the stored hash is argon2id now, and still opens the account
+    assert AccountItem.get(email).password_hash.startswith("$argon2id$")
+    assert log_in(new_browser(), email).status == 303

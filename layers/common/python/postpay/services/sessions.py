@@ -46,9 +46,6 @@ class Sessions:
         if session_id and len(session_id) <= 128:
             self.store.delete_session(token_hash(session_id))
 
-    def end_all(self, email: str) -> int:
-        return self.store.delete_sessions_of(email)
-
     @property
     def cookie_max_age(self) -> int:
         return int(self.absolute.total_seconds())
