@@ -106,13 +106,13 @@ def login() -> Response:
         return web.page(
             "login.html", status=401, email=email[:254], error="Email or password is incorrect.", notice=None
         )
-    at_least(started, settings.signup_min_response_ms)
     container.sessions.end(session_id())  # a new id at every log-in: no session fixation
     web.set_cookie(
         cookie(
             SESSION_COOKIE, container.sessions.start(account.email), max_age=container.sessions.cookie_max_age
         )
     )
+    at_least(started, settings.signup_min_response_ms)
     return web.redirect("/dashboard")
 
 
