@@ -223,3 +223,32 @@ def test_rebills_are_refused_with_a_reason_and_change_nothing(stack, functions, 
             invoke(functions, {"rebill": body})
         assert message in str(error.value)
     assert RunItem.count() == runs_before and counter() == numbers_before
+
+
+def test_a_redelivered_job_whose_invoice_exists_still_sends_its_email_when_the_answer_turns_wrong(
+    stack, functions, worker, monkeypatch
+):
+    """The invoice was computed from a checked answer; the worker died before the email. If SolusVM answers
+    wrong when the job comes back, the invoice stands and its email must still go out exactly once."""
+    from datetime import timedelta
+
+    from tests.integration.billing_helpers import ShiftedClock
+    from tests.integration.test_invoicing_faults import kill_once
+
+    # Given an invoice written by a worker that died before sending its email
+    account = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
+    invoicing = functions["worker"].container.invoicing
+    calls = kill_once(invoicing.mailer, "send", monkeypatch)
+    run = invoke(functions, {"invoicingDate": "2022-11-01"})
+    drain(worker, rounds=3)
+    assert calls and len(invoices_of(account.client_id)) == 1
+    assert invoice_mails(stack, account.email) == []
+    # When SolusVM now answers for another user, and the job comes back after the email lease
+    fault(stack, mode="usage", path=f"users/{account.solus_user_id}/usage", change={"user_id": 999_999})
+    monkeypatch.setattr(invoicing, "clock", ShiftedClock(timedelta(minutes=6)))
+    drain(worker)
+    # Then the invoice's email went out once, and the run counts the client as invoiced, not failed
+    assert len(invoices_of(account.client_id)) == 1
+    assert len(invoice_mails(stack, account.email)) == 1
+    summary = invoke(functions, {"runStatus": run["runId"]})
+    assert summary["invoiced"] == 1 and summary["failed"] == 0, summary

@@ -275,6 +275,9 @@ class FakeBilling:
         found = self.outcomes.get((run_id, client_id))
         return found[0] if found else None
 
+    def billed(self, client_id: int, period_key: str) -> None:
+        return None  # the period has no invoice yet
+
     def __getattr__(self, name: str) -> Any:  # issue, record_nothing, claim_email...: must not be called
         self.writes.append(name)
         raise AssertionError(f"{name} called for a refused answer")

@@ -330,6 +330,11 @@ class Invoicing:
         try:
             return self._process(job)
         except UsageError as error:
+            billed = self.billing.billed(job.client_id, job.period.key)
+            if billed is not None and billed[1] is not None and billed[1].run_id == job.run_id:
+                # A redelivery after a crash: this job issued the invoice from an answer checked then, so it
+                # finishes it (the email) whatever SolusVM answers now.
+                return self._already(job)
             # The answer is wrong, not late: asking again gets the same answer, so the job ends now, failed,
             # with nothing written but its outcome (no invoice, no nothing-to-bill record, no email).
             logger.warning("usage answer refused", extra={"run_id": job.run_id, "reason": str(error)})
