@@ -65,12 +65,19 @@ WRONG_ANSWERS: list[tuple[str, dict[str, Any], str]] = [
     (
         "negative tokens",
         {"server": {"tokens": -5}},
-        "usage servers[0].tokens (server {server}): expected a non-negative integer, got -5",
+        "usage servers[0].tokens (server {server}): expected a non-negative integer up to 2**63 - 1, got -5",
     ),
     (
         "float tokens",
         {"server": {"tokens": 5000.0}},
-        "usage servers[0].tokens (server {server}): expected a non-negative integer, got 5000.0",
+        "usage servers[0].tokens (server {server}): expected a non-negative integer up to 2**63 - 1, "
+        "got 5000.0",
+    ),
+    (
+        "a token count beyond 64 bits",
+        {"server": {"tokens": 10**30}, "change": {"total_tokens": 10**30 + 3192}},
+        "usage servers[0].tokens (server {server}): expected a non-negative integer up to 2**63 - 1, "
+        f"got {10**30}",
     ),
 ]
 

@@ -345,3 +345,21 @@ def test_a_rebill_job_says_so_in_its_message_and_an_ordinary_one_does_not():
     assert "rebill" not in ordinary.message() and rebill.message()["rebill"] is True
     assert Job.from_message(ordinary.message()) == ordinary and Job.from_message(rebill.message()) == rebill
     assert not Job.from_message({**ordinary.message(), "rebill": "yes"}).rebill
+
+
+@pytest.mark.parametrize("tokens", [2**63, 10**30, 10**40])
+def test_a_token_count_no_64_bit_meter_can_give_is_refused_not_priced(tokens):
+    # Beyond 2**63 - 1 the figure is no meter reading, and Decimal's 28 digits would round or fail the amount
+    error = refused(answer([server(101, tokens)]))
+    assert isinstance(error, UsageMismatch) and error.field == "servers[0].tokens (server 101)"
+    assert str(error) == (
+        f"usage servers[0].tokens (server 101): expected a non-negative integer up to 2**63 - 1, got {tokens}"
+    )
+
+
+def test_the_largest_64_bit_token_count_is_priced_exactly():
+    [line] = invoice_lines(
+        check_usage(answer([server(101, 2**63 - 1)]), user_id=USER, period=OCTOBER),
+        Pricing(Decimal("0.000912345"), "USD"),
+    )
+    assert str(line.amount) == "8414897360964270.43"  # 8414897360964270.433637415, half-up to cents

@@ -97,6 +97,9 @@ class Job:
 
 
 _ABSENT = object()
+# SolusVM's integers are 64-bit: a larger token count is no meter reading, and pricing it would overflow the
+# 28 digits Decimal keeps exact (the amount is rounded silently, or fails as InvalidOperation and is retried).
+_MAX_TOKENS = 2**63 - 1
 
 
 def _shown(value: object) -> str:
@@ -148,9 +151,11 @@ def _check_consistent(usage: dict) -> None:
             raise UsageMismatch(f"{where}.id", "server ids that appear once", f"{server_id!r} a second time")
         seen.add(server_id)  # type: ignore[arg-type]
         tokens = server.get("tokens", _ABSENT)
-        if not _is_int(tokens) or tokens < 0:  # type: ignore[operator]
+        if not _is_int(tokens) or not 0 <= tokens <= _MAX_TOKENS:  # type: ignore[operator]
             raise UsageMismatch(
-                f"{where}.tokens (server {server_id})", "a non-negative integer", _shown(tokens)
+                f"{where}.tokens (server {server_id})",
+                "a non-negative integer up to 2**63 - 1",
+                _shown(tokens),
             )
         hours = server.get("hours")
         if hours is not None and (not _is_int(hours) or hours < 0):
