@@ -84,6 +84,9 @@ def test_rebill_names_one_client_and_one_ended_month():
         ({"rebill": {"client": 123, "period": "2022-10", "dryRun": True}}, "rebill must be an object like"),
         ({"rebill": [123, "2022-10"]}, "rebill must be an object like"),
         ({"rebill": {"client": 123, "period": "2022-10"}, "dryRun": True}, "unknown keys ['dryRun']"),
+        ({"rebill": {"client": 123, "period": "9999-12"}}, "December 9999 has not ended yet"),
+        ({"rebill": {"client": 123, "period": "\uff12\uff10\uff12\uff12-10"}}, "period must be a month like"),
+        ({"rebill": {"client": 123, "period": "2022-\u0661\u0660"}}, "period must be a month like"),
     ],
 )
 def test_malformed_rebills_are_refused_with_a_message(payload, message):
@@ -99,3 +102,18 @@ def test_a_rebill_of_the_month_that_just_ended_depends_on_the_billing_time_zone(
     )
     with pytest.raises(PayloadError, match="has not ended"):
         parse({"rebill": {"client": 1, "period": "2026-11"}}, timezone="UTC", now=late)
+
+
+@given(
+    st.one_of(st.integers(), st.text(max_size=4)),
+    st.one_of(st.from_regex(r"[0-9]{4}-[0-9]{2}", fullmatch=True), st.from_regex(r"\d{4}-\d{2}"), st.text()),
+)
+def test_any_rebill_is_a_rebill_of_an_ended_month_or_a_clear_refusal(client, period):
+    try:
+        command = parse({"rebill": {"client": client, "period": period}}, timezone="UTC", now=NOW)
+    except PayloadError as error:
+        assert str(error)
+    else:
+        assert (
+            isinstance(command, Rebill) and command.period.key == period and command.period.end < NOW.date()
+        )

@@ -5,6 +5,7 @@ A malformed payload fails the invoke with a message saying what is wrong, before
 from __future__ import annotations
 
 import re
+from calendar import monthrange
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -53,7 +54,7 @@ _OPERATOR_KEYS = {
 }
 # {"rebill": {"client": 123, "period": "2022-10"}}; later commands on one invoice may extend this object.
 _REBILL_KEYS = {"client", "period"}
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII only: \d takes any Unicode digit
 
 
 def parse(event: Any, *, timezone: str, now: datetime) -> Command:
@@ -116,7 +117,10 @@ def _rebill(body: Any, timezone: str, now: datetime) -> Rebill:
     if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
         raise PayloadError(f"rebill period must be a month like 2022-10, got {raw!r}")
     year, month = int(match.group(1)), int(match.group(2))
-    period = month_before(date(year + month // 12, month % 12 + 1, 1), timezone)
+    start = date(year, month, 1)
+    period = Period(
+        start, start.replace(day=monthrange(year, month)[1]), timezone
+    )  # 9999-12 has no next month
     today = local_date(now, timezone)
     if period.end >= today:
         raise PayloadError(f"rebill period {period.label} has not ended yet in {timezone} (today is {today})")
