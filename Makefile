@@ -16,6 +16,7 @@ help:
 	@echo "make run   - the whole product on localhost (moto server, SolusVM emulator, pages)"
 	@echo "make test  - every check and test (lint, types, unit, integration, infra, browser)"
 	@echo "make invoice DATE=2022-11-01 [DRY_RUN=1] - invoice a month on the running local stack"
+	@echo "make invoice PAYLOAD='{\"rebill\": ...}' - send any operator payload to it (see README, Operating)"
 	@echo "make bench - invoicing throughput and request counts against moto server and the emulator"
 
 $(UV):
@@ -55,9 +56,12 @@ run: install
 	$(PY) -m local.run
 
 # The operator's override against `make run`: make invoice DATE=2022-11-01 [DRY_RUN=1] [NOW=2026-12-01T00:05:00Z]
+# or any operator payload: make invoice PAYLOAD='{"rebill": {"client": 2, "period": "2022-10"}}' [NOW=...]
 invoice: install
-	@test -n "$(DATE)" || { echo "usage: make invoice DATE=YYYY-MM-DD [DRY_RUN=1] [NOW=ISO-8601 time]"; exit 2; }
-	$(PY) -m local.invoice --date "$(DATE)" $(if $(DRY_RUN),--dry-run) $(if $(NOW),--now "$(NOW)")
+	@test -n "$(DATE)$(PAYLOAD)" || { echo "usage: make invoice DATE=YYYY-MM-DD [DRY_RUN=1] [NOW=ISO-8601 time]" \
+		"| make invoice PAYLOAD='<operator payload, JSON>' [NOW=ISO-8601 time]"; exit 2; }
+	$(PY) -m local.invoice $(if $(DATE),--date "$(DATE)") $(if $(PAYLOAD),--payload '$(PAYLOAD)') \
+		$(if $(DRY_RUN),--dry-run) $(if $(NOW),--now "$(NOW)")
 
 # Invoicing throughput and request counts (bench/invoicing.py): ACCOUNTS=2000 by default.
 bench: install

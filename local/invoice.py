@@ -1,9 +1,10 @@
 """``make invoice DATE=2022-11-01``: the operator's override against ``make run``'s local stack.
 
 Invokes the automation function with ``{"invoicingDate": DATE}`` (``DRY_RUN=1`` adds ``"dryRun": true``),
-follows the run with ``{"runStatus": …}`` until the local worker has finished it, prints the summary,
-and exits non-zero when the payload is refused. ``NOW=2026-12-01T00:05:00Z`` moves the function's clock,
-so a user who signed up today can be invoiced for the current month in a local demo.
+or with any operator payload given as ``PAYLOAD='{"rebill": {"client": 2, "period": "2022-10"}}'``,
+follows the run it starts with ``{"runStatus": …}`` until the local worker has finished it, prints the
+summary, and exits non-zero when the payload is refused. ``NOW=2026-12-01T00:05:00Z`` moves the function's
+clock, so a user who signed up today can be invoiced for the current month in a local demo.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class FixedClock:
 def main() -> int:
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--date", required=True, help="invoicing date: the month before it is invoiced")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--date", help="invoicing date: the month before it is invoiced")
+    what.add_argument("--payload", help="any operator payload, as JSON (rebill, runStatus, markPaid)")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--now", default="", help="pretend the current time is this (ISO 8601)")
     parser.add_argument("--timeout", type=float, default=300)
@@ -64,15 +67,15 @@ def main() -> int:
     def invoke(payload: dict) -> dict:
         return automation.handler(payload, LambdaContext(function_name="automation"))
 
-    payload: dict = {"invoicingDate": args.date}
-    if args.dry_run:
-        payload["dryRun"] = True
     try:
+        payload = json.loads(args.payload) if args.payload else {"invoicingDate": args.date}
+        if args.dry_run:
+            payload["dryRun"] = True
         result = invoke(payload)
-    except ValueError as error:  # PayloadError: the operator's payload is refused
+    except (ValueError, TypeError) as error:  # not JSON, or a PayloadError: the payload is refused
         print(f"refused: {error}", file=sys.stderr)
         return 1
-    if args.dry_run:
+    if args.dry_run or "finished" not in result:  # a dry run or a payment: no run to follow
         print(json.dumps(result, indent=2))
         return 0
     deadline = time.monotonic() + args.timeout
