@@ -259,3 +259,33 @@ def test_a_redelivered_job_whose_invoice_exists_still_sends_its_email_when_the_a
     assert len(invoice_mails(stack, account.email)) == 1
     summary = invoke(functions, {"runStatus": run["runId"]})
     assert summary["invoiced"] == 1 and summary["failed"] == 0, summary
+
+
+def test_running_a_settled_month_again_says_already_invoiced_or_nothing_to_bill_whatever_solusvm_answers(
+    stack, functions, worker
+):
+    # Given an invoiced client and a nothing-to-bill client for October
+    invoiced = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
+    nothing = enrolled_account(stack, functions, servers=[])
+    invoke(functions, {"invoicingDate": "2022-11-01"})
+    drain(worker)
+    # When SolusVM now answers both wrong and the month is run again
+    for account in (invoiced, nothing):
+        fault(stack, mode="usage", path=f"users/{account.solus_user_id}/usage", change={"user_id": 999_999})
+    again = invoke(functions, {"invoicingDate": "2022-11-02"})
+    drain(worker)
+    # Then the re-run reports them as any re-run does (the answer computes nothing for a settled month)
+    summary = invoke(functions, {"runStatus": again["runId"]})
+    assert summary["failed"] == 0 and summary["failures"] == {}, summary
+    assert OutcomeItem.get(again["runId"], invoiced.client_id).outcome == "already_invoiced"
+    assert OutcomeItem.get(again["runId"], nothing.client_id).outcome == "nothing_to_bill"
+    assert len(invoices_of(invoiced.client_id)) == 1 and len(invoice_mails(stack, invoiced.email)) == 1
+    # But a re-bill of the nothing-to-bill month on a refused answer fails, naming the field
+    rebill = invoke(functions, {"rebill": {"client": nothing.client_id, "period": "2022-10"}})
+    drain(worker)
+    failures = invoke(functions, {"runStatus": rebill["runId"]})["failures"]
+    assert failures == {
+        str(nothing.client_id): f"UsageMismatch: usage user_id: expected {nothing.solus_user_id} "
+        "(what was asked), got 999999"
+    }
+    assert InvoiceItem.get(f"{nothing.client_id}#2022-10").outcome == "nothing_to_bill"

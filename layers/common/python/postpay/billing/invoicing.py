@@ -336,9 +336,11 @@ class Invoicing:
             return self._process(job)
         except UsageError as error:
             billed = self.billing.billed(job.client_id, job.period.key)
-            if billed is not None and billed[1] is not None and billed[1].run_id == job.run_id:
-                # A redelivery after a crash: this job issued the invoice from an answer checked then, so it
-                # finishes it (the email) whatever SolusVM answers now.
+            if billed is not None and (billed[1] is not None or not job.rebill):
+                # The month is settled (an invoice, or nothing to bill and this is no re-bill): the answer
+                # would compute nothing, so the job ends as on any re-run, and a redelivery after a crash
+                # still sends its invoice's email.
+                logger.warning("usage answer refused for a settled month", extra={"reason": str(error)})
                 return self._already(job)
             # The answer is wrong, not late: asking again gets the same answer, so the job ends now, failed,
             # with nothing written but its outcome (no invoice, no nothing-to-bill record, no email).
