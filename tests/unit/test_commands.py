@@ -114,6 +114,5 @@ def test_any_rebill_is_a_rebill_of_an_ended_month_or_a_clear_refusal(client, per
     except PayloadError as error:
         assert str(error)
     else:
-        assert (
-            isinstance(command, Rebill) and command.period.key == period and command.period.end < NOW.date()
-        )
+        assert isinstance(command, Rebill) and command.period.end < NOW.date()
+        assert command.period.start == date(int(period[:4]), int(period[5:]), 1)
