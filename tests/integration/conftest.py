@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -71,6 +72,25 @@ def concurrent_browser(lambda_pool: ProcessPoolExecutor):
 def worker(stack: LocalStack, functions: dict[str, Any]):
     """The automation worker on the local queue; tests drain it explicitly (short visibility for retries)."""
     return stack.worker(visibility_timeout=1)
+
+
+@pytest.fixture(autouse=True)
+def one_rate_limit_window(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rate-limit count of a test falls in the fixed window that holds the test's start.
+
+    Counted in real time, a test that fails 50 log-ins (or signs up 20 times) fails whenever a 15-minute (or
+    hourly) boundary falls inside it: the count starts again and the limit is never reached. The windows
+    themselves are unit-tested with an in-memory store (tests/unit/test_guard.py)."""
+    if "functions" not in request.fixturenames:
+        return
+    started = datetime.now(UTC)
+    for module in request.getfixturevalue("functions").values():
+        store = module.container.store
+        for name in ("hit", "hits", "clear_hits"):
+            counted = getattr(store, name)
+            monkeypatch.setattr(
+                store, name, lambda key, window, now, counted=counted: counted(key, window, started)
+            )
 
 
 @pytest.fixture(autouse=True)
