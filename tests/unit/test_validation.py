@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,3 +95,22 @@ def test_any_form_input_gives_a_form_or_messages(fields):
 def test_the_name_and_company_count_against_the_password():
     assert password_problem("Ada Lovelace!", "ada@example.com", name="Ada Lovelace")
     assert password_problem("Ada Lovelace!", "someone@example.com") is None
+
+
+@pytest.mark.parametrize("password", ["adalovelace1", "AdaLovelace2024", "analyticalengines1"])
+def test_the_name_or_company_typed_as_one_word_is_refused(password):
+    # Given a person whose name and company are two words each, written together in the password
+    problem = password_problem(password, "ada@example.com", name="Ada Lovelace", company="Analytical Engines")
+    # Then it is refused as guessable, as the same words with a space are
+    assert problem and "too easy to guess" in problem
+
+
+def test_judging_a_long_password_costs_little_cpu_whatever_it_holds():
+    # Given a 128-character password of l33t symbols (zxcvbn tries every substitution on every substring:
+    # ~9 s of CPU here when it reads all of it)
+    crafted = ("4@8({[<3691!|70$5+%2" * 7)[:128]
+    # When it is judged at sign-up, before any rate limit applies
+    started = time.process_time()
+    password_problem(crafted, "ada@example.com", name="Ada Lovelace")
+    # Then it costs a bounded, small amount of CPU
+    assert time.process_time() - started < 2.0
