@@ -116,6 +116,29 @@ def test_dashboard_shows_usage_so_far_and_survives_solusvm_down(browser, stack, 
     assert AccountItem.get(email).status == "enrolled"
 
 
+def test_a_slow_solusvm_never_holds_the_dashboard_or_sso_past_the_page_budget(
+    browser, stack, functions, settings_override
+):
+    # Given an enrolled client, and SolusVM answering every call with a 504 after 0.8 s (under the 1 s
+    # timeout, so each idempotent call is retried: 3.3 s for one call without a budget)
+    email = enrolled(browser, stack)
+    settings_override(solusvm_page_budget_seconds=2.0)
+    functions["sso"].container.client_area._usage_cache.clear()
+    fault(stack, mode="hang", seconds=0.8)
+    # When they open the dashboard
+    started = time.monotonic()
+    dashboard = browser.get("/dashboard")
+    # Then it answers within the budget (plus its own work) and says usage is unavailable
+    assert time.monotonic() - started < 2.6
+    assert dashboard.status == 200 and dashboard.has("usage so far is unavailable")
+    # And asking for the panel answers within the budget too, with "unavailable"
+    started = time.monotonic()
+    sso = browser.post("/sso", {}, csrf_from=dashboard)
+    assert time.monotonic() - started < 2.6
+    assert sso.location == "/dashboard?notice=panel-unavailable"
+    assert AccountItem.get(email).status == "enrolled"
+
+
 def test_invoices_are_listed_and_shown_but_only_to_their_owner(stack, functions, worker, new_browser):
     # Given two clients with an October invoice each
     owner = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
