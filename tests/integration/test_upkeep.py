@@ -118,6 +118,28 @@ def test_abandoned_signups_are_removed_after_their_link_expired(browser, stack, 
     assert AccountItem.count(email) == 0 and TokenItem.count(token) == 0, "no trace of the attempt"
 
 
+def test_only_abandoned_sign_ups_count_as_pending_removed(browser, stack, functions):
+    # Given an expired sign-up attempt, and expired links that are no sign-up: a used verification link and
+    # a reset link
+    gone = int(time.time()) - 60
+    email = new_email()
+    sign_up(browser, email)
+    TokenItem(token_hash(verify_link(stack, email).split("token=")[1])).update(
+        actions=[TokenItem.expires_at.set(gone)]
+    )
+    used_at = datetime.now(UTC) - timedelta(days=1)
+    TokenItem(f"used-{email}", purpose="verify", email=email, expires_at=gone, used_at=used_at).save()
+    TokenItem(f"reset-{email}", purpose="reset", email=email, expires_at=gone).save()
+    now = datetime.now(UTC)
+    expired = list(TokenItem.scan(filter_condition=TokenItem.expires_at < int(now.timestamp())))
+    abandoned = sum(1 for item in expired if item.purpose == "verify" and item.password_hash)
+    # When the daily upkeep sweeps expired tokens
+    removed = functions["automation"].container.store.delete_expired_tokens(now)
+    # Then every expired link is gone, but only the abandoned sign-ups count as removed sign-ups
+    assert not list(TokenItem.scan(filter_condition=TokenItem.expires_at < int(now.timestamp())))
+    assert removed == abandoned >= 1 and len(expired) >= abandoned + 2
+
+
 def test_daily_run_retries_provisioning(browser, stack, functions):
     from tests.integration.conftest import fault, verify
 

@@ -348,8 +348,9 @@ class DynamoStore:
         )
 
     def delete_expired_tokens(self, now: datetime) -> int:
-        """Removes sign-up attempts and links past their expiry (DynamoDB's TTL may lag by days)."""
-        removed = 0
+        """Removes sign-up attempts and links past their expiry (DynamoDB's TTL may lag by days); returns how
+        many were sign-up attempts nobody followed (used and reset links are not counted)."""
+        abandoned = 0
         for item in TokenItem.scan(filter_condition=TokenItem.expires_at < _epoch(now)):
             try:
                 item.delete(condition=TokenItem.expires_at < _epoch(now))
@@ -357,8 +358,8 @@ class DynamoStore:
                 if not conditional_failed(error):
                     raise
                 continue
-            removed += 1
-        return removed
+            abandoned += item.purpose == "verify" and bool(item.password_hash)
+        return abandoned
 
     # link tokens -----------------------------------------------------------------------------------
 
