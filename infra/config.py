@@ -33,11 +33,42 @@ class StackConfig:
     invoice_number_format: str = "INV-{number:06d}"
     token_price: str = "0.001"  # noqa: S105 - a price, not a password
     currency: str = "USD"
+    # The invoice profile: SSM parameters under /postpay/<stage>/invoice/, editable without a deploy.
+    seller_name: str = ""
+    seller_address: str = ""  # lines separated by "\n" (or " | ")
+    seller_tax_id: str = ""
+    seller_email: str = ""
+    seller_website: str = ""
+    seller_logo: str = ""  # data:image/png;base64,...
+    tax_rate: str = "0"  # percent
+    tax_label: str = "VAT"
+    tax_mode: str = "exclusive"  # or "inclusive"
+    reverse_charge: str = "off"  # "on": no tax for a client whose tax id is of another country
+    payment_instructions: str = ""
     waf_rate_limit: int = 100  # requests per 5 min per IP on sign-up, verify, log-in, reset, password change
     api_rate_limit: int = 50  # stage throttling, requests per second
     api_burst_limit: int = 100
     log_retention_days: int = 90
     alarm_email: str = ""
+
+    def invoice_profile(self) -> dict[str, str]:
+        """The SSM parameters (names relative to the invoice path) that the non-empty values become."""
+        values = {
+            "seller/name": self.seller_name,
+            "seller/address": "\n".join(
+                line.strip() for line in self.seller_address.replace(" | ", "\n").splitlines() if line.strip()
+            ),
+            "seller/tax-id": self.seller_tax_id,
+            "seller/email": self.seller_email,
+            "seller/website": self.seller_website,
+            "seller/logo": self.seller_logo,
+            "tax/rate": self.tax_rate,
+            "tax/label": self.tax_label,
+            "tax/mode": self.tax_mode,
+            "tax/reverse-charge": self.reverse_charge,
+            "payment-instructions": self.payment_instructions,
+        }
+        return {name: value for name, value in values.items() if value}
 
     @property
     def prefix(self) -> str:
@@ -85,6 +116,12 @@ class StackConfig:
             raise ContextError(
                 f"context billingTimezone must be an IANA zone, got {self.billing_timezone!r}"
             ) from error
+        from postpay.adapters.params import ParameterError, profile_from
+
+        try:  # the same checks the functions apply when they read the parameters
+            profile_from("", self.invoice_profile())
+        except ParameterError as error:
+            raise ContextError(f"context for the invoice profile (seller*, tax*, ...): {error}") from error
         if self.waf_rate_limit < 10:
             raise ContextError("context wafRateLimit must be at least 10 (WAF's minimum)")
 

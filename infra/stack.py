@@ -20,6 +20,7 @@ TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
     "signup": {
         "accounts": ["dynamodb:GetItem"],
         "tokens": ["dynamodb:PutItem"],  # a sign-up attempt: never an account, never an overwrite
+        "sessions": ["dynamodb:GetItem"],  # which navigation to show
         "rate-limits": ["dynamodb:UpdateItem"],
     },
     "verify": {
@@ -73,6 +74,7 @@ class PostPayStack(Stack):
             stage=config.stage,
             token_price=config.token_price,
             currency=config.currency,
+            invoice_profile=config.invoice_profile(),
         )
         layer = SharedLayer(self, "Shared").layer
         environment = _environment(
@@ -81,6 +83,7 @@ class PostPayStack(Stack):
             price_parameter=operator.token_price.parameter_name,
             currency_parameter=operator.currency.parameter_name,
             configuration_set=mail.configuration_set.configuration_set_name,
+            invoice_parameters_path=operator.invoice_path,
         )
         self.functions: dict[str, PythonFunction] = {}
         for name, access in TABLE_ACCESS.items():
@@ -103,6 +106,7 @@ class PostPayStack(Stack):
                 operator.currency.grant_read(function.role)
             if name in SENDS_MAIL:
                 mail.grant_send(function.role)
+            operator.grant_invoice_profile(function.role)  # the seller in every page's footer
             self.functions[name] = function
 
         site = Site(
@@ -130,6 +134,7 @@ class PostPayStack(Stack):
             operator.solusvm_token.grant_read(function.role)
             operator.token_price.grant_read(function.role)
             operator.currency.grant_read(function.role)
+            operator.grant_invoice_profile(function.role)
             mail.grant_send(function.role)
         monitoring = Monitoring(
             self,
@@ -174,6 +179,7 @@ def _environment(
     price_parameter: str,
     currency_parameter: str,
     configuration_set: str,
+    invoice_parameters_path: str,
 ) -> dict[str, str]:
     env = {
         "PUBLIC_BASE_URL": config.public_base_url,
@@ -185,6 +191,7 @@ def _environment(
         "SSO_URL_TEMPLATE": config.sso_url_template,
         "TOKEN_PRICE_PARAMETER": price_parameter,
         "CURRENCY_PARAMETER": currency_parameter,
+        "INVOICE_PARAMETERS_PATH": invoice_parameters_path,
         "TOS_URL": config.tos_url,
         "TOS_VERSION": config.tos_version,
         "BILLING_TIMEZONE": config.billing_timezone,

@@ -74,9 +74,15 @@ class Gateway:
         if request.path == "/_local/mail":
             items = []
             for mail in reversed(self.stack.mails()):
+                attached = "".join(
+                    f"<li>{escape(name)} ({len(data):,} bytes)</li>"
+                    for name, data in mail.attachments.items()
+                )
                 items.append(
                     f"<article><h2>{escape(mail.subject)}</h2><p>To: {escape(', '.join(mail.to))} · "
-                    f"From: {escape(mail.source)}</p><div class='mail'>{mail.html}</div></article><hr>"
+                    f"From: {escape(mail.source)}</p><div class='mail'>{mail.html}</div>"
+                    + (f"<p>Attached:</p><ul class='attachments'>{attached}</ul>" if attached else "")
+                    + "</article><hr>"
                 )
             body = "".join(items) or "<p>No email sent yet.</p>"
             html = (

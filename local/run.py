@@ -9,7 +9,7 @@ import time
 import warnings
 
 from local.gateway import serve
-from local.stack import LocalStack
+from local.stack import EXAMPLE_INVOICE_PROFILE, LocalStack
 
 
 def main() -> None:
@@ -27,6 +27,7 @@ def main() -> None:
         public_base_url=base,
         auto_servers=3,
         settings={"SIGNUP_MIN_RESPONSE_MS": "300"},
+        invoice_profile=EXAMPLE_INVOICE_PROFILE,
     ).start()
     server = serve(stack, args.port)
     worker = stack.worker().start()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,21 @@ ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 INVOICE_QUEUE = "postpay-local-invoice-jobs"
 SOLUSVM_TOKEN = "local-solusvm-api-token"  # noqa: S105 - the emulator's own, local only
+INVOICE_PARAMETERS_PATH = "/postpay/local/invoice/"
+# What `make run` puts under INVOICE_PARAMETERS_PATH: an example seller, 20 % VAT on top, bank details.
+EXAMPLE_INVOICE_PROFILE = {
+    "seller/name": "Example Hosting Ltd",
+    "seller/address": "1 Example Street\nLondon EC1A 1AA\nUnited Kingdom",
+    "seller/tax-id": "GB123456789",
+    "seller/email": "billing@example.com",
+    "seller/website": "https://example.com",
+    "tax/rate": "20",
+    "tax/label": "VAT",
+    "tax/mode": "exclusive",
+    "tax/reverse-charge": "on",
+    "payment-instructions": "Bank transfer to Example Hosting Ltd, IBAN GB33 BUKB 2020 1555 5555 55, "
+    "BIC BUKBGB22. Put the invoice number in the reference.",
+}
 
 
 def _fake_credentials() -> dict[str, str]:
@@ -49,6 +64,7 @@ def local_settings(
         "SSO_URL_TEMPLATE": f"{emulator_root}/panel/login?token={{token}}",
         "TOKEN_PRICE_PARAMETER": "/postpay/local/token-price",
         "CURRENCY_PARAMETER": "/postpay/local/currency",
+        "INVOICE_PARAMETERS_PATH": INVOICE_PARAMETERS_PATH,
         "TOS_URL": f"{public_base_url}/_local/terms/tos",
         "TOS_VERSION": "2026-01",
         "POSTPAY_TERMS_URL": f"{public_base_url}/_local/terms/postpay",
@@ -111,6 +127,27 @@ class Mail:
     source: str
     subject: str
     html: str
+    attachments: dict[str, bytes] = field(default_factory=dict)  # file name -> content
+
+
+def _raw_mail(message: Any) -> Mail:
+    """A raw MIME message (one with attachments) as the mailbox shows it."""
+    from email import policy
+    from email.parser import BytesParser
+
+    parsed = BytesParser(policy=policy.default).parsebytes(message.raw_data.encode("utf-8"))
+    body = parsed.get_body(preferencelist=("html", "plain"))
+    attachments = {
+        part.get_filename() or "attachment": part.get_payload(decode=True)
+        for part in parsed.iter_attachments()
+    }
+    return Mail(
+        to=list(message.destinations),
+        source=message.source,
+        subject=str(parsed["Subject"]),
+        html=body.get_content() if body is not None else "",
+        attachments=attachments,
+    )
 
 
 class LocalStack:
@@ -123,6 +160,7 @@ class LocalStack:
         auto_servers: int = 0,
         solusvm_timeout: float = 10.0,
         settings: dict[str, str] | None = None,
+        invoice_profile: dict[str, str] | None = None,
     ) -> None:
         self.moto_port = moto_port
         self.emulator_port = emulator_port
@@ -130,6 +168,7 @@ class LocalStack:
         self.auto_servers = auto_servers
         self.solusvm_timeout = solusvm_timeout
         self.extra_settings = settings or {}
+        self.invoice_profile = invoice_profile or {}
         self.moto: Any = None
         self.emulator: Any = None
 
@@ -172,6 +211,7 @@ class LocalStack:
 
         create_tables(os.environ["TABLE_PREFIX"])
         bootstrap_services()
+        put_invoice_profile(self.invoice_profile)
 
     def mails(self) -> list[Mail]:
         """Every email sent through SES so far, oldest first (read from moto's store in this process)."""
@@ -185,8 +225,10 @@ class LocalStack:
                 subject=m.subject,
                 html=m.body,
             )
-            for m in backend.sent_messages
             if hasattr(m, "subject")
+            else _raw_mail(m)
+            for m in backend.sent_messages
+            if hasattr(m, "subject") or hasattr(m, "raw_data")
         ]
 
     def worker(self, **kwargs: Any) -> Any:
@@ -223,3 +265,14 @@ def bootstrap_services() -> None:
         },
     )["QueueUrl"]
     os.environ["INVOICE_QUEUE_URL"] = queue
+
+
+def put_invoice_profile(values: dict[str, str]) -> None:
+    """Sets the invoice profile parameters (seller, tax, payment instructions) as an operator would."""
+    import boto3
+
+    ssm = boto3.client("ssm")
+    for name, value in values.items():
+        ssm.put_parameter(
+            Name=os.environ["INVOICE_PARAMETERS_PATH"] + name, Value=value, Type="String", Overwrite=True
+        )

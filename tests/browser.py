@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ class Page:
     headers: dict[str, str]
     cookies: list[str]
     body: str
+    raw: bytes = b""  # a binary answer (a PDF), decoded from the event's base64
 
     @property
     def location(self) -> str:
@@ -67,7 +69,10 @@ class Browser:
                 self.jar.pop(key, None)
             else:
                 self.jar[key] = value
-        return Page(result["statusCode"], headers_out, cookies, result.get("body") or "")
+        body = result.get("body") or ""
+        if result.get("isBase64Encoded"):
+            return Page(result["statusCode"], headers_out, cookies, "", base64.b64decode(body))
+        return Page(result["statusCode"], headers_out, cookies, body)
 
     def get(self, url: str) -> Page:
         return self.request("GET", url)

@@ -18,7 +18,13 @@ from postpay.web.pages import Web, at_least, catch_all
 settings = Settings.from_env()
 container = Container(settings)
 app = APIGatewayRestResolver()
-web = Web(app, settings, routes={"/": {"GET"}, "/signup": {"GET", "POST"}})
+web = Web(
+    app,
+    settings,
+    routes={"/": {"GET"}, "/signup": {"GET", "POST"}},
+    seller=container.seller,
+    signed_in=lambda session: container.sessions.live(session),
+)
 catch_all(app, web)
 
 

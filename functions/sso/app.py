@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import date
 from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from postpay.billing.periods import local_date
 from postpay.config import Settings
 from postpay.container import Container
 from postpay.errors import (
@@ -25,12 +27,13 @@ from postpay.observability import logger, metrics, tracer
 from postpay.routes import FUNCTION_ROUTES
 from postpay.services.client_area import LoginFailed, PasswordRejected
 from postpay.services.sessions import SESSION_COOKIE
+from postpay.validation import validate_billing_details
 from postpay.web.pages import Web, at_least, catch_all, cookie
 
 settings = Settings.from_env()
 container = Container(settings)
 app = APIGatewayRestResolver()
-POST_ONLY = {"/sso", "/logout", "/account/password", "/finish"}
+POST_ONLY = {"/sso", "/logout", "/account/password", "/account/billing", "/finish"}
 web = Web(
     app,
     settings,
@@ -44,6 +47,8 @@ web = Web(
         )
         for p in FUNCTION_ROUTES["sso"]
     },
+    seller=container.seller,
+    signed_in=lambda session: container.sessions.live(session),
 )
 catch_all(app, web)
 
@@ -53,6 +58,16 @@ NOTICES = {
     "setup-pending": ("We could not finish your setup just now. We will retry and email you.", True),
     "enrolled": ("Your control panel account is ready.", False),
     "password-changed": ("Your password is changed. Every other session is logged out.", False),
+    "billing-saved": ("Your billing details are saved. Your next invoices will show them.", False),
+    "welcome": (
+        "Your account is ready. You can start servers in the control panel now; you pay after use.",
+        False,
+    ),
+    "finishing": (
+        "We are finishing your setup. Your email address is confirmed and your acceptance of the terms is "
+        "recorded; we will email you as soon as your control panel account is ready.",
+        False,
+    ),
 }
 
 
@@ -74,7 +89,13 @@ def signed_in() -> tuple[Session, Account]:
     account = container.store.get_account(session.email) if session else None
     if session is None or account is None or account.status is AccountStatus.PENDING:
         raise LoginRequired()
+    web.mark_signed_in()
     return session, account
+
+
+def today() -> date:
+    """The billing time zone's date: an invoice is overdue the day after its due date there."""
+    return local_date(container.clock.now(), settings.billing_timezone)
 
 
 def dashboard_with(notice: str) -> Response:
@@ -168,16 +189,23 @@ def finish() -> Response:
 @app.get("/invoices")
 def invoices() -> Response:
     _, account = signed_in()
-    return web.page("invoices.html", invoices=container.billing.invoices_of(account.client_id))
+    return web.page("invoices.html", invoices=container.billing.invoices_of(account.client_id), today=today())
 
 
 @app.get("/invoices/<number>")
 def invoice(number: str) -> Response:
+    """The invoice page, or its PDF at ``/invoices/<number>.pdf``: to its owner only."""
     _, account = signed_in()
+    pdf = number.endswith(".pdf")
+    number = number.removesuffix(".pdf")
     found = container.billing.invoice_by_number(number) if len(number) <= 64 else None
     if found is None or found.client_id != account.client_id:  # another client's invoice does not exist
         return web.error(404, "Invoice not found", "There is no such invoice in your account.")
-    return web.page("invoice.html", invoice=found, account=account)
+    if pdf:
+        return web.download(
+            container.invoice_pdf(found, today=today()), f"{found.number}.pdf", "application/pdf"
+        )
+    return web.page("invoice.html", invoice=found, account=account, today=today())
 
 
 # password reset and account -----------------------------------------------------------------------
@@ -228,10 +256,10 @@ def reset_problem(error: Exception) -> Response:
 def reset_form() -> Response:
     token = web.request.query_value("token") or ""
     try:
-        container.client_area.check_reset(token)
+        record = container.client_area.check_reset(token)
     except (TokenInvalid, TokenExpired, TokenUsed) as error:
         return reset_problem(error)
-    return web.page("reset.html", token=token, error=None)
+    return web.page("reset.html", token=token, error=None, email=record.email)
 
 
 @app.post("/reset")
@@ -262,6 +290,25 @@ def account_page() -> Response:
     _, account = signed_in()
     notice, _ = NOTICES.get(web.request.query_value("notice") or "", (None, False))
     return web.page("account.html", account=account, errors={}, notice=notice)
+
+
+@app.post("/account/billing")
+def change_billing_details() -> Response:
+    _, account = signed_in()
+    fields = web.form()
+    address, tax_id, errors = validate_billing_details(fields)
+    if errors:
+        return web.page(
+            "account.html",
+            status=400,
+            account=account,
+            errors={},
+            notice=None,
+            billing_errors=errors,
+            billing_values={k: fields.get(k, "")[:600] for k in ("billing_address", "tax_id")},
+        )
+    container.store.set_billing_details(account.email, address, tax_id)
+    return web.redirect("/account?notice=billing-saved")
 
 
 @app.post("/account/password")

@@ -25,7 +25,13 @@ from postpay.web.pages import Web, catch_all, cookie
 settings = Settings.from_env()
 container = Container(settings)
 app = APIGatewayRestResolver()
-web = Web(app, settings, routes={"/verify": {"GET", "POST"}})
+web = Web(
+    app,
+    settings,
+    routes={"/verify": {"GET", "POST"}},
+    seller=container.seller,
+    signed_in=lambda session: container.sessions.live(session),
+)
 catch_all(app, web)
 
 CHECKBOXES = {"tos": "accept_tos", "postpay": "accept_postpay_terms"}
@@ -129,8 +135,8 @@ def outcome(email: str, *, wait: bool) -> Response:
     except (SolusUnavailable, SolusRejected):
         account = None
     if account is None or not account.enrolled:
-        return web.page("finishing.html")
-    return web.page("enrolled.html", name=account.name)
+        return web.redirect("/dashboard?notice=finishing")
+    return web.redirect("/dashboard?notice=welcome")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -39,6 +39,10 @@ class Site(Construct):
             rest_api_name=f"postpay-{stage}",
             description="Post-Pay billing portal",
             endpoint_types=[apigw.EndpointType.REGIONAL],
+            # The invoice PDF is returned base64-encoded by the function; API Gateway turns it back into
+            # bytes only for binary media types, matched against the browser's Accept header (text/html
+            # first for a link), hence */*. Text answers are not base64-encoded and pass unchanged.
+            binary_media_types=["*/*"],
             cloud_watch_role=True,
             deploy_options=apigw.StageOptions(
                 stage_name="live",

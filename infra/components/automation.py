@@ -30,6 +30,7 @@ RUN_ACCESS: dict[str, list[str]] = {
     "run-outcomes": ["dynamodb:Query"],
 }
 WORKER_ACCESS: dict[str, list[str]] = {
+    "accounts": ["dynamodb:GetItem"],  # the buyer's details, copied onto the invoice
     "invoices": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
     "invoice-runs": ["dynamodb:UpdateItem"],
     "run-outcomes": ["dynamodb:GetItem", "dynamodb:PutItem"],

@@ -1,8 +1,10 @@
-"""Operator-set values: the SolusVM API token (Secrets Manager) and the token price and currency (SSM)."""
+"""Operator-set values: the SolusVM API token (Secrets Manager); the token price and currency, and the
+invoice profile (seller, tax, payment instructions) under one path (SSM)."""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, SecretValue
+from aws_cdk import RemovalPolicy, SecretValue, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ssm as ssm
 from cdk_nag import NagSuppressions
@@ -16,9 +18,17 @@ SECRET_PLACEHOLDER = UNSET_SECRET
 
 class OperatorSettings(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, stage: str, token_price: str, currency: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: str,
+        token_price: str,
+        currency: str,
+        invoice_profile: dict[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
+        self.invoice_path = f"/postpay/{stage}/invoice/"
         self.solusvm_token = secretsmanager.Secret(
             self,
             "SolusVmApiToken",
@@ -50,4 +60,22 @@ class OperatorSettings(Construct):
             parameter_name=f"/postpay/{stage}/currency",
             string_value=currency,
             description="ISO 4217 code of the invoice currency.",
+        )
+        # One parameter per set value (SSM refuses empty ones); the functions read the whole path at once.
+        for name, value in sorted(invoice_profile.items()):
+            ssm.StringParameter(
+                self,
+                "Invoice" + "".join(part.title() for part in name.replace("-", "/").split("/")),
+                parameter_name=self.invoice_path + name,
+                string_value=value,
+                tier=ssm.ParameterTier.ADVANCED if len(value.encode("utf-8")) > 4096 else None,
+                description=f"Invoice profile: {name} (README, Configuration)",
+            )
+
+    def grant_invoice_profile(self, role: iam.IRole) -> None:
+        """ssm:GetParametersByPath on the invoice path, and nothing else."""
+        stack = Stack.of(self)
+        base = f"arn:{stack.partition}:ssm:{stack.region}:{stack.account}:parameter{self.invoice_path}"
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["ssm:GetParametersByPath"], resources=[base.rstrip("/"), base + "*"])
         )

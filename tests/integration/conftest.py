@@ -178,4 +178,11 @@ def verify(browser: Browser, stack: LocalStack, email: str, password: str = PASS
         "password": password,
         **(boxes or {"accept_tos": "yes", "accept_postpay_terms": "yes"}),
     }
-    return browser.post("/verify", fields, csrf_from=page)
+    return follow(browser, browser.post("/verify", fields, csrf_from=page))
+
+
+def follow(browser: Browser, answer: Any) -> Any:
+    """A browser follows a 303 after a form (post-redirect-get) to the page that says the outcome."""
+    if answer.status == 303 and answer.location.startswith("/"):
+        return browser.get(answer.location)
+    return answer

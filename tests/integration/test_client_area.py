@@ -108,7 +108,7 @@ def test_not_enrolled_panel_offers_the_way_forward(browser, stack):
 def test_dashboard_shows_usage_so_far_and_survives_solusvm_down(browser, stack, functions):
     email = enrolled(browser, stack)
     page = browser.get("/dashboard")
-    assert re.search(r"<strong>\d+</strong> tokens since \d{4}-\d{2}-01", page.body)
+    assert re.search(r"<strong>[\d,]+</strong> tokens since \d{4}-\d{2}-01", page.body)
     functions["sso"].container.client_area._usage_cache.clear()
     fault(stack, mode="status", status=503)
     page = browser.get("/dashboard")
@@ -157,7 +157,10 @@ def test_invoices_are_listed_and_shown_but_only_to_their_owner(stack, functions,
     detail = browser.get(f"/invoices/{number}")
     assert detail.status == 200
     assert (
-        detail.has("web-1") and detail.has("batch-1 (deleted)") and detail.has("5000") and detail.has("3192")
+        detail.has("web-1")
+        and detail.has("batch-1 (deleted)")
+        and detail.has("5,000")
+        and detail.has("3,192")
     )
     assert detail.has("Subtotal") and detail.has("8.19 USD")
     # When the owner asks for the other client's invoice, it does not exist for them

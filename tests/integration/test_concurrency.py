@@ -6,7 +6,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 from postpay.adapters.dynamo import AcceptanceItem, AccountItem
-from tests.integration.conftest import PASSWORD, emulator_users, new_email, sign_up, verify_link
+from tests.integration.conftest import PASSWORD, emulator_users, follow, new_email, sign_up, verify_link
 
 
 def test_many_concurrent_submits_of_one_link_enroll_exactly_once(concurrent_browser, stack):
@@ -21,7 +21,7 @@ def test_many_concurrent_submits_of_one_link_enroll_exactly_once(concurrent_brow
 
     def submit(index: int):
         fields = {"token": token, "password": PASSWORD, "accept_tos": "yes", "accept_postpay_terms": "yes"}
-        return browsers[index].post("/verify", fields, csrf_from=pages[index])
+        return follow(browsers[index], browsers[index].post("/verify", fields, csrf_from=pages[index]))
 
     # When all submit at once
     with ThreadPoolExecutor(max_workers=len(browsers)) as pool:

@@ -13,6 +13,7 @@ from tests.integration.conftest import (
     PASSWORD,
     emulator_users,
     fault,
+    follow,
     new_email,
     sign_up,
     verify,
@@ -44,7 +45,7 @@ def test_without_postpay_terms_configured_only_the_tos_is_asked(browser, stack, 
     assert page.has('name="accept_tos"') and not page.has('name="accept_postpay_terms"')
     fields = {"token": page.field("token"), "password": PASSWORD, "accept_tos": "yes"}
     done = browser.post("/verify", fields, csrf_from=page)
-    assert done.has("Log in to SolusVM")
+    assert follow(browser, done).has("Log in to SolusVM")
     client_id = AccountItem.get(email).client_id
     assert [a.document for a in AcceptanceItem.query(client_id)] == ["tos"]
 
@@ -54,11 +55,20 @@ def test_accepting_enrolls_the_client_and_logs_them_in(browser, stack):
     email = new_email()
     sign_up(browser, email)
     # When
-    page = verify(browser, stack, email)
-    # Then
-    assert page.status == 200
+    terms = browser.get(verify_link(stack, email))
+    fields = {
+        "token": terms.field("token"),
+        "password": PASSWORD,
+        "accept_tos": "yes",
+        "accept_postpay_terms": "yes",
+    }
+    answer = browser.post("/verify", fields, csrf_from=terms)
+    # Then the answer logs them in and redirects (post-redirect-get) to the dashboard that says so
+    assert (answer.status, answer.location) == (303, "/dashboard?notice=welcome")
+    page = browser.get(answer.location)
+    assert page.status == 200 and page.has("Your account is ready")
     assert page.has("Log in to SolusVM") and page.has('action="/sso"')
-    session_cookie = next(c for c in page.cookies if c.startswith("__Host-session="))
+    session_cookie = next(c for c in answer.cookies if c.startswith("__Host-session="))
     assert "HttpOnly" in session_cookie and "Secure" in session_cookie and "SameSite=Lax" in session_cookie
     account = AccountItem.get(email)
     assert account.status == "enrolled" and account.expires_at is None
@@ -117,10 +127,13 @@ def test_retry_from_the_same_browser_shows_the_outcome_again(browser, stack):
         "accept_tos": "yes",
         "accept_postpay_terms": "yes",
     }
-    first = browser.post("/verify", fields, csrf_from=page)
-    second = browser.post("/verify", fields, csrf_from=page)
+    first = follow(browser, browser.post("/verify", fields, csrf_from=page))
+    second_answer = browser.post("/verify", fields, csrf_from=page)
+    second = follow(browser, second_answer)
     assert first.has("Log in to SolusVM") and second.has("Log in to SolusVM")
-    assert not any(c.startswith("__Host-session=") for c in second.cookies), "no new session from a used link"
+    assert not any(c.startswith("__Host-session=") for c in second_answer.cookies), (
+        "no new session from a used link"
+    )
     assert len(emulator_users(stack, email)) == 1
 
 

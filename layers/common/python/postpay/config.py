@@ -2,7 +2,8 @@
 
 A missing or malformed setting fails the start with a message that names it. Logic never reads
 ``os.environ``: it receives the one ``Settings`` object. Secrets (the SolusVM API token) and
-operator-tunable values (token price, currency) are not settings: they are fetched at run time
+operator-tunable values (token price, currency, the invoice profile: seller, tax, payment
+instructions) are not settings: they are fetched at run time
 from Secrets Manager and SSM through ``postpay.adapters.params``.
 """
 
@@ -42,6 +43,7 @@ class Settings:
     sso_url_template: str
     token_price_parameter: str
     currency_parameter: str
+    invoice_parameters_path: str  # SSM path of the seller, tax and payment instructions ("" = none)
     tos: TermsDocument
     postpay_terms: TermsDocument | None
     verify_token_ttl_hours: int
@@ -153,6 +155,12 @@ class _Reader:
             self.errors.append(f"{name} must be an IANA time zone, got {value!r}")
         return value
 
+    def parameter_path(self, name: str) -> str:
+        value = self.raw(name, "") or ""
+        if value and not (value.startswith("/") and value.endswith("/")):
+            self.errors.append(f"{name} must be an SSM path that starts and ends with /, got {value!r}")
+        return value
+
     def terms(self, key: str, prefix: str, title: str, *, required: bool) -> TermsDocument | None:
         if not required and self.raw(f"{prefix}_URL") is None:
             if self.raw(f"{prefix}_VERSION") is not None:
@@ -186,6 +194,7 @@ class _Reader:
             sso_url_template=self.url("SSO_URL_TEMPLATE", must_have="{token}"),
             token_price_parameter=self.text("TOKEN_PRICE_PARAMETER"),
             currency_parameter=self.text("CURRENCY_PARAMETER"),
+            invoice_parameters_path=self.parameter_path("INVOICE_PARAMETERS_PATH"),
             tos=self.terms("tos", "TOS", "Terms of Service", required=True),  # type: ignore[arg-type]
             postpay_terms=self.terms(
                 "postpay", "POSTPAY_TERMS", "Post-Pay Terms & Conditions", required=False

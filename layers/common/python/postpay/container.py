@@ -49,6 +49,24 @@ class Container:
     def pricing(self) -> params.Pricing:
         return params.pricing(self.settings.token_price_parameter, self.settings.currency_parameter)
 
+    def invoice_profile(self) -> params.InvoiceProfile:
+        return params.invoice_profile(self.settings.invoice_parameters_path)
+
+    def seller(self) -> Any:
+        """The seller for page footers; None when none is configured or SSM cannot be read right now."""
+        try:
+            return self.invoice_profile().seller
+        except Exception:  # a page footer never fails a page
+            from postpay.observability import logger
+
+            logger.exception("invoice profile unavailable")
+            return None
+
+    def invoice_pdf(self, invoice: Any, *, today: Any) -> bytes:
+        from postpay.billing.pdf import invoice_pdf
+
+        return invoice_pdf(invoice, today=today)
+
     @cached_property
     def enrollment(self) -> Any:
         from postpay.services.enrollment import Enrollment
@@ -96,6 +114,7 @@ class Container:
             mailer=self.mailer,
             clock=self.clock,
             pricing=self.pricing,
+            profile=self.invoice_profile,
             queue=self.queue,
         )
 

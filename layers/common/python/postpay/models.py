@@ -31,6 +31,9 @@ class Account:
     provisioning_attempts: int = 0
     notify_when_enrolled: bool = False
     suspended_for: str | None = None  # the overdue invoice for which the product suspended the SolusVM user
+    # Billing details the client edits on /account (optional): printed on their next invoices.
+    billing_address: tuple[str, ...] = ()
+    tax_id: str = ""
 
     @property
     def enrolled(self) -> bool:
@@ -99,6 +102,52 @@ class InvoiceStatus(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Seller:
+    """Who issues the invoices: the operator's business, from SSM (postpay.adapters.params)."""
+
+    name: str
+    address: tuple[str, ...] = ()
+    tax_id: str = ""
+    email: str = ""
+    website: str = ""
+    logo: str = ""  # a data: URI (PNG or JPEG), or empty
+
+
+@dataclass(frozen=True, kw_only=True)
+class Buyer:
+    """Who is billed, as the account said when the invoice was issued."""
+
+    name: str
+    company: str = ""
+    email: str = ""
+    address: tuple[str, ...] = ()
+    tax_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaxRule:
+    """The tax in force: a rate in percent, its label, and whether the lines already include it."""
+
+    rate: Decimal = Decimal(0)
+    label: str = "VAT"
+    inclusive: bool = False
+    reverse_charge: bool = False  # exempt a client whose tax id is of another country than the seller's
+
+
+def tax_country(tax_id: str) -> str:
+    """The country prefix of a VAT-style tax id (``DE123456789`` -> ``DE``), or "" when it has none."""
+    head = tax_id.strip().upper()[:2]
+    return head if len(head) == 2 and head.isalpha() else ""
+
+
+def reverse_charge_applies(rule: TaxRule, seller: Seller | None, buyer: Buyer | None) -> bool:
+    if not rule.reverse_charge or rule.rate == 0 or seller is None or buyer is None:
+        return False
+    theirs, ours = tax_country(buyer.tax_id), tax_country(seller.tax_id)
+    return bool(theirs and ours and theirs != ours)
+
+
+@dataclass(frozen=True, kw_only=True)
 class InvoiceLine:
     server_id: int
     name: str
@@ -132,7 +181,36 @@ class Invoice:
     run_id: str
     paid_at: datetime | None = None
     payment_reference: str | None = None
+    # Snapshots taken at issue; invoices issued before these existed have none (and no tax).
+    seller: Seller | None = None
+    buyer: Buyer | None = None
+    tax_rate: Decimal = Decimal(0)  # the rate in force, in percent (kept even when reverse charge exempts)
+    tax_label: str = ""
+    tax_inclusive: bool = False
+    reverse_charge: bool = False
+    tax: Decimal = Decimal(0)
+    payment_instructions: str = ""
 
     @property
     def period_key(self) -> str:
         return f"{self.period_start:%Y-%m}"
+
+    @property
+    def subtotal(self) -> Decimal:
+        """Net of tax: the lines' total (exclusive), or the lines' total less the tax in it (inclusive)."""
+        return self.total - self.tax
+
+    @property
+    def lines_total(self) -> Decimal:
+        return sum((ln.amount for ln in self.lines), Decimal(0))
+
+    @property
+    def shows_tax(self) -> bool:
+        """A 0 % rate shows no tax line; reverse charge shows its note instead of an amount."""
+        return self.tax_rate != 0 and not self.reverse_charge
+
+    def state(self, today: date) -> str:
+        """paid, unpaid, or overdue (unpaid past its due date): what the client sees."""
+        if self.status is InvoiceStatus.UNPAID and today > self.due_on:
+            return "overdue"
+        return self.status.value

@@ -19,6 +19,7 @@ FUNCTION_ROUTES: dict[str, list[str]] = {
         "/reset",
         "/account",
         "/account/password",
+        "/account/billing",
         "/finish",
     ],
 }

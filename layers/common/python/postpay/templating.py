@@ -7,11 +7,11 @@ from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from postpay.billing.money import format_amount, format_count
 
-def _money(amount: Decimal | str, currency: str = "") -> str:
-    value = Decimal(amount)
-    text = f"{value:,.2f}" if value == value.quantize(Decimal("0.01")) else f"{value:,f}"
-    return f"{text} {currency}".strip()
+
+def _money(amount: Decimal | str, currency: str) -> str:
+    return format_amount(Decimal(amount), currency)
 
 
 @lru_cache(maxsize=1)
@@ -24,6 +24,8 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["money"] = _money
+    env.filters["count"] = format_count
+    env.filters["percent"] = lambda rate: format(Decimal(rate).normalize(), "f")
     return env
 
 

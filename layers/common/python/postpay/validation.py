@@ -109,3 +109,33 @@ def validate_signup(fields: dict[str, str]) -> tuple[SignupForm | None, dict[str
     if errors:
         return None, errors
     return SignupForm(name=name, company=company, email=email, password=password), {}
+
+
+ADDRESS_LINES = 5
+ADDRESS_LINE_MAX = 100
+TAX_ID_MAX = 20
+# Letters, digits and the separators tax ids are written with; spaces and dots are dropped when stored.
+_TAX_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,19}$")
+
+
+def validate_billing_details(
+    fields: dict[str, str],
+) -> tuple[tuple[str, ...], str, dict[str, str]]:
+    """The client's billing address (lines) and tax id, cleaned; or a message per invalid field.
+
+    Both are optional: empty clears them."""
+    errors: dict[str, str] = {}
+    raw_lines = fields.get("billing_address", "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = tuple(clean_text(line) for line in raw_lines if line.strip())
+    if len(lines) > ADDRESS_LINES:
+        errors["billing_address"] = f"Use at most {ADDRESS_LINES} lines."
+    elif any(len(line) > ADDRESS_LINE_MAX for line in lines):
+        errors["billing_address"] = f"Use at most {ADDRESS_LINE_MAX} characters on a line."
+    elif any(_CONTROL.search(line) for line in lines):
+        errors["billing_address"] = "Remove the control characters."
+    tax_id = re.sub(r"[\s.]", "", fields.get("tax_id", "")).upper()
+    if tax_id and (len(tax_id) > TAX_ID_MAX or not _TAX_ID.match(tax_id)):
+        errors["tax_id"] = (
+            f"Use 2 to {TAX_ID_MAX} letters and digits, for example DE123456789 (dashes are allowed)."
+        )
+    return lines, tax_id, errors

@@ -23,7 +23,7 @@ from pynamodb.transactions import TransactWrite
 
 from postpay.adapters.dynamo import CounterItem, conditional_failed
 from postpay.adapters.tables import Base, connection
-from postpay.models import Invoice, InvoiceLine, InvoiceStatus
+from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller
 from postpay.observability import logger
 
 INVOICE_COUNTER = "invoice_number"
@@ -166,9 +166,67 @@ def _dec(value: Decimal) -> str:
     return format(value, "f")
 
 
+def _seller_doc(seller: Seller | None) -> dict[str, Any] | None:
+    if seller is None:
+        return None
+    return {
+        "name": seller.name,
+        "address": list(seller.address),
+        "tax_id": seller.tax_id,
+        "email": seller.email,
+        "website": seller.website,
+        "logo": seller.logo,
+    }
+
+
+def _buyer_doc(buyer: Buyer | None) -> dict[str, Any] | None:
+    if buyer is None:
+        return None
+    return {
+        "name": buyer.name,
+        "company": buyer.company,
+        "email": buyer.email,
+        "address": list(buyer.address),
+        "tax_id": buyer.tax_id,
+    }
+
+
+def _seller(doc: dict[str, Any] | None) -> Seller | None:
+    if not doc:
+        return None
+    return Seller(
+        name=doc["name"],
+        address=tuple(doc.get("address") or ()),
+        tax_id=doc.get("tax_id", ""),
+        email=doc.get("email", ""),
+        website=doc.get("website", ""),
+        logo=doc.get("logo", ""),
+    )
+
+
+def _buyer(doc: dict[str, Any] | None) -> Buyer | None:
+    if not doc:
+        return None
+    return Buyer(
+        name=doc["name"],
+        company=doc.get("company", ""),
+        email=doc.get("email", ""),
+        address=tuple(doc.get("address") or ()),
+        tax_id=doc.get("tax_id", ""),
+    )
+
+
 def invoice_document(invoice: Invoice) -> str:
     return json.dumps(
         {
+            "seller": _seller_doc(invoice.seller),
+            "buyer": _buyer_doc(invoice.buyer),
+            "tax_rate": _dec(invoice.tax_rate),
+            "tax_label": invoice.tax_label,
+            "tax_inclusive": invoice.tax_inclusive,
+            "reverse_charge": invoice.reverse_charge,
+            "tax": _dec(invoice.tax),
+            "payment_instructions": invoice.payment_instructions,
             "number": invoice.number,
             "client_id": invoice.client_id,
             "email": invoice.email,
@@ -233,6 +291,15 @@ def _to_invoice(item: InvoiceItem) -> Invoice:
         run_id=doc["run_id"],
         paid_at=item.paid_at,
         payment_reference=item.payment_reference,
+        # Invoices issued before seller, buyer and tax were recorded have none of these: no tax.
+        seller=_seller(doc.get("seller")),
+        buyer=_buyer(doc.get("buyer")),
+        tax_rate=Decimal(doc.get("tax_rate", "0")),
+        tax_label=doc.get("tax_label", ""),
+        tax_inclusive=bool(doc.get("tax_inclusive", False)),
+        reverse_charge=bool(doc.get("reverse_charge", False)),
+        tax=Decimal(doc.get("tax", "0")),
+        payment_instructions=doc.get("payment_instructions", ""),
     )
 
 

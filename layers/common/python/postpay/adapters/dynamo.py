@@ -77,6 +77,9 @@ class AccountItem(Base):
     suspended = UnicodeAttribute(null=True)
     suspended_for = UnicodeAttribute(null=True)
     suspended_at = UTCDateTimeAttribute(null=True)
+    # Billing details the client edits on /account: address lines (newline-separated) and tax id.
+    billing_address = UnicodeAttribute(null=True)
+    tax_id = UnicodeAttribute(null=True)
     by_status = AccountsByStatus()
     by_suspension = SuspendedAccounts()
 
@@ -208,6 +211,8 @@ def _to_account(item: AccountItem) -> Account:
         provisioning_attempts=int(item.provisioning_attempts or 0),
         notify_when_enrolled=bool(item.notify_when_enrolled),
         suspended_for=item.suspended_for,
+        billing_address=tuple((item.billing_address or "").splitlines()),
+        tax_id=item.tax_id or "",
     )
 
 
@@ -517,6 +522,16 @@ class DynamoStore:
                 return False
             raise
         return True
+
+    def set_billing_details(self, email: str, address: tuple[str, ...], tax_id: str) -> None:
+        """What the client's next invoices will print; issued invoices keep their own copy."""
+        actions: list[Action] = [
+            AccountItem.billing_address.set("\n".join(address))
+            if address
+            else AccountItem.billing_address.remove(),
+            AccountItem.tax_id.set(tax_id) if tax_id else AccountItem.tax_id.remove(),
+        ]
+        AccountItem(email).update(actions=actions, condition=AccountItem.email.exists())
 
     def acceptances(self, client_id: int) -> list[Acceptance]:
         return [

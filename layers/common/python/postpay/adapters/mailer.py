@@ -1,11 +1,19 @@
-"""The one module that sends mail: SES v2, HTML and plain-text parts rendered from Jinja2 templates."""
+"""The one module that sends mail: SES v2, HTML and plain-text parts rendered from Jinja2 templates.
+
+A message with attachments (the invoice PDF) goes as raw MIME: multipart/mixed holding the
+multipart/alternative text and HTML parts, then each attachment."""
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+from email.utils import make_msgid
 from typing import Any
 
 from postpay.observability import logger
 from postpay.templating import render
+
+# (file name, content type, bytes)
+Attachment = tuple[str, str, bytes]
 
 SUBJECTS = {
     "verify": "Confirm your email address",
@@ -32,7 +40,9 @@ class SesMailer:
             self._client = boto3.client("sesv2")
         return self._client
 
-    def send(self, to: str, template: str, **context: Any) -> str:
+    def send(
+        self, to: str, template: str, *, attachments: tuple[Attachment, ...] = (), **context: Any
+    ) -> str:
         """Renders ``email/<template>.html`` and ``.txt`` and sends them; returns the SES message id.
 
         Links in ``context`` are absolute URLs built from the configured base URL by the caller."""
@@ -44,7 +54,11 @@ class SesMailer:
         request: dict[str, Any] = {
             "FromEmailAddress": self.sender,
             "Destination": {"ToAddresses": [to]},
-            "Content": {
+        }
+        if attachments:
+            request["Content"] = {"Raw": {"Data": self.mime(to, subject, text, html, attachments)}}
+        else:
+            request["Content"] = {
                 "Simple": {
                     "Subject": {"Data": subject, "Charset": "UTF-8"},
                     "Body": {
@@ -52,10 +66,22 @@ class SesMailer:
                         "Text": {"Data": text, "Charset": "UTF-8"},
                     },
                 }
-            },
-        }
+            }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
         message_id = self.client.send_email(**request)["MessageId"]
         logger.info("email sent", extra={"template": template, "message_id": message_id})
         return str(message_id)
+
+    def mime(self, to: str, subject: str, text: str, html: str, attachments: tuple[Attachment, ...]) -> bytes:
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = self.sender
+        message["To"] = to
+        message["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        for filename, content_type, data in attachments:
+            maintype, _, subtype = content_type.partition("/")
+            message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+        return message.as_bytes()

@@ -12,15 +12,25 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from postpay.adapters.billing_store import AlreadyBilled, BillingStore, OutcomeRecorded, RunRecord
-from postpay.adapters.params import Pricing
+from postpay.adapters.params import NO_PROFILE, InvoiceProfile, Pricing
 from postpay.billing import money
+from postpay.billing.pdf import invoice_pdf
 from postpay.billing.periods import Period, local_date
 from postpay.clock import Clock
 from postpay.config import Settings
-from postpay.models import Account, AccountStatus, Invoice, InvoiceLine, InvoiceStatus
+from postpay.models import (
+    Account,
+    AccountStatus,
+    Buyer,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    reverse_charge_applies,
+)
 from postpay.observability import logger, metrics
 
 if TYPE_CHECKING:
@@ -198,6 +208,49 @@ def failure_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
+@dataclass(frozen=True)
+class Charges:
+    """What the lines come to once the tax rule is applied: the figures an invoice stores."""
+
+    tax_rate: Decimal
+    tax_label: str
+    tax_inclusive: bool
+    reverse_charge: bool
+    tax: Decimal
+    total: Decimal
+
+
+def charges(lines: list[InvoiceLine], currency: str, profile: InvoiceProfile, buyer: Buyer | None) -> Charges:
+    """Tax on the lines' total (money.with_tax); reverse charge exempts a buyer from another country."""
+    rule = profile.tax
+    reverse = reverse_charge_applies(rule, profile.seller, buyer)
+    lines_total = money.total([ln.amount for ln in lines], currency)
+    totals = money.with_tax(
+        lines_total, Decimal(0) if reverse else rule.rate, currency, inclusive=rule.inclusive
+    )
+    return Charges(
+        tax_rate=rule.rate,
+        tax_label=rule.label,
+        tax_inclusive=rule.inclusive,
+        reverse_charge=reverse,
+        tax=totals.tax,
+        total=totals.total,
+    )
+
+
+def buyer_of(account: Account | None, email: str) -> Buyer:
+    """The buyer as the account says now: the invoice keeps this copy, whatever the account becomes."""
+    if account is None:
+        return Buyer(name="", email=email)
+    return Buyer(
+        name=account.name,
+        company=account.company,
+        email=account.email,
+        address=account.billing_address,
+        tax_id=account.tax_id,
+    )
+
+
 class Invoicing:
     def __init__(
         self,
@@ -210,6 +263,7 @@ class Invoicing:
         clock: Clock,
         pricing: Callable[[], Pricing],
         queue: Queue | None,
+        profile: Callable[[], InvoiceProfile] = lambda: NO_PROFILE,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -218,6 +272,7 @@ class Invoicing:
         self.mailer = mailer
         self.clock = clock
         self.pricing = pricing
+        self.profile = profile
         self.queue = queue
 
     # the run ---------------------------------------------------------------------------------------
@@ -383,6 +438,10 @@ class Invoicing:
             except OutcomeRecorded:
                 return "nothing_to_bill"
         issued_on = local_date(now, self.settings.billing_timezone)
+        # Seller, buyer and tax as they are now: the invoice keeps them, whatever changes later.
+        profile = self.profile()
+        buyer = buyer_of(self.accounts.get_account(job.email), job.email)
+        charged = charges(lines, pricing.currency, profile, buyer)
 
         def build(number: int) -> Invoice:
             return Invoice(
@@ -396,12 +455,20 @@ class Invoicing:
                 currency=pricing.currency,
                 token_price=pricing.token_price,
                 lines=tuple(lines),
-                total=money.total([ln.amount for ln in lines], pricing.currency),
+                total=charged.total,
                 status=InvoiceStatus.UNPAID,
                 issued_on=issued_on,
                 due_on=issued_on + timedelta(days=self.settings.due_days),
                 usage=raw,
                 run_id=job.run_id,
+                seller=profile.seller,
+                buyer=buyer,
+                tax_rate=charged.tax_rate,
+                tax_label=charged.tax_label,
+                tax_inclusive=charged.tax_inclusive,
+                reverse_charge=charged.reverse_charge,
+                tax=charged.tax,
+                payment_instructions=profile.payment_instructions,
             )
 
         try:
@@ -453,11 +520,14 @@ class Invoicing:
                 # Another attempt may be sending it right now. Retry later rather than finish: if that
                 # attempt died before sending, the email goes out once its lease has expired.
                 raise EmailPending(invoice.number)
+        today = local_date(now, self.settings.billing_timezone)
         message_id = self.mailer.send(
             invoice.email,
             "invoice",
             invoice=invoice,
             lines=invoice.lines,
+            today=today,
             invoice_url=self.settings.url(f"invoices/{invoice.number}"),
+            attachments=((f"{invoice.number}.pdf", "application/pdf", invoice_pdf(invoice, today=today)),),
         )
         self.billing.mark_emailed(invoice, message_id, self.clock.now())

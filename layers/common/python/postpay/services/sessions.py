@@ -42,6 +42,12 @@ class Sessions:
             self.store.touch_session(token_hash(session_id), now, self.idle)
         return session
 
+    def live(self, session_id: str | None) -> bool:
+        """Whether the cookie names a live session, without touching it (for the navigation)."""
+        if not session_id or len(session_id) > 128:
+            return False
+        return self.store.get_session(token_hash(session_id), self.clock.now()) is not None
+
     def end(self, session_id: str | None) -> None:
         if session_id and len(session_id) <= 128:
             self.store.delete_session(token_hash(session_id))

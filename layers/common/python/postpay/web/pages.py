@@ -21,9 +21,11 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from markupsafe import Markup
 
 from postpay.config import Settings
+from postpay.models import Seller
 from postpay.observability import logger
 from postpay.routes import matches
 from postpay.security import same
+from postpay.services.sessions import SESSION_COOKIE
 from postpay.templating import render
 from postpay.web.http import HttpError, Request
 
@@ -76,10 +78,22 @@ def cookie(name: str, value: str, *, max_age: int | None = None) -> Cookie:
 class Web:
     """Per-function page helper. Reads the current request from the resolver on every call."""
 
-    def __init__(self, app: APIGatewayRestResolver, settings: Settings, routes: dict[str, set[str]]) -> None:
+    def __init__(
+        self,
+        app: APIGatewayRestResolver,
+        settings: Settings,
+        routes: dict[str, set[str]],
+        *,
+        seller: Callable[[], Seller | None] | None = None,
+        signed_in: Callable[[str | None], bool] | None = None,
+    ) -> None:
+        """``seller`` gives the footer's seller details; ``signed_in(session cookie)`` picks the navigation,
+        so every page of a signed-in client, error pages included, shows the client's own navigation."""
         self.app = app
         self.settings = settings
         self.routes = routes
+        self._seller = seller
+        self._signed_in = signed_in
         app.exception_handler(HttpError)(self._http_error)
         app.not_found()(self._not_found)
 
@@ -130,10 +144,32 @@ class Web:
             )
         return fields
 
+    def mark_signed_in(self, value: bool = True) -> None:
+        """The handler knows (it just checked, started or ended the session): no second look-up."""
+        self.app.append_context(signed_in=value)
+
+    def is_signed_in(self) -> bool:
+        known = self.app.context.get("signed_in")
+        if known is None:
+            known = False
+            session = self.request.cookies.get(SESSION_COOKIE)
+            if session and self._signed_in is not None:
+                try:
+                    known = self._signed_in(session)
+                except Exception:  # the navigation never fails a page
+                    logger.exception("session look-up for the navigation failed")
+            self.mark_signed_in(known)
+        return bool(known)
+
+    def seller(self) -> Seller | None:
+        return self._seller() if self._seller is not None else None
+
     # responses -------------------------------------------------------------------------------------
 
     def page(self, template: str, *, status: int = 200, **context: Any) -> Response:
         css, _ = stylesheet()
+        context.setdefault("signed_in", self.is_signed_in())
+        context.setdefault("seller", self.seller())
         body = render(
             f"pages/{template}",
             css=css,
@@ -151,6 +187,19 @@ class Web:
             content_type=HTML,
             body=body,
             headers={**security_headers(self.settings), **(headers or {})},
+            cookies=list(self.request.set_cookies),
+        )
+
+    def download(self, data: bytes, filename: str, content_type: str) -> Response:
+        """A file for the browser (API Gateway returns it as binary: the body is base64 in the event)."""
+        return Response(
+            status_code=200,
+            content_type=content_type,
+            body=data,
+            headers={
+                **security_headers(self.settings),
+                "Content-Disposition": f'inline; filename="{filename}"',
+            },
             cookies=list(self.request.set_cookies),
         )
 

@@ -1,0 +1,161 @@
+"""The invoice as a PDF (fpdf2: pure Python, so it runs on Lambda arm64 without native libraries).
+
+A4 with margins that also fit US Letter; the text is real text (extractable, searchable), in DejaVu Sans
+shipped with the layer, so any name or address prints (not only Latin-1). The same figures as the page:
+both read the stored invoice, nothing is recomputed here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import date
+from io import BytesIO
+from pathlib import Path
+
+from postpay.billing.money import format_amount, format_count
+from postpay.models import Buyer, Invoice, Seller
+
+FONT = "DejaVu"
+_FONTS = Path(__file__).resolve().parent.parent / "fonts"  # shipped in the layer with the package
+_WIDTH = 170.0  # A4 is 210 mm wide, Letter 216 mm: 20 mm margins fit both
+_COLUMNS = (("Server", 46.0), ("Plan", 26.0), ("Hours", 18.0), ("Tokens", 24.0), ("Unit price", 26.0))
+_AMOUNT_COLUMN = _WIDTH - sum(w for _, w in _COLUMNS)
+
+
+def _font(name: str) -> str:
+    return str(_FONTS / name)
+
+
+def _logo(seller: Seller | None) -> BytesIO | None:
+    if seller is None or not seller.logo:
+        return None
+    try:
+        return BytesIO(base64.b64decode(seller.logo.split(",", 1)[1], validate=True))
+    except (IndexError, binascii.Error, ValueError):
+        return None
+
+
+def _party_lines(party: Seller | Buyer) -> list[str]:
+    lines = [party.name]
+    if isinstance(party, Buyer) and party.company:
+        lines.append(party.company)
+    lines.extend(party.address)
+    if party.tax_id:
+        lines.append(f"Tax id: {party.tax_id}")
+    if party.email:
+        lines.append(party.email)
+    if isinstance(party, Seller) and party.website:
+        lines.append(party.website)
+    return lines
+
+
+def invoice_pdf(invoice: Invoice, *, today: date, fallback_buyer: Buyer | None = None) -> bytes:
+    """``today`` decides paid / unpaid / overdue and whether payment instructions are printed."""
+    from fpdf import FPDF
+    from fpdf.enums import XPos, YPos
+
+    pdf = FPDF(format="A4", unit="mm")
+    pdf.set_margins(20, 20, 20)
+    pdf.set_auto_page_break(auto=True, margin=38)  # Letter is 18 mm shorter than A4
+    pdf.add_font(FONT, "", _font("DejaVuSans.ttf"))
+    pdf.add_font(FONT, "B", _font("DejaVuSans-Bold.ttf"))
+    seller, buyer = invoice.seller, invoice.buyer or fallback_buyer
+    pdf.set_title(f"Invoice {invoice.number}")
+    pdf.set_author(seller.name if seller else "Post-Pay")
+    pdf.set_creator("Post-Pay")
+    pdf.set_lang("en")
+    pdf.add_page()
+    currency = invoice.currency
+    state = invoice.state(today)
+
+    def text(
+        value: str, *, size: float = 10, bold: bool = False, align: str = "L", height: float = 5
+    ) -> None:
+        pdf.set_font(FONT, "B" if bold else "", size)
+        pdf.multi_cell(_WIDTH, height, value, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    logo = _logo(seller)
+    if logo is not None:
+        pdf.image(logo, x=20, y=15, h=14)
+        pdf.set_y(32)
+    text(f"Invoice {invoice.number}", size=18, bold=True, height=9)
+    text(f"Status: {state}", bold=True)
+    pdf.ln(3)
+
+    # seller and buyer side by side
+    top = pdf.get_y()
+    half = _WIDTH / 2 - 4
+    pdf.set_font(FONT, "B", 9)
+    pdf.multi_cell(half, 5, "From", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font(FONT, "", 10)
+    pdf.multi_cell(half, 5, "\n".join(_party_lines(seller)) if seller else "—")
+    left_bottom = pdf.get_y()
+    pdf.set_xy(20 + half + 8, top)
+    pdf.set_font(FONT, "B", 9)
+    pdf.multi_cell(half, 5, "Billed to", new_x=XPos.LEFT, new_y=YPos.NEXT)
+    pdf.set_font(FONT, "", 10)
+    billed = _party_lines(buyer) if buyer else [invoice.email]
+    pdf.multi_cell(half, 5, "\n".join([*billed, f"Client {invoice.client_id}"]))
+    pdf.set_xy(20, max(left_bottom, pdf.get_y()) + 4)
+
+    facts = [
+        ("Issued", invoice.issued_on.isoformat()),
+        ("Due", invoice.due_on.isoformat()),
+        ("Period", f"{invoice.period_start} to {invoice.period_end} ({invoice.timezone})"),
+    ]
+    if invoice.paid_at:
+        facts.append(("Paid", invoice.paid_at.date().isoformat()))
+    for label, value in facts:
+        pdf.set_font(FONT, "B", 10)
+        pdf.cell(22, 5, label)
+        pdf.set_font(FONT, "", 10)
+        pdf.cell(_WIDTH - 22, 5, value, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(4)
+
+    # the lines
+    widths = [w for _, w in _COLUMNS] + [_AMOUNT_COLUMN]
+    aligns = ("LEFT", "LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT")
+    pdf.set_font(FONT, "", 9)
+    with pdf.table(
+        col_widths=widths,
+        text_align=aligns,
+        line_height=5.5,
+        first_row_as_headings=True,
+        borders_layout="HORIZONTAL_LINES",
+        width=_WIDTH,
+    ) as table:
+        table.row([name for name, _ in _COLUMNS] + ["Amount"])
+        for line in invoice.lines:
+            table.row(
+                [
+                    line.name + (" (deleted)" if line.deleted else ""),
+                    line.plan or "—",
+                    format_count(line.hours),
+                    format_count(line.tokens),
+                    format_amount(line.unit_price, currency),
+                    format_amount(line.amount, currency),
+                ]
+            )
+    pdf.ln(3)
+
+    totals = [("Subtotal", format_amount(invoice.subtotal, currency))]
+    if invoice.shows_tax:
+        rate = format(invoice.tax_rate.normalize(), "f")
+        included = " (included)" if invoice.tax_inclusive else ""
+        totals.append((f"{invoice.tax_label} {rate} %{included}", format_amount(invoice.tax, currency)))
+    totals.append(("Total", format_amount(invoice.total, currency)))
+    for label, value in totals:
+        bold = label == "Total"
+        pdf.set_font(FONT, "B" if bold else "", 11 if bold else 10)
+        pdf.cell(_WIDTH - 45, 6, label, align="R")
+        pdf.cell(45, 6, value, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    if invoice.reverse_charge:
+        pdf.ln(2)
+        text(f"Reverse charge: {invoice.tax_label} is accounted for by the customer.")
+    if state != "paid" and invoice.payment_instructions:
+        pdf.ln(4)
+        text("How to pay", bold=True, size=11)
+        text(f"Please pay {format_amount(invoice.total, currency)} by {invoice.due_on}.")
+        text(invoice.payment_instructions)
+    return bytes(pdf.output())

@@ -1,0 +1,249 @@
+"""Tax on the lines' total, seller/buyer snapshots, amount formatting, and old invoices still loading."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postpay.adapters.billing_store import InvoiceItem, _to_invoice, invoice_document
+from postpay.adapters.params import NO_PROFILE, InvoiceProfile, ParameterError, profile_from
+from postpay.billing import money
+from postpay.billing.invoicing import charges
+from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller, TaxRule
+
+D = Decimal
+rates = st.decimals(min_value=D("0"), max_value=D("99.99"), places=2)
+amounts = st.decimals(min_value=D("0"), max_value=D("10000000"), places=3)
+currencies = st.sampled_from(["USD", "EUR", "JPY", "KWD"])
+
+
+def line(amount: str, tokens: int = 1000) -> InvoiceLine:
+    return InvoiceLine(
+        server_id=1, name="web-1", plan="S", hours=720, tokens=tokens, unit_price=D("0.001"), amount=D(amount)
+    )
+
+
+def profile(rate: str = "20", *, inclusive: bool = False, reverse: bool = False) -> InvoiceProfile:
+    return InvoiceProfile(
+        seller=Seller(name="Example Hosting Ltd", address=("1 Main St", "London"), tax_id="GB123456789"),
+        tax=TaxRule(rate=D(rate), label="VAT", inclusive=inclusive, reverse_charge=reverse),
+        payment_instructions="Bank transfer to GB00 0000",
+    )
+
+
+# the money rules ---------------------------------------------------------------------------------
+
+
+def test_exclusive_tax_is_added_on_top_of_the_lines_total():
+    totals = money.with_tax(D("100.00"), D("20"), "USD", inclusive=False)
+    assert (totals.subtotal, totals.tax, totals.total) == (D("100.00"), D("20.00"), D("120.00"))
+
+
+def test_inclusive_tax_is_taken_out_of_the_lines_total():
+    totals = money.with_tax(D("120.00"), D("20"), "USD", inclusive=True)
+    assert (totals.subtotal, totals.tax, totals.total) == (D("100.00"), D("20.00"), D("120.00"))
+    # 10.00 incl. 20 %: tax 1.666... -> 1.67 half-up, net 8.33
+    totals = money.with_tax(D("10.00"), D("20"), "EUR", inclusive=True)
+    assert (totals.subtotal, totals.tax, totals.total) == (D("8.33"), D("1.67"), D("10.00"))
+
+
+def test_tax_is_rounded_half_up_once_on_the_total_not_per_line():
+    # three lines of 0.05: per-line tax 0.01 each would be 0.03; on the total 0.15 * 20 % = 0.03 exactly,
+    # and 0.125 (0.625 * 20 %) rounds half-up to 0.13
+    assert money.with_tax(D("0.625"), D("20"), "USD", inclusive=False).tax == D("0.13")
+    assert money.with_tax(D("0.15"), D("20"), "USD", inclusive=False).tax == D("0.03")
+
+
+def test_zero_rate_gives_no_tax():
+    totals = money.with_tax(D("29.99"), D("0"), "USD", inclusive=False)
+    assert (totals.subtotal, totals.tax, totals.total) == (D("29.99"), D("0.00"), D("29.99"))
+
+
+def test_jpy_has_no_minor_unit_and_kwd_has_three():
+    assert money.with_tax(D("1235"), D("10"), "JPY", inclusive=False).tax == D("124")  # 123.5 -> 124
+    assert money.with_tax(D("1235"), D("10"), "JPY", inclusive=False).total == D("1359")
+    assert money.with_tax(D("1.005"), D("5"), "KWD", inclusive=False).tax == D("0.050")  # 0.05025
+    assert money.with_tax(D("1.010"), D("5"), "KWD", inclusive=True).tax == D("0.048")  # 0.048095...
+
+
+def test_negative_rate_is_refused():
+    with pytest.raises(ValueError, match="non-negative"):
+        money.with_tax(D("1"), D("-1"), "USD", inclusive=False)
+
+
+@given(amounts, rates, currencies, st.booleans())
+def test_subtotal_plus_tax_is_the_total_to_the_minor_unit(lines_total, rate, currency, inclusive):
+    totals = money.with_tax(lines_total, rate, currency, inclusive=inclusive)
+    exponent = -money.minor_unit(currency)
+    for value in (totals.subtotal, totals.tax, totals.total):
+        assert value.as_tuple().exponent == exponent
+    assert totals.subtotal + totals.tax == totals.total
+    assert totals.tax >= 0 and totals.subtotal >= 0
+    rounded = money.round_money(lines_total, currency)
+    exact = rounded * rate / 100 if not inclusive else rounded * rate / (100 + rate)
+    assert abs(totals.tax - exact) <= money.quantum(currency) / 2
+    assert (totals.total if inclusive else totals.subtotal) == rounded
+
+
+def test_amounts_are_formatted_with_thousands_separators_per_currency():
+    assert money.format_amount(D("1234.56"), "USD") == "1,234.56 USD"
+    assert money.format_amount(D("1235"), "JPY") == "¥1,235"
+    assert money.format_amount(D("1234.5"), "KWD") == "1,234.500 KWD"
+    assert money.format_amount(D("0.00091"), "EUR") == "0.00091 EUR"  # a unit price keeps its precision
+    assert money.format_count(29988) == "29,988"
+
+
+# tax on an invoice -------------------------------------------------------------------------------
+
+
+def test_charges_store_the_rate_in_force_and_the_rounded_tax():
+    charged = charges([line("10.00"), line("2.50")], "USD", profile("20"), Buyer(name="Ada"))
+    assert (charged.tax_rate, charged.tax, charged.total, charged.reverse_charge) == (
+        D("20"),
+        D("2.50"),
+        D("15.00"),
+        False,
+    )
+
+
+def test_reverse_charge_exempts_a_buyer_with_a_tax_id_of_another_country_when_switched_on():
+    foreign = Buyer(name="Ada", tax_id="DE123456789")
+    domestic = Buyer(name="Ada", tax_id="GB987654321")
+    assert charges([line("10.00")], "USD", profile(reverse=True), foreign).reverse_charge
+    assert charges([line("10.00")], "USD", profile(reverse=True), foreign).total == D("10.00")
+    assert charges([line("10.00")], "USD", profile(reverse=True), domestic).total == D("12.00")
+    assert charges([line("10.00")], "USD", profile(reverse=False), foreign).total == D("12.00")
+    assert charges([line("10.00")], "USD", profile(reverse=True), Buyer(name="Ada")).total == D("12.00")
+
+
+def test_no_profile_means_no_tax():
+    charged = charges([line("10.00")], "USD", NO_PROFILE, None)
+    assert (charged.tax, charged.total) == (D("0.00"), D("10.00"))
+
+
+# the invoice profile from SSM --------------------------------------------------------------------
+
+
+def test_profile_parameters_are_read_into_seller_tax_and_instructions():
+    got = profile_from(
+        "/postpay/x/invoice/",
+        {
+            "seller/name": "Example Hosting Ltd",
+            "seller/address": "1 Main Street\nLondon EC1A 1AA\n\nUnited Kingdom",
+            "seller/tax-id": "gb123456789",
+            "seller/email": "billing@example.com",
+            "seller/website": "https://example.com",
+            "tax/rate": "20",
+            "tax/label": "VAT",
+            "tax/mode": "inclusive",
+            "tax/reverse-charge": "on",
+            "payment-instructions": "IBAN GB00",
+        },
+    )
+    assert got.seller == Seller(
+        name="Example Hosting Ltd",
+        address=("1 Main Street", "London EC1A 1AA", "United Kingdom"),
+        tax_id="GB123456789",
+        email="billing@example.com",
+        website="https://example.com",
+    )
+    assert got.tax == TaxRule(rate=D("20"), label="VAT", inclusive=True, reverse_charge=True)
+    assert got.payment_instructions == "IBAN GB00"
+
+
+def test_no_seller_name_means_no_seller_and_defaults_mean_no_tax():
+    got = profile_from("/p/", {})
+    assert got.seller is None and got.tax.rate == 0 and not got.tax.inclusive
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("tax/rate", "twenty"),
+        ("tax/rate", "-5"),
+        ("tax/rate", "100"),
+        ("tax/mode", "sometimes"),
+        ("tax/reverse-charge", "maybe"),
+        ("seller/logo", "https://example.com/logo.png"),
+        ("seller/website", "example.com"),
+        ("seller/email", "nobody"),
+    ],
+)
+def test_a_malformed_profile_parameter_is_named(name, value):
+    with pytest.raises(ParameterError, match=name):
+        profile_from("/p/", {"seller/name": "X", name: value})
+
+
+# the stored document -----------------------------------------------------------------------------
+
+
+def invoice(**changes: object) -> Invoice:
+    base = Invoice(
+        number="INV-000001",
+        client_id=7,
+        email="ada@example.com",
+        solus_user_id=3,
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        timezone="UTC",
+        currency="USD",
+        token_price=D("0.001"),
+        lines=(line("12.50"),),
+        total=D("15.00"),
+        status=InvoiceStatus.UNPAID,
+        issued_on=date(2026, 11, 1),
+        due_on=date(2026, 11, 15),
+        usage="{}",
+        run_id="r",
+        seller=profile().seller,
+        buyer=Buyer(
+            name="Ada", company="Engines", email="ada@example.com", address=("2 Side St",), tax_id="X1"
+        ),
+        tax_rate=D("20"),
+        tax_label="VAT",
+        tax=D("2.50"),
+        payment_instructions="IBAN GB00",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def item_for(document: str, status: str = "unpaid") -> InvoiceItem:
+    return InvoiceItem("7#2026-10", usage="{}", status=status, document=document)
+
+
+def test_the_document_keeps_seller_buyer_and_tax_exactly():
+    original = invoice()
+    assert _to_invoice(item_for(invoice_document(original))) == original
+    assert original.subtotal == D("12.50") and original.shows_tax
+
+
+def test_an_invoice_stored_before_tax_existed_still_loads_with_no_tax():
+    doc = json.loads(invoice_document(invoice()))
+    for key in (
+        "seller",
+        "buyer",
+        "tax_rate",
+        "tax_label",
+        "tax_inclusive",
+        "reverse_charge",
+        "tax",
+        "payment_instructions",
+    ):
+        del doc[key]
+    doc["total"] = "12.50"
+    old = _to_invoice(item_for(json.dumps(doc)))
+    assert old.seller is None and old.buyer is None
+    assert (old.tax, old.subtotal, old.total, old.shows_tax) == (D("0"), D("12.50"), D("12.50"), False)
+
+
+def test_status_is_overdue_only_when_unpaid_past_the_due_date():
+    unpaid = invoice()
+    assert unpaid.state(date(2026, 11, 15)) == "unpaid"
+    assert unpaid.state(date(2026, 11, 16)) == "overdue"
+    assert replace(unpaid, status=InvoiceStatus.PAID).state(date(2027, 1, 1)) == "paid"
