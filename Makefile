@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)
 
 PHONY_EXTRA := invoice bench
-.PHONY: help install run test lint typecheck unit integration infra e2e browser layer synth clean $(PHONY_EXTRA)
+.PHONY: help install run test lint typecheck unit integration infra e2e browser browser-tools layer synth clean $(PHONY_EXTRA)
 
 help:
 	@echo "make run   - the whole product on localhost (moto server, SolusVM emulator, pages)"
@@ -46,11 +46,20 @@ layer: $(LAYER)/.built
 synth: install layer
 	npx --yes aws-cdk@2 synth --quiet
 
+# Debian's chromium (browser tests), poppler-utils (pdftotext reads the invoice PDFs in the tests).
 browser:
-	@command -v chromium >/dev/null || { \
-	  echo "installing Debian's chromium for the browser tests"; \
+	@command -v chromium >/dev/null && command -v pdftotext >/dev/null || { \
+	  echo "installing Debian's chromium and poppler-utils for the browser and PDF tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium poppler-utils >/dev/null; }
+
+# axe-core for the accessibility checks of the browser tests, from the committed package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+browser-tools: node_modules/.installed
 
 run: install
 	$(PY) -m local.run
@@ -77,17 +86,17 @@ typecheck: install
 unit: install
 	$(PY) -m pytest tests/unit -q
 
-integration: install
+integration: install browser
 	$(PY) -m pytest tests/integration -q
 
 infra: install layer
 	$(PY) -m pytest tests/infra -q
 
-e2e: install browser
+e2e: install browser browser-tools
 	$(PY) -m pytest tests/e2e -q
 
-test: install layer browser lint typecheck
+test: install layer browser browser-tools lint typecheck
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) $(TOOLS) cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) cdk.out .pytest_cache .mypy_cache .ruff_cache node_modules

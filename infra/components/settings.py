@@ -76,6 +76,8 @@ class OperatorSettings(Construct):
         """ssm:GetParametersByPath on the invoice path, and nothing else."""
         stack = Stack.of(self)
         base = f"arn:{stack.partition}:ssm:{stack.region}:{stack.account}:parameter{self.invoice_path}"
+        # GetParametersByPath is authorized on the path itself (with or without its closing slash), not
+        # per parameter, so no wildcard is needed.
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["ssm:GetParametersByPath"], resources=[base.rstrip("/"), base + "*"])
+            iam.PolicyStatement(actions=["ssm:GetParametersByPath"], resources=[base.rstrip("/"), base])
         )

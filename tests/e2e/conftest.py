@@ -35,9 +35,10 @@ def free_port() -> int:
 
 
 class Site:
-    def __init__(self, port: int, emulator_port: int) -> None:
+    def __init__(self, port: int, emulator_port: int, moto_port: int = 0) -> None:
         self.base = f"http://localhost:{port}"
         self.emulator = f"http://127.0.0.1:{emulator_port}"
+        self.ports = {"PORT": str(port), "EMULATOR_PORT": str(emulator_port), "MOTO_PORT": str(moto_port)}
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +63,7 @@ def site() -> Iterator[Site]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    site = Site(port, emulator_port)
+    site = Site(port, emulator_port, moto_port)
     try:
         deadline = time.monotonic() + 60
         while True:

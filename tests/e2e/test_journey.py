@@ -40,7 +40,7 @@ def test_sign_up_confirm_accept_and_log_in_to_solusvm(site, page):
     page.get_by_label("Terms of Service").check()
     page.get_by_label("Post-Pay Terms").check()
     page.get_by_role("button", name="Accept and create my account").click()
-    expect(page.get_by_role("heading", name="Your account is ready")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("Your account is ready")
 
     # The user exists in SolusVM, linked to the billing client
     users = requests.get(site.emulator + "/_emulator/state", timeout=5).json()["users"]
