@@ -46,15 +46,16 @@ layer: $(LAYER)/.built
 synth: install layer
 	npx --yes aws-cdk@2 synth --quiet
 
-# Debian's chromium (browser tests), poppler-utils (pdftotext reads the invoice PDFs in the tests).
+# Debian's chromium (browser tests), poppler-utils (pdftotext reads the invoice PDFs in the tests), and a
+# Java runtime for vnu-jar (the HTML validator).
 browser:
-	@command -v chromium >/dev/null && command -v pdftotext >/dev/null || { \
-	  echo "installing Debian's chromium and poppler-utils for the browser and PDF tests"; \
+	@command -v chromium >/dev/null && command -v pdftotext >/dev/null && command -v java >/dev/null || { \
+	  echo "installing Debian's chromium, poppler-utils and a Java runtime for the browser and PDF tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium poppler-utils >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    chromium poppler-utils default-jre-headless >/dev/null; }
 
-# axe-core for the accessibility checks of the browser tests, from the committed package-lock.json.
+# axe-core and vnu-jar for the accessibility and HTML checks of the browser tests, from package-lock.json.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@

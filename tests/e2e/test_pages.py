@@ -19,6 +19,7 @@ from playwright.sync_api import Page, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+VNU = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 PASSWORD = "a very long passphrase"
@@ -26,8 +27,9 @@ PASSWORD = "a very long passphrase"
 
 @pytest.fixture
 def tab(chromium):
-    if not AXE.exists():
-        pytest.fail("axe-core is not installed: run `make browser-tools` (make test and make e2e do it)")
+    if not AXE.exists() or not VNU.exists():
+        pytest.fail("axe-core or vnu-jar is missing: run `make browser-tools` (make test and make e2e do it)")
+    shutil.rmtree(SHOTS / "html", ignore_errors=True)
     # The pages forbid inline scripts (CSP); the test's own axe-core script is let in by bypassing CSP.
     context = chromium.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -38,7 +40,8 @@ def tab(chromium):
 
 def check(page: Page, name: str) -> None:
     """axe-core at both widths, no horizontal overflow on a phone, and a screenshot of each."""
-    SHOTS.mkdir(exist_ok=True)
+    (SHOTS / "html").mkdir(parents=True, exist_ok=True)
+    (SHOTS / "html" / f"{name}.html").write_text(page.content(), "utf-8")  # validated at the end (vnu)
     for label, (width, height) in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
         page.add_script_tag(path=str(AXE))
@@ -201,3 +204,14 @@ def test_every_page_is_accessible_fits_a_phone_and_the_invoice_is_complete(site,
     page.goto(latest_mail_link(page, site, email, "Reset your password", "Reset my password"))
     expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
     check(page, "reset")
+
+    # And every page above is valid HTML (the Nu validator, on each page as the browser holds it)
+    java = shutil.which("java")
+    assert java, "a Java runtime is needed for vnu-jar: `make browser` installs default-jre-headless"
+    checked = subprocess.run(
+        [java, "-jar", str(VNU), "--errors-only", "--format", "text", str(SHOTS / "html")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postpay.validation import email_problem, normalize_email, password_problem, validate_signup
+from postpay.validation import (
+    ADDRESS_LINES,
+    email_problem,
+    normalize_email,
+    password_problem,
+    validate_billing_details,
+    validate_signup,
+)
 
 VALID = {
     "name": "Ada Lovelace",
@@ -114,3 +121,39 @@ def test_judging_a_long_password_costs_little_cpu_whatever_it_holds():
     password_problem(crafted, "ada@example.com", name="Ada Lovelace")
     # Then it costs a bounded, small amount of CPU
     assert time.process_time() - started < 2.0
+
+
+# billing details ---------------------------------------------------------------------------------
+
+
+def test_billing_details_are_cleaned():
+    address, tax_id, errors = validate_billing_details(
+        {"billing_address": "  1  Main St \r\n\r\n Paris ", "tax_id": "fr 12.345-6"}
+    )
+    assert (address, tax_id, errors) == (("1 Main St", "Paris"), "FR12345-6", {})
+    assert validate_billing_details({}) == ((), "", {})
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"billing_address": "\n".join(["x"] * (ADDRESS_LINES + 1))}, "billing_address"),
+        ({"billing_address": "x" * 101}, "billing_address"),
+        ({"tax_id": "A"}, "tax_id"),
+        ({"tax_id": "DE 123 456 789 012 345 678 9"}, "tax_id"),
+        ({"tax_id": "<script>"}, "tax_id"),
+    ],
+)
+def test_bad_billing_details_are_named(fields, field):
+    assert field in validate_billing_details(fields)[2]
+
+
+@given(st.text(max_size=700), st.text(max_size=40))
+def test_billing_details_never_crash_and_what_is_accepted_is_bounded(address, tax_id):
+    lines, cleaned, errors = validate_billing_details({"billing_address": address, "tax_id": tax_id})
+    if "billing_address" not in errors:
+        assert len(lines) <= ADDRESS_LINES and all(0 < len(line) <= 100 for line in lines)
+        assert all("\n" not in line and "\r" not in line for line in lines)
+    if "tax_id" not in errors and cleaned:
+        assert cleaned.isupper() or cleaned.replace("-", "").isdigit()
+        assert 2 <= len(cleaned) <= 20 and cleaned.replace("-", "").isalnum()
