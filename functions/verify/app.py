@@ -68,10 +68,10 @@ def link_problem(error: Exception) -> Response:
 def terms() -> Response:
     token = web.request.query_value("token") or ""
     try:
-        container.enrollment.check_token(token)
+        attempt = container.enrollment.check_token(token)
     except (TokenInvalid, TokenExpired, TokenUsed) as error:
         return link_problem(error)
-    return web.page("terms.html", token=token, missing=[], error=None)
+    return web.page("terms.html", token=token, missing=[], error=None, email=attempt.email)
 
 
 @app.post("/verify")

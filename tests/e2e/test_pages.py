@@ -136,6 +136,7 @@ def test_every_page_is_accessible_fits_a_phone_and_the_invoice_is_complete(site,
     page.goto(latest_mail_link(page, site, email, "Confirm your email", "Confirm my email address"))
     expect(page.get_by_role("heading", name="One last step")).to_be_visible()
     check(page, "terms")
+    page.get_by_label("The password you chose when you signed up").fill(PASSWORD)
     page.get_by_label("Terms of Service").check()
     page.get_by_label("Post-Pay Terms").check()
     page.get_by_role("button", name="Accept and create my account").click()
