@@ -9,7 +9,7 @@ import re
 
 from postpay.adapters.dynamo import AccountItem, DynamoStore, SessionItem
 from postpay.security import new_token, token_hash
-from tests.integration.conftest import PASSWORD, new_email, sign_up, verify_link
+from tests.integration.conftest import PASSWORD, follow, new_email, sign_up, verify_link
 
 OWNER_PASSWORD = "owner chose this passphrase"
 ATTACKER_PASSWORD = "attacker typed this one"
@@ -34,7 +34,7 @@ def _accept(browser, link: str, password: str):
         "accept_tos": "yes",
         "accept_postpay_terms": "yes",
     }
-    return browser.post("/verify", fields, csrf_from=page)
+    return follow(browser, browser.post("/verify", fields, csrf_from=page))  # accepted: 303 to the dashboard
 
 
 def _has_session(page) -> bool:

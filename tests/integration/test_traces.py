@@ -17,7 +17,7 @@ from aws_xray_sdk.core.context import Context
 
 from local.stack import SOLUSVM_TOKEN
 from tests.browser import Browser
-from tests.integration.conftest import FUNCTIONS, PASSWORD, new_email, random_ip, sign_up, verify_link
+from tests.integration.conftest import FUNCTIONS, PASSWORD, follow, new_email, random_ip, sign_up, verify_link
 
 
 class KeepingEmitter:
@@ -88,7 +88,7 @@ def test_a_whole_journey_puts_no_secret_in_traces_or_logs(xray, functions, stack
         "accept_tos": "yes",
         "accept_postpay_terms": "yes",
     }
-    assert browser.post("/verify", fields, csrf_from=terms).has("Log in to SolusVM")
+    assert follow(browser, browser.post("/verify", fields, csrf_from=terms)).has("Log in to SolusVM")
     remember_session()
     dashboard = browser.get("/dashboard")
     sso = browser.post("/sso", {}, csrf_from=dashboard)
