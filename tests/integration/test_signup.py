@@ -109,20 +109,24 @@ def test_response_time_does_not_reveal_a_known_address(new_browser, stack, setti
     settings_override(signup_min_response_ms=700)
     email = new_email()
     sign_up(new_browser(), email)
-    timings = {}
-    for label, address in (("known", email), ("unknown", new_email())):
-        browser = new_browser()
-        form = browser.get("/signup")
-        started = time.monotonic()
-        page = browser.post(
-            "/signup",
-            {"name": "A", "company": "", "email": address, "password": "a long enough passphrase"},
-            csrf_from=form,
-        )
-        timings[label] = time.monotonic() - started
-        assert page.status == 200
-    assert min(timings.values()) >= 0.7
-    assert abs(timings["known"] - timings["unknown"]) < 0.25, timings
+    # Two rounds, alternating branches; each branch is judged by its fastest answer, so a load spike on a
+    # shared machine does not pass for a difference between branches (the address allows 3 emails/hour).
+    timings: dict[str, list[float]] = {"known": [], "unknown": []}
+    for _ in range(2):
+        for label, address in (("known", email), ("unknown", new_email())):
+            browser = new_browser()
+            form = browser.get("/signup")
+            started = time.monotonic()
+            page = browser.post(
+                "/signup",
+                {"name": "A", "company": "", "email": address, "password": "a long enough passphrase"},
+                csrf_from=form,
+            )
+            timings[label].append(time.monotonic() - started)
+            assert page.status == 200
+    fastest = {label: min(values) for label, values in timings.items()}
+    assert min(fastest.values()) >= 0.7
+    assert abs(fastest["known"] - fastest["unknown"]) < 0.25, timings
 
 
 def test_signing_up_again_is_a_separate_attempt_with_its_own_link(browser, new_browser, stack):
