@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -14,7 +16,9 @@ from hypothesis import strategies as st
 from postpay.adapters.billing_store import InvoiceItem, _to_invoice, invoice_document
 from postpay.adapters.params import NO_PROFILE, InvoiceProfile, ParameterError, profile_from
 from postpay.billing import money
+from postpay.billing import pdf as pdf_module
 from postpay.billing.invoicing import charges
+from postpay.billing.pdf import invoice_pdf
 from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller, TaxRule
 
 D = Decimal
@@ -247,3 +251,29 @@ def test_status_is_overdue_only_when_unpaid_past_the_due_date():
     assert unpaid.state(date(2026, 11, 15)) == "unpaid"
     assert unpaid.state(date(2026, 11, 16)) == "overdue"
     assert replace(unpaid, status=InvoiceStatus.PAID).state(date(2027, 1, 1)) == "paid"
+
+
+# the PDF -----------------------------------------------------------------------------------------
+
+
+def pdf_text(data: bytes) -> str:
+    pdftotext = shutil.which("pdftotext")
+    assert pdftotext, "pdftotext (Debian's poppler-utils) is needed: `make test` installs it"
+    return subprocess.run([pdftotext, "-", "-"], input=data, capture_output=True, check=True).stdout.decode()
+
+
+def test_the_pdf_prints_a_buyer_written_in_chinese_or_japanese_script():
+    """DejaVu Sans has no CJK glyphs: without a fallback font the address line silently vanished."""
+    buyer = Buyer(name="山田太郎", company="株式会社サンプル", address=("東京都千代田区1-1", "Seoul 서울"))
+    text = pdf_text(invoice_pdf(invoice(buyer=buyer), today=date(2026, 11, 2)))
+    for expected in ("山田太郎", "株式会社サンプル", "東京都千代田区1-1", "서울"):
+        assert expected in text
+
+
+def test_the_pdf_loads_the_large_fallback_font_only_when_a_text_needs_it():
+    calls: list[str] = []
+    original = pdf_module._fallback_font_path
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pdf_module, "_fallback_font_path", lambda: calls.append("x") or original())
+        assert "Ada" in pdf_text(invoice_pdf(invoice(), today=date(2026, 11, 2)))
+    assert calls == []

@@ -1,7 +1,9 @@
 """The invoice as a PDF (fpdf2: pure Python, so it runs on Lambda arm64 without native libraries).
 
 A4 with margins that also fit US Letter; the text is real text (extractable, searchable), in DejaVu Sans
-shipped with the layer, so any name or address prints (not only Latin-1). The same figures as the page:
+shipped with the layer, so any name or address prints (not only Latin-1); Chinese, Japanese and Korean
+script, which DejaVu lacks, print in Droid Sans Fallback, loaded only for an invoice that needs it (it is
+3.4 MB: parsing it costs about half a second). The same figures as the page:
 both read the stored invoice, nothing is recomputed here.
 """
 
@@ -25,6 +27,25 @@ _AMOUNT_COLUMN = _WIDTH - sum(w for _, w in _COLUMNS)
 
 def _font(name: str) -> str:
     return str(_FONTS / name)
+
+
+def _fallback_font_path() -> str:
+    return _font("DroidSansFallback.ttf")
+
+
+def _invoice_text(invoice: Invoice, buyer: Buyer | None) -> str:
+    """Every free text the PDF prints: what decides whether the fallback font is needed."""
+    parties = [p for p in (invoice.seller, buyer) if p is not None]
+    return "".join(
+        [
+            *("".join(_party_lines(p)) for p in parties),
+            *(ln.name + (ln.plan or "") for ln in invoice.lines),
+            invoice.email,
+            invoice.tax_label,
+            invoice.payment_instructions,
+            invoice.timezone,
+        ]
+    )
 
 
 def _logo(seller: Seller | None) -> BytesIO | None:
@@ -61,6 +82,10 @@ def invoice_pdf(invoice: Invoice, *, today: date, fallback_buyer: Buyer | None =
     pdf.add_font(FONT, "", _font("DejaVuSans.ttf"))
     pdf.add_font(FONT, "B", _font("DejaVuSans-Bold.ttf"))
     seller, buyer = invoice.seller, invoice.buyer or fallback_buyer
+    glyphs = getattr(pdf.fonts[FONT.lower()], "cmap", {})  # a TTFFont: code point -> glyph
+    if any(ord(ch) not in glyphs for ch in _invoice_text(invoice, buyer) if not ch.isspace()):
+        pdf.add_font("Fallback", "", _fallback_font_path())
+        pdf.set_fallback_fonts(["Fallback"], exact_match=False)  # bold falls back to the regular face
     pdf.set_title(f"Invoice {invoice.number}")
     pdf.set_author(seller.name if seller else "Post-Pay")
     pdf.set_creator("Post-Pay")
