@@ -121,6 +121,9 @@ def test_the_pdf_is_for_its_owner_only(stack, functions, worker, new_browser):
     [item] = invoices_of(owner.client_id)
     assert owner_browser.get(f"/invoices/{item.number}.pdf").status == 200
     assert other_browser.get(f"/invoices/{item.number}.pdf").status == 404
+    # a guessed number, path tricks, and a bare ".pdf" (an empty number: not a key DynamoDB takes) are 404s
+    for path in (".pdf", "INV-999999.pdf", f"{item.number}.pdf.pdf", f"{item.number}.PDF", "%2e%2e%2f.pdf"):
+        assert owner_browser.get(f"/invoices/{path}").status == 404, path
     assert new_browser().get(f"/invoices/{item.number}.pdf").status == 303  # to the login page
 
 

@@ -565,6 +565,8 @@ class BillingStore:
         return (item.outcome, _to_invoice(item) if item.outcome == "invoiced" else None)
 
     def invoice_by_number(self, number: str) -> Invoice | None:
+        if not number:  # DynamoDB refuses an empty key value: there is no such invoice
+            return None
         for key in InvoiceItem.by_number.query(number):
             return _to_invoice(InvoiceItem.get(key.account_period, consistent_read=True))
         return None
