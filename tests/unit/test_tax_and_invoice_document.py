@@ -13,13 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from postpay import models
 from postpay.adapters.billing_store import InvoiceItem, _to_invoice, invoice_document
 from postpay.adapters.params import NO_PROFILE, InvoiceProfile, ParameterError, profile_from
 from postpay.billing import money
 from postpay.billing import pdf as pdf_module
 from postpay.billing.invoicing import charges
 from postpay.billing.pdf import invoice_pdf
-from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller, TaxRule
+from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller, TaxRule, tax_country
 
 D = Decimal
 rates = st.decimals(min_value=D("0"), max_value=D("99.99"), places=2)
@@ -124,6 +125,20 @@ def test_reverse_charge_exempts_a_buyer_with_a_tax_id_of_another_country_when_sw
     assert charges([line("10.00")], "USD", profile(reverse=True), domestic).total == D("12.00")
     assert charges([line("10.00")], "USD", profile(reverse=False), foreign).total == D("12.00")
     assert charges([line("10.00")], "USD", profile(reverse=True), Buyer(name="Ada")).total == D("12.00")
+
+
+@pytest.mark.parametrize("tax_id", ["ZZ1234", "AB-123456", "QQ999999999", "XX1"])
+def test_a_tax_id_whose_prefix_is_no_country_does_not_exempt_from_tax(tax_id):
+    """Any two letters used to read as "another country": a client could type ZZ1 and pay no VAT."""
+    charged = charges([line("10.00")], "USD", profile(reverse=True), Buyer(name="Ada", tax_id=tax_id))
+    assert (charged.reverse_charge, charged.total) == (False, D("12.00"))
+
+
+def test_greek_vat_ids_written_el_are_greece_and_xi_is_the_united_kingdom():
+    assert tax_country("EL123456789") == tax_country("GR123456789") == "GR"
+    assert tax_country("XI123456789") == tax_country("GB123456789") == "GB"  # Northern Ireland
+    assert tax_country("CHE-123.456.789") == "CH" and tax_country("12-3456789") == ""
+    assert len(models._COUNTRIES) == 249 and {"BS", "BT", "ZW", "AD"} <= models._COUNTRIES
 
 
 def test_no_profile_means_no_tax():
