@@ -24,7 +24,13 @@ def rest_event(
     body: bytes | None = None,
     source_ip: str = "127.0.0.1",
     resource: str = "/{proxy+}",
+    stage: str = "prod",
+    request_path: str | None = None,
+    path_parameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``path`` is the resource path API Gateway hands the function (never the stage); ``request_path`` is
+    the path the browser asked for: ``/<stage><path>`` at the API's own URL, ``path`` on a custom domain
+    mapped at its root."""
     headers = dict(headers or {})
     multi_query: dict[str, list[str]] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
@@ -44,13 +50,14 @@ def rest_event(
         "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
         "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
         "multiValueQueryStringParameters": multi_query or None,
-        "pathParameters": None,
+        "pathParameters": path_parameters or None,
         "stageVariables": None,
         "requestContext": {
             "resourcePath": resource,
             "httpMethod": method.upper(),
-            "path": f"/prod{path}",
-            "stage": "prod",
+            "path": request_path if request_path is not None else f"/{stage}{path}",
+            "stage": stage,
+            "domainName": headers.get("Host", ""),
             "requestId": str(uuid.uuid4()),
             "accountId": "123456789012",
             "apiId": "local",

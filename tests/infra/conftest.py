@@ -24,6 +24,8 @@ VARIANTS: dict[str, dict[str, object]] = {
         "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f6a2f1e-0000-4000-8000-0000000000",
         "hostedZoneId": "Z0123456789ABCDEFGHIJ",
         "hostedZoneName": "example.com",
+        "senderDomain": "example.net",  # its own identity: the rehearsal runs every variant in one account
+        "senderAddress": "billing@example.net",
     },
 }
 
