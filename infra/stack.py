@@ -140,6 +140,7 @@ class PostPayStack(Stack):
             tables=dict(data.tables),
             log_retention=retention,
             billing_timezone=config.billing_timezone,
+            stage=config.stage,
         )
         for function in (self.automation.run, self.automation.worker):
             operator.solusvm_token.grant_read(function.role)
@@ -162,7 +163,12 @@ class PostPayStack(Stack):
             currency=config.currency,
             dead_letters=self.automation.dead_letters,
         )
-        monitoring.notify(self.automation.dlq_alarm, self.automation.missed_run_alarm)
+        monitoring.notify(
+            self.automation.dlq_alarm,
+            self.automation.missed_run_alarm,
+            self.automation.schedule_failed_alarm,
+            self.automation.stuck_jobs_alarm,
+        )
         CfnOutput(
             self,
             "AutomationFunctionName",

@@ -8,7 +8,7 @@ on the deployment, which depends on the functions)."""
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Fn
+from aws_cdk import Aws, CfnOutput, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_lambda as lambda_
@@ -76,6 +76,17 @@ class Site(Construct):
                 metrics_enabled=True,
             ),
         )
+        # API Gateway would create the execution log group itself, without a retention: create it first.
+        execution_logs = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=Fn.join(
+                "", ["API-Gateway-Execution-Logs_", self.api.rest_api_id, f"/{STAGE_NAME}"]
+            ),
+            retention=log_retention,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.api.deployment_stage.node.add_dependency(execution_logs)
         if domain_name:
             # Mapped at the domain's root: the site is https://<domain>/ and its paths carry no stage.
             domain = self.api.add_domain_name(

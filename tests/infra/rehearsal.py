@@ -130,8 +130,9 @@ class Deployment:
             self.attributes[(logical_id, "RootResourceId")] = "root"
         for logical_id, resource in self.of_type("AWS::ApiGateway::Stage").items():
             self.physical[logical_id] = resource["Properties"]["StageName"]
-        for logical_id in self.of_type("AWS::Lambda::Function"):
-            self.physical[logical_id] = self.generated_name(logical_id)
+        for logical_id, resource in self.of_type("AWS::Lambda::Function").items():
+            name = resource["Properties"].get("FunctionName")
+            self.physical[logical_id] = name or self.generated_name(logical_id)
         for logical_id, resource in self.of_type("AWS::DynamoDB::Table").items():
             self._table(logical_id, self.resolve(resource["Properties"]))
         queues = self.of_type("AWS::SQS::Queue")
@@ -238,7 +239,9 @@ class Deployment:
         return path
 
     @contextmanager
-    def functions(self, overrides: dict[str, str], log_dir: Path) -> Iterator[dict[str, Function]]:
+    def functions(
+        self, overrides: dict[str, str], log_dir: Path, lambda_service: LambdaService
+    ) -> Iterator[dict[str, Function]]:
         """Every function of the template in its own process, from its assets, with its environment."""
         started: dict[str, Function] = {}
         try:
@@ -256,8 +259,10 @@ class Deployment:
                     memory=int(props.get("MemorySize", 128)),
                     environment={**environment, **overrides},
                     endpoint=self.endpoint,
+                    lambda_endpoint=lambda_service.endpoint,
                     log=log_dir / f"{logical_id}.log",
                 ).start()
+                lambda_service.functions[started[logical_id].name] = started[logical_id]
             yield started
         finally:
             for function in started.values():
@@ -278,6 +283,7 @@ class Function:
         memory: int,
         environment: dict[str, str],
         endpoint: str,
+        lambda_endpoint: str,
         log: Path,
     ) -> None:
         self.name = name
@@ -297,6 +303,7 @@ class Function:
             **environment,
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL_LAMBDA": lambda_endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_SESSION_TOKEN": "testing",
@@ -353,6 +360,55 @@ class Function:
 
 class FunctionError(RuntimeError):
     """The function raised: what `aws lambda invoke` reports as FunctionError."""
+
+
+class LambdaService:
+    """Lambda's Invoke API for the functions' own calls (the automation function invokes itself
+    asynchronously): asynchronous invocations are kept and run by ``drain``, after the caller returned."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from werkzeug.serving import make_server
+        from werkzeug.wrappers import Request, Response
+
+        self.pending: list[tuple[str, dict]] = []
+        self.functions: dict[str, Function] = {}
+
+        def app(environ: dict, start_response: Any) -> Any:
+            request = Request(environ)
+            match = re.fullmatch(r"/2015-03-31/functions/([^/]+)/invocations", request.path)
+            if request.method != "POST" or match is None:
+                return Response("not found", status=404)(environ, start_response)
+            name = match.group(1)
+            if name not in self.functions:
+                body = json.dumps({"Type": "User", "message": f"Function not found: {name}"})
+                headers = {"x-amzn-ErrorType": "ResourceNotFoundException"}
+                return Response(body, status=404, headers=headers)(environ, start_response)
+            assert request.headers.get("X-Amz-Invocation-Type") == "Event", "only asynchronous self-invokes"
+            self.pending.append((name, json.loads(request.get_data() or b"{}")))
+            return Response(b"", status=202)(environ, start_response)
+
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def drain(self) -> int:
+        """Runs every asynchronous invocation made so far; how many ran."""
+        ran = 0
+        while self.pending:
+            name, event = self.pending.pop(0)
+            self.functions[name].invoke(event)
+            ran += 1
+        return ran
+
+    def stop(self) -> None:
+        self._server.shutdown()
 
 
 class Gateway:

@@ -4,6 +4,8 @@ a custom domain at its root, an existing SES identity, and retries of a failed f
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -201,3 +203,46 @@ def test_use_existing_ses_identity_reads_true_from_the_command_line():
     # `cdk deploy -c useExistingSesIdentity=true` gives a string; cdk.json gives a boolean
     assert StackConfig.from_context({"useExistingSesIdentity": "true"}.get).use_existing_ses_identity
     assert not StackConfig.from_context({"useExistingSesIdentity": False}.get).use_existing_ses_identity
+
+
+def test_the_layer_ships_tzdata_so_zones_need_no_os_files(synth):
+    # Given the layer asset alone on the path, and no OS time zone directory
+    template = synth("stage-url").json
+    [layer] = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    asset = (
+        synth("stage-url").outdir / f"asset.{layer['Properties']['Content']['S3Key'].removesuffix('.zip')}"
+    )
+    probe = (
+        "import sys, zoneinfo\n"
+        f"sys.path[:0] = [{str(asset / 'python')!r}]\n"
+        "zoneinfo.reset_tzpath(to=[])\n"
+        "import tzdata\n"
+        "assert tzdata.__file__.startswith(sys.path[0]), tzdata.__file__\n"
+        "print(zoneinfo.ZoneInfo('Europe/Berlin').key)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, check=False
+    )
+    # Then a billing time zone still resolves, from the layer's tzdata
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Europe/Berlin"
+
+
+def test_the_run_handler_may_invoke_itself_and_nothing_else(synth):
+    # Operator runs are accepted at once and queued by an asynchronous invocation of the same function
+    resources = synth("stage-url").json["Resources"]
+    functions = _of_type(resources, "AWS::Lambda::Function")
+    [run] = [f for k, f in functions.items() if k.startswith("AutomationRunFunction")]
+    name = run["Properties"]["FunctionName"]
+    assert name == "postpay-prod-automation"
+    assert run["Properties"]["Environment"]["Variables"]["AUTOMATION_FUNCTION_NAME"] == name
+    role = run["Properties"]["Role"]["Fn::GetAtt"][0]
+    invokes = [
+        statement
+        for policy in _of_type(resources, "AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "lambda:InvokeFunction" in json.dumps(statement["Action"])
+        and {"Ref": role} in policy["Properties"]["Roles"]
+    ]
+    [statement] = invokes
+    assert json.dumps(statement["Resource"]).endswith(f':function:{name}"]]}}'), statement["Resource"]

@@ -21,7 +21,7 @@ from local.poller import sqs_event
 from local.solusvm_emulator import EmulatorServer
 from local.stack import MotoServer
 from tests.browser import Browser, Page
-from tests.infra.rehearsal import ACCOUNT, REGION, Deployment, Function, FunctionError, Gateway
+from tests.infra.rehearsal import ACCOUNT, REGION, Deployment, Function, FunctionError, Gateway, LambdaService
 
 SOLUSVM_TOKEN = "rehearsal-solusvm-token"
 
@@ -31,6 +31,13 @@ def moto() -> Iterator[MotoServer]:
     server = MotoServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def lambda_service() -> Iterator[LambdaService]:
+    service = LambdaService()
+    yield service
+    service.stop()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +106,7 @@ class Journey:
 
 
 @pytest.mark.parametrize("variant", ["stage-url", "existing-ses-identity", "custom-domain"])
-def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, variant, tmp_path: Path):
+def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, lambda_service, variant, tmp_path: Path):
     # Given the stack as `cdk deploy` creates it from the synthesized template …
     built = synth(variant)
     deployment = Deployment(
@@ -123,7 +130,7 @@ def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, variant, tm
         "SOLUSVM_URL": emulator.url,
         "SSO_URL_TEMPLATE": f"{emulator.root}/panel/login?token={{token}}",
     }
-    with deployment.functions(provider, tmp_path) as functions:
+    with deployment.functions(provider, tmp_path, lambda_service) as functions:
         # When a person opens SiteUrl and goes through sign-up, the email link, the terms, the dashboard,
         # the control panel and (after the 1st) their invoice
         gateway = Gateway(deployment, functions, site)
@@ -131,7 +138,7 @@ def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, variant, tm
         journey = Journey(Browser({}, origin=origin, gateway=gateway, source_ip="198.51.100.7"), site)
         email = f"ada-{uuid.uuid4().hex[:8]}@example.org"
         walk(journey, email, panel=emulator.root)
-        invoice_month(deployment, functions, emulator, email)
+        invoice_month(deployment, functions, emulator, lambda_service, email)
         # Then the invoice is listed, opens, and its email links to it under the site's address
         invoices = journey.get(site + "invoices")
         [number] = re.findall(r"INV-\d{6}", invoices.body)[:1]
@@ -172,7 +179,11 @@ def walk(journey: Journey, email: str, *, panel: str) -> None:
 
 
 def invoice_month(
-    deployment: Deployment, functions: dict[str, Function], emulator: EmulatorServer, email: str
+    deployment: Deployment,
+    functions: dict[str, Function],
+    emulator: EmulatorServer,
+    lambda_service: LambdaService,
+    email: str,
 ) -> None:
     """Last month is invoiced by the automation function and the worker, run from their assets."""
     # the client enrolled last month and ran a server then
@@ -199,6 +210,10 @@ def invoice_month(
     with pytest.raises(FunctionError, match="invoicingDate"):
         run.invoke({"invoicingDate": "2022-13-01"})  # a refused payload fails the invoke, saying why
     started = run.invoke({"invoicingDate": first})
+    # the invoke answers at once; the function queues the jobs in an asynchronous invocation of itself
+    assert started["state"] == "queuing" and not started["joined"]
+    assert run.invoke({"invoicingDate": first})["runId"] == started["runId"], "a repeated request joins"
+    assert lambda_service.drain() == 1
     queue = deployment.jobs_queue()
     sqs = deployment.client("sqs")
     for _ in range(50):

@@ -170,7 +170,8 @@ def test_automation_roles_grant_only_what_they_use(resources, function, access, 
 def test_invoicing_queue_worker_and_schedule(template, resources):
     queues = _of_type(resources, "AWS::SQS::Queue")
     [jobs] = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
-    assert jobs["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert jobs["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 6, "5 attempts, then one to record"
+    assert jobs["Properties"]["VisibilityTimeout"] == 6 * 300
     assert jobs["Properties"]["VisibilityTimeout"] >= 360, "longer than the invoice email lease"
     [mapping] = _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -294,15 +295,43 @@ def test_alarms_and_outputs(template, resources):
     names = {a["Properties"].get("MetricName") for a in alarms.values()}
     assert {
         "Errors",
+        "Throttles",
         "5XXError",
         "Reputation.BounceRate",
         "ApproximateNumberOfMessagesVisible",
-        "Invocations",
+        "ApproximateAgeOfOldestMessage",
+        "HoursSinceLastDailyRun",
     } <= names
+    throttled = [a for a in alarms.values() if a["Properties"].get("MetricName") == "Throttles"]
+    assert len(throttled) == len(_of_type(resources, "AWS::Lambda::Function")), "one per function"
     assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     outputs = template.to_json()["Outputs"]
     assert "SiteUrl" in outputs
+
+
+def test_missed_daily_run_counts_only_scheduled_runs_and_is_quiet_before_the_first(resources):
+    [missed] = [a for k, a in _of_type(resources, "AWS::CloudWatch::Alarm").items() if "MissedDailyRun" in k]
+    props = missed["Properties"]
+    # emitted by scheduled runs only (not operator invokes), and not by the first one
+    assert props["Namespace"] == "PostPay" and props["MetricName"] == "HoursSinceLastDailyRun"
+    assert props["TreatMissingData"] == "notBreaching"
+    assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and props["Threshold"] > 24
+    [failed] = [a for k, a in _of_type(resources, "AWS::CloudWatch::Alarm").items() if "ScheduleFailed" in k]
+    metrics = {
+        m["MetricStat"]["Metric"]["MetricName"] for m in failed["Properties"]["Metrics"] if "MetricStat" in m
+    }
+    assert metrics == {"TargetErrorCount", "InvocationDroppedCount"}
+
+
+def test_the_apis_execution_logs_have_a_retention_and_exist_before_the_stage(resources):
+    groups = _of_type(resources, "AWS::Logs::LogGroup")
+    [(group_id, group)] = [
+        (k, g) for k, g in groups.items() if "API-Gateway-Execution-Logs_" in json.dumps(g["Properties"])
+    ]
+    assert group["Properties"]["RetentionInDays"] == 90
+    [stage] = _of_type(resources, "AWS::ApiGateway::Stage").values()
+    assert group_id in stage["DependsOn"]
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
