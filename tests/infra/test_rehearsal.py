@@ -6,6 +6,7 @@ cdk.out asset, with the layer asset and nothing else on its path, and with its t
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -214,14 +215,32 @@ def invoice_month(
     assert started["state"] == "queuing" and not started["joined"]
     assert run.invoke({"invoicingDate": first})["runId"] == started["runId"], "a repeated request joins"
     assert lambda_service.drain() == 1
+    status = finish(deployment, run, worker, started["runId"])
+    assert status["failed"] == 0 and status["invoiced"] >= 1, status
+    # a dry run of the same month afterwards: through the workers, its report read page by page
+    dry = run.invoke({"invoicingDate": first, "dryRun": True})
+    assert dry["dryRun"] and lambda_service.drain() == 1
+    report = finish(deployment, run, worker, dry["runId"])
+    entries = [a for a in report["accounts"] if a["outcome"] == "already_invoiced"]
+    assert entries and report["next"] is None and report["alreadyInvoiced"] == report["queued"]
+    # and the daily schedule's own payload (from the template) is understood
+    [schedule] = deployment.of_type("AWS::Scheduler::Schedule").values()
+    payload = schedule["Properties"]["Target"]["Input"].replace(
+        "<aws.scheduler.scheduled-time>", today.strftime("%Y-%m-%dT00:05:00Z")
+    )
+    assert run.invoke(json.loads(payload))["date"] == today.date().isoformat()
+
+
+def finish(deployment: Deployment, run: Function, worker: Function, run_id: str) -> dict:
+    """Feeds the run's jobs to the worker as Lambda's SQS event source would, until the run is finished."""
     queue = deployment.jobs_queue()
     sqs = deployment.client("sqs")
     for _ in range(50):
-        status = run.invoke({"runStatus": started["runId"]})
+        status = run.invoke({"runStatus": run_id})
         if status["finished"]:
-            break
+            return status
         messages = sqs.receive_message(
-            QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=30
+            QueueUrl=queue, MaxNumberOfMessages=5, AttributeNames=["All"], VisibilityTimeout=30
         ).get("Messages", [])
         if not messages:
             continue
@@ -233,5 +252,4 @@ def invoice_month(
                 QueueUrl=queue,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
-    assert status["finished"] and status["failed"] == 0, status
-    assert status["invoiced"] >= 1, status
+    raise AssertionError(f"run {run_id} did not finish: {status}")
