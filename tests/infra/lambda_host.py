@@ -1,7 +1,12 @@
 """One Lambda execution environment for the deploy rehearsal: the function's code asset and the layer asset
 from cdk.out, and nothing else on the path (run with ``python -I -S``: no site-packages, no PYTHONPATH).
 
-    python -I -S lambda_host.py <code dir> <layer dir> <module.handler> <timeout seconds>
+    python -I -S lambda_host.py <code dir> <layer dir> <module.handler> <timeout seconds> [<packages dir>]
+
+The layer is built for Lambda's arm64: its compiled dependencies (argon2's bindings) cannot load on this
+machine. Given a packages dir (this machine's install of the same uv.lock), third-party packages come from
+there and the product's own package from the layer; the rehearsal checks the layer holds every locked
+runtime dependency.
 
 Reads one JSON event per line on stdin and writes one JSON line per invocation on the original stdout:
 ``{"result": …}`` or ``{"error": "<type>: <message>"}``. What the function prints (logs, EMF metrics)
@@ -35,7 +40,8 @@ class Context:
 
 def main() -> None:
     code_dir, layer_dir, handler_name, timeout = sys.argv[1:5]
-    sys.path[:0] = [code_dir, os.path.join(layer_dir, "python")]
+    packages = sys.argv[5:6]
+    sys.path[:0] = [code_dir, *packages, os.path.join(layer_dir, "python")]
     os.chdir(code_dir)
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the function's own prints go to the log, never into the answers

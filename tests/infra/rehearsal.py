@@ -3,7 +3,10 @@ from their own properties, each function run from its cdk.out asset with its tem
 API Gateway answering browser requests as the template routes them.
 
 What is *not* from the template, and why: the SolusVM URL and the panel URL point at the local emulator
-(the provider's SolusVM); the functions reach moto through ``AWS_ENDPOINT_URL``; X-Ray is off (no daemon).
+(the provider's SolusVM); the functions reach moto through ``AWS_ENDPOINT_URL``; X-Ray is off (no daemon);
+third-party packages come from this machine's install of the same uv.lock, because the layer's compiled ones
+are built for Lambda's arm64 (the product's own code comes from the assets, and the rehearsal checks that the
+layer holds every locked runtime dependency).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 import secrets
 import subprocess
 import sys
+import sysconfig
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -233,6 +237,12 @@ class Deployment:
         ]
         return found
 
+    def layer_distributions(self) -> set[str]:
+        """The distributions the layer asset holds (normalized names)."""
+        [layer] = self.of_type("AWS::Lambda::LayerVersion").values()
+        python = self.asset(layer["Properties"]["Content"]) / "python"
+        return {_normalized(d.name.split("-")[0]) for d in python.glob("*.dist-info")}
+
     def asset(self, code: dict) -> Path:
         path = self.outdir / f"asset.{code['S3Key'].removesuffix('.zip')}"
         assert path.is_dir(), f"no asset for {code}"
@@ -289,6 +299,7 @@ class Function:
         self.name = name
         self.environment = environment
         self.log = log
+        packages = sysconfig.get_paths()["purelib"]  # this machine's install of the same lock
         self.command = [
             sys.executable,
             "-I",
@@ -298,6 +309,7 @@ class Function:
             str(layer),
             handler,
             str(timeout),
+            packages,
         ]
         self.runtime_env = {
             **environment,
@@ -498,3 +510,17 @@ class Gateway:
             path_parameters=params,
         )
         return self.functions[function].invoke(event)
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_runtime_distributions(requirements: Path) -> set[str]:
+    """The runtime distributions of uv.lock, as `make layer` exported them."""
+    names = set()
+    for line in requirements.read_text().splitlines():
+        line = line.split("#")[0].split(";")[0].strip()
+        if line and not line.startswith("-"):
+            names.add(_normalized(re.split(r"[=<>\[ ]", line, maxsplit=1)[0]))
+    return names

@@ -22,9 +22,20 @@ from local.poller import sqs_event
 from local.solusvm_emulator import EmulatorServer
 from local.stack import MotoServer
 from tests.browser import Browser, Page
-from tests.infra.rehearsal import ACCOUNT, REGION, Deployment, Function, FunctionError, Gateway, LambdaService
+from tests.infra.conftest import ROOT
+from tests.infra.rehearsal import (
+    ACCOUNT,
+    REGION,
+    Deployment,
+    Function,
+    FunctionError,
+    Gateway,
+    LambdaService,
+    locked_runtime_distributions,
+)
 
 SOLUSVM_TOKEN = "rehearsal-solusvm-token"
+PASSWORD = "a long enough passphrase for the rehearsal"
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +129,12 @@ def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, lambda_serv
         if "example.com" not in [i["IdentityName"] for i in ses.list_email_identities()["EmailIdentities"]]:
             ses.create_email_identity(EmailIdentity="example.com")
     deployment.create()
+    # (the functions run here with this machine's build of the locked packages: the layer is arm64's, so
+    # first, the layer holds every locked runtime dependency)
+    missing = (
+        locked_runtime_distributions(ROOT / "build" / "requirements.txt") - deployment.layer_distributions()
+    )
+    assert not missing, f"the layer lacks {sorted(missing)}"
     # … and the README's operator step: the SolusVM API token in the secret the stack names
     deployment.client("secretsmanager").put_secret_value(
         SecretId=deployment.output("SolusVmTokenSecret"), SecretString=SOLUSVM_TOKEN
@@ -160,7 +177,7 @@ def walk(journey: Journey, email: str, *, panel: str) -> None:
     assert f'href="{journey.base}signup"' in landing.body
     signup = journey.get(site + "signup")
     fields = {"name": "Ada Lovelace", "company": "Analytical Engines", "email": email}
-    sent = journey.submit(signup, "/signup", {**fields, "password": "a long enough passphrase"})
+    sent = journey.submit(signup, "/signup", {**fields, "password": PASSWORD})
     assert sent.status == 200 and sent.has(email)
     # the email link opens a working page at the site's address
     [(_, html)] = [m for m in sent_mails(email) if "verify?token=" in m[1]]
@@ -169,7 +186,8 @@ def walk(journey: Journey, email: str, *, panel: str) -> None:
     terms = journey.get(link)
     boxes = dict.fromkeys(re.findall(r'type="checkbox" id="[^"]+" name="([^"]+)"', terms.body), "yes")
     assert boxes, "the terms page asks to accept the terms"
-    enrolled = journey.submit(terms, "/verify", {"token": terms.field("token"), **boxes})
+    fields = {"token": terms.field("token"), "password": PASSWORD, **boxes}
+    enrolled = journey.submit(terms, "/verify", fields)
     assert enrolled.status == 200 and "ready" in enrolled.body.lower(), enrolled.body[:500]
     dashboard = journey.get(site + "dashboard")
     assert dashboard.has(email)
