@@ -20,7 +20,7 @@ import math
 
 SOLUSVM_CONNECT_TIMEOUT_SECONDS = 3.05
 SOLUSVM_READ_TIMEOUT_SECONDS = 10.0  # the most SOLUSVM_TIMEOUT_SECONDS may be
-SOLUSVM_RETRIES = 2  # after the first try, on connection errors and 5xx (never a read timeout, never a POST)
+SOLUSVM_RETRIES = 2  # after the first try: connection failures and 5xx (a read timeout or a sent POST never)
 SOLUSVM_BACKOFF_FACTOR = 0.3
 SOLUSVM_BACKOFF_MAX_SECONDS = 2.0
 AWS_SECONDS_PER_JOB = 10.0  # DynamoDB transaction, SES send, mark sent: ~100 ms each, with ample margin
