@@ -54,6 +54,9 @@ class Site(Construct):
             # bytes only for binary media types, matched against the browser's Accept header (text/html
             # first for a link), hence */*. Text answers are not base64-encoded and pass unchanged.
             binary_media_types=["*/*"],
+            # With a custom domain the site is at its root, and its links carry no stage: the API's own
+            # URL would serve pages whose every link fails, so it is switched off (one address, one origin).
+            disable_execute_api_endpoint=bool(domain_name),
             cloud_watch_role=True,
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,

@@ -91,6 +91,8 @@ def test_without_a_domain_every_function_is_told_the_apis_own_stage_url(synth):
     assert stage["Properties"]["StageName"] == "live"
     assert template["Outputs"]["SiteUrl"]["Value"] == STAGE_URL
     assert not _of_type(template["Resources"], "AWS::ApiGateway::DomainName")
+    [api] = _of_type(template["Resources"], "AWS::ApiGateway::RestApi").values()
+    assert not api["Properties"].get("DisableExecuteApiEndpoint")
 
 
 def test_a_custom_domain_serves_the_site_at_its_root_with_an_alias_record(synth):
@@ -101,6 +103,9 @@ def test_a_custom_domain_serves_the_site_at_its_root_with_an_alias_record(synth)
     for name, env in _environments(resources).items():
         assert env["PUBLIC_BASE_URL"] == "https://billing.example.com/", name
     assert template["Outputs"]["SiteUrl"]["Value"] == "https://billing.example.com/"
+    # … the API's own URL is off (its pages would link to paths without the stage) …
+    [api] = _of_type(resources, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["DisableExecuteApiEndpoint"] is True
     # … the domain maps the live stage at its root (no base path), so paths carry no stage …
     [domain] = _of_type(resources, "AWS::ApiGateway::DomainName").values()
     assert domain["Properties"]["DomainName"] == "billing.example.com"
