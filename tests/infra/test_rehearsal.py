@@ -59,14 +59,25 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 def sent_mails(to: str) -> list[tuple[str, str]]:
-    """(subject, html) of every email SES accepted for this address, oldest first."""
+    """(subject, html) of every email SES accepted for this address, oldest first (simple or raw MIME)."""
+    import email
+    from email import policy
+
     from moto.ses.models import ses_backends
 
-    return [
-        (m.subject, m.body)
-        for m in ses_backends[ACCOUNT][REGION].sent_messages
-        if to in m.destinations.get("ToAddresses", []) and hasattr(m, "subject")
-    ]
+    found = []
+    for m in ses_backends[ACCOUNT][REGION].sent_messages:
+        destinations = m.destinations
+        addresses = destinations.get("ToAddresses", []) if isinstance(destinations, dict) else destinations
+        if to not in addresses:
+            continue
+        if hasattr(m, "subject"):
+            found.append((m.subject, m.body))
+            continue
+        parsed = email.message_from_string(m.raw_data, policy=policy.default)
+        html = parsed.get_body(preferencelist=("html",))
+        found.append((str(parsed["Subject"]), html.get_content() if html is not None else ""))
+    return found
 
 
 class Journey:
@@ -188,6 +199,8 @@ def walk(journey: Journey, email: str, *, panel: str) -> None:
     assert boxes, "the terms page asks to accept the terms"
     fields = {"token": terms.field("token"), "password": PASSWORD, **boxes}
     enrolled = journey.submit(terms, "/verify", fields)
+    if enrolled.status in (302, 303):  # post-redirect-get: the outcome page, under the site's address
+        enrolled = journey.follow(enrolled)
     assert enrolled.status == 200 and "ready" in enrolled.body.lower(), enrolled.body[:500]
     dashboard = journey.get(site + "dashboard")
     assert dashboard.has(email)
