@@ -15,9 +15,12 @@ class ContextError(ValueError):
 @dataclass(frozen=True, kw_only=True)
 class StackConfig:
     stage: str = "prod"
-    public_base_url: str = "https://billing.example.com"
-    domain_name: str = ""  # custom domain for the API (needs certificate_arn)
+    domain_name: str = ""  # custom domain for the API (needs certificate_arn); else the API's stage URL
     certificate_arn: str = ""
+    hosted_zone_id: str = ""  # Route 53 zone of domain_name: the stack creates its alias record there
+    hosted_zone_name: str = ""
+    use_existing_ses_identity: bool = False  # the sender domain's SES identity exists (another stage, or
+    # the provider's own mail): use it instead of creating one
     sender_address: str = "billing@example.com"
     sender_domain: str = "example.com"
     solusvm_url: str = "https://solusvm.example.com/api/v1/"
@@ -70,20 +73,23 @@ class StackConfig:
         }
         return {name: value for name, value in values.items() if value}
 
-    @property
-    def prefix(self) -> str:
-        return f"postpay-{self.stage}-"
-
     @classmethod
     def from_context(cls, get: Any) -> StackConfig:
         """``get`` is ``node.try_get_context``; keys are the field names in camelCase."""
+        if get("publicBaseUrl"):
+            raise ContextError(
+                "context publicBaseUrl is no longer read: the stack sets the site's address itself "
+                "(https://<domainName>/ with a custom domain, else the API's own stage URL); remove it"
+            )
         values: dict[str, Any] = {}
         for field in fields(cls):
             key = _camel(field.name)
             raw = get(key)
             if raw is None or raw == "":
                 continue
-            if field.type == "int":
+            if field.type == "bool":
+                values[field.name] = _boolean(key, raw)
+            elif field.type == "int":
                 try:
                     values[field.name] = int(raw)
                 except (TypeError, ValueError) as error:
@@ -95,7 +101,7 @@ class StackConfig:
         return config
 
     def validate(self) -> None:
-        for key in ("public_base_url", "solusvm_url", "sso_url_template", "tos_url"):
+        for key in ("solusvm_url", "sso_url_template", "tos_url"):
             value = getattr(self, key)
             parts = urlsplit(value)
             if parts.scheme != "https" or not parts.netloc:
@@ -104,6 +110,15 @@ class StackConfig:
             raise ContextError("context ssoUrlTemplate must contain {token}")
         if bool(self.domain_name) != bool(self.certificate_arn):
             raise ContextError("context domainName and certificateArn go together")
+        if bool(self.hosted_zone_id) != bool(self.hosted_zone_name):
+            raise ContextError("context hostedZoneId and hostedZoneName go together")
+        if self.hosted_zone_id and not self.domain_name:
+            raise ContextError("context hostedZoneId needs domainName (the record it would create)")
+        zone = self.hosted_zone_name.rstrip(".")
+        if zone and self.domain_name != zone and not self.domain_name.endswith("." + zone):
+            raise ContextError(f"context domainName {self.domain_name!r} is not in hostedZoneName {zone!r}")
+        if self.domain_name and ("/" in self.domain_name or ":" in self.domain_name):
+            raise ContextError(f"context domainName must be a host name, got {self.domain_name!r}")
         if bool(self.postpay_terms_url) != bool(self.postpay_terms_version):
             raise ContextError("context postpayTermsUrl and postpayTermsVersion go together")
         if not self.sender_address.endswith("@" + self.sender_domain):
@@ -124,6 +139,15 @@ class StackConfig:
             raise ContextError(f"context for the invoice profile (seller*, tax*, ...): {error}") from error
         if self.waf_rate_limit < 10:
             raise ContextError("context wafRateLimit must be at least 10 (WAF's minimum)")
+
+
+def _boolean(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text not in ("true", "false"):
+        raise ContextError(f"context {key} must be true or false, got {raw!r}")
+    return text == "true"
 
 
 def _camel(name: str) -> str:

@@ -66,8 +66,14 @@ class PostPayStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         retention = _retention(config.log_retention_days)
-        data = Data(self, "Data", table_prefix=config.prefix)
-        mail = Mail(self, "Mail", stage=config.stage, sender_domain=config.sender_domain)
+        data = Data(self, "Data", stage=config.stage)
+        mail = Mail(
+            self,
+            "Mail",
+            stage=config.stage,
+            sender_domain=config.sender_domain,
+            use_existing_identity=config.use_existing_ses_identity,
+        )
         operator = OperatorSettings(
             self,
             "OperatorSettings",
@@ -77,9 +83,25 @@ class PostPayStack(Stack):
             invoice_profile=config.invoice_profile(),
         )
         layer = SharedLayer(self, "Shared").layer
+        # The API first (without routes): its address goes into every function's environment.
+        site = Site(
+            self,
+            "Site",
+            stage=config.stage,
+            rate_limit=config.api_rate_limit,
+            burst_limit=config.api_burst_limit,
+            waf_rate_limit=config.waf_rate_limit,
+            log_retention=retention,
+            domain_name=config.domain_name,
+            certificate_arn=config.certificate_arn,
+            hosted_zone_id=config.hosted_zone_id,
+            hosted_zone_name=config.hosted_zone_name,
+        )
         environment = _environment(
             config,
-            secret_name=operator.solusvm_token.secret_name,
+            public_base_url=site.public_url,
+            table_prefix=data.table_prefix,
+            secret=operator.solusvm_token.secret_arn,
             price_parameter=operator.token_price.parameter_name,
             currency_parameter=operator.currency.parameter_name,
             configuration_set=mail.configuration_set.configuration_set_name,
@@ -109,18 +131,7 @@ class PostPayStack(Stack):
             operator.grant_invoice_profile(function.role)  # the seller in every page's footer
             self.functions[name] = function
 
-        site = Site(
-            self,
-            "Site",
-            functions={n: f.function for n, f in self.functions.items()},
-            stage=config.stage,
-            rate_limit=config.api_rate_limit,
-            burst_limit=config.api_burst_limit,
-            waf_rate_limit=config.waf_rate_limit,
-            log_retention=retention,
-            domain_name=config.domain_name,
-            certificate_arn=config.certificate_arn,
-        )
+        site.route({n: f.function for n, f in self.functions.items()})
         self.automation = Automation(
             self,
             "Automation",
@@ -129,6 +140,7 @@ class PostPayStack(Stack):
             tables=dict(data.tables),
             log_retention=retention,
             billing_timezone=config.billing_timezone,
+            stage=config.stage,
         )
         for function in (self.automation.run, self.automation.worker):
             operator.solusvm_token.grant_read(function.role)
@@ -151,7 +163,12 @@ class PostPayStack(Stack):
             currency=config.currency,
             dead_letters=self.automation.dead_letters,
         )
-        monitoring.notify(self.automation.dlq_alarm, self.automation.missed_run_alarm)
+        monitoring.notify(
+            self.automation.dlq_alarm,
+            self.automation.missed_run_alarm,
+            self.automation.schedule_failed_alarm,
+            self.automation.stuck_jobs_alarm,
+        )
         CfnOutput(
             self,
             "AutomationFunctionName",
@@ -161,33 +178,35 @@ class PostPayStack(Stack):
         CfnOutput(
             self,
             "SiteUrl",
-            value=f"https://{config.domain_name}/" if config.domain_name else site.url,
-            description="The site's address (set publicBaseUrl to it)",
+            value=site.public_url,
+            description="The site's address: open it and sign up (every link in pages and emails uses it)",
         )
         CfnOutput(
             self,
             "SolusVmTokenSecret",
-            value=operator.solusvm_token.secret_name,
-            description="Put the SolusVM API token here",
+            value=operator.solusvm_token.secret_arn,
+            description="Put the SolusVM API token here (aws secretsmanager put-secret-value --secret-id …)",
         )
 
 
 def _environment(
     config: StackConfig,
     *,
-    secret_name: str,
+    public_base_url: str,
+    table_prefix: str,
+    secret: str,
     price_parameter: str,
     currency_parameter: str,
     configuration_set: str,
     invoice_parameters_path: str,
 ) -> dict[str, str]:
     env = {
-        "PUBLIC_BASE_URL": config.public_base_url,
-        "TABLE_PREFIX": config.prefix,
+        "PUBLIC_BASE_URL": public_base_url,
+        "TABLE_PREFIX": table_prefix,
         "MAIL_FROM": config.sender_address,
         "SES_CONFIGURATION_SET": configuration_set,
         "SOLUSVM_URL": config.solusvm_url,
-        "SOLUSVM_TOKEN_SECRET": secret_name,
+        "SOLUSVM_TOKEN_SECRET": secret,
         "SSO_URL_TEMPLATE": config.sso_url_template,
         "TOKEN_PRICE_PARAMETER": price_parameter,
         "CURRENCY_PARAMETER": currency_parameter,

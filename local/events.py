@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,13 @@ def rest_event(
     body: bytes | None = None,
     source_ip: str = "127.0.0.1",
     resource: str = "/{proxy+}",
+    stage: str = "prod",
+    request_path: str | None = None,
+    path_parameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``path`` is the resource path API Gateway hands the function (never the stage); ``request_path`` is
+    the path the browser asked for: ``/<stage><path>`` at the API's own URL, ``path`` on a custom domain
+    mapped at its root."""
     headers = dict(headers or {})
     multi_query: dict[str, list[str]] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
@@ -44,13 +51,14 @@ def rest_event(
         "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
         "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
         "multiValueQueryStringParameters": multi_query or None,
-        "pathParameters": None,
+        "pathParameters": path_parameters or None,
         "stageVariables": None,
         "requestContext": {
             "resourcePath": resource,
             "httpMethod": method.upper(),
-            "path": f"/prod{path}",
-            "stage": "prod",
+            "path": request_path if request_path is not None else f"/{stage}{path}",
+            "stage": stage,
+            "domainName": headers.get("Host", ""),
             "requestId": str(uuid.uuid4()),
             "accountId": "123456789012",
             "apiId": "local",
@@ -67,9 +75,11 @@ class LambdaContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timeout_ms: int = 30_000  # the function's timeout: the time left counts down from it, as in Lambda
+    started: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, self.timeout_ms - int((time.monotonic() - self.started) * 1000))
 
 
 def load_function(name: str, module: str = "app") -> ModuleType:

@@ -75,20 +75,31 @@ def main() -> int:
     except (ValueError, TypeError) as error:  # not JSON, or a PayloadError: the payload is refused
         print(f"refused: {error}", file=sys.stderr)
         return 1
-    if args.dry_run or "finished" not in result:  # a dry run or a payment: no run to follow
+    if "runId" not in result:  # a payment: no run to follow
         print(json.dumps(result, indent=2))
         return 0
     deadline = time.monotonic() + args.timeout
-    while not result["finished"] and time.monotonic() < deadline:
-        print(f"run {result['runId']}: {done(result)} of {result['queued']} accounts done", flush=True)
+    while not result.get("finished") and time.monotonic() < deadline:
+        print(
+            f"run {result['runId']}: {done(result)} of {result.get('queued', '?')} accounts done", flush=True
+        )
         time.sleep(1)
         result = invoke({"runStatus": result["runId"]})
+    if args.dry_run:  # the report: every page of the run's accounts, as an operator reads it on AWS
+        accounts = list(result.pop("accounts", []))
+        while result.get("next") is not None:
+            page = invoke({"runStatus": result["runId"], "after": result["next"]})
+            accounts += page["accounts"]
+            result["next"] = page["next"]
+        result["accounts"] = accounts
+    result.pop("next", None)
     print(json.dumps(result, indent=2))
-    return 0 if result["finished"] and not result["failed"] else 3
+    return 0 if result.get("finished") and not result.get("failed") else 3
 
 
 def done(summary: dict) -> int:
-    return sum(summary[k] for k in ("invoiced", "alreadyInvoiced", "nothingToBill", "failed"))
+    keys = ("invoiced", "alreadyInvoiced", "nothingToBill", "failed", "wouldInvoice")
+    return sum(summary.get(k, 0) for k in keys)
 
 
 if __name__ == "__main__":

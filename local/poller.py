@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from local.events import LambdaContext
+from postpay.limits import WORKER_BATCH_SIZE, WORKER_TIMEOUT_SECONDS
 
 REGION = "us-east-1"
 
@@ -38,7 +39,7 @@ class QueuePoller:
         handler: Callable[[dict, Any], dict],
         *,
         visibility_timeout: int = 30,
-        batch_size: int = 10,
+        batch_size: int = WORKER_BATCH_SIZE,
     ) -> None:
         import boto3
 
@@ -74,7 +75,10 @@ class QueuePoller:
             return 0
         event = sqs_event(messages, self.queue_arn)
         try:
-            result = self.handler(event, LambdaContext(function_name="automation-worker"))
+            context = LambdaContext(
+                function_name="automation-worker", timeout_ms=WORKER_TIMEOUT_SECONDS * 1000
+            )
+            result = self.handler(event, context)
             failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         except Exception:  # the whole invocation failed (Powertools raises when every record failed)
             failed = {m["MessageId"] for m in messages}

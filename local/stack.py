@@ -15,6 +15,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "layers" / "common" / "python"))
 
+from postpay.limits import DEAD_LETTER_MAX_RECEIVE_COUNT, INVOICE_MAX_ATTEMPTS  # noqa: E402
+
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 INVOICE_QUEUE = "postpay-local-invoice-jobs"
@@ -69,7 +71,7 @@ def local_settings(
         "TOS_VERSION": "2026-01",
         "POSTPAY_TERMS_URL": f"{public_base_url}/_local/terms/postpay",
         "POSTPAY_TERMS_VERSION": "2026-01",
-        "INVOICE_MAX_ATTEMPTS": "5",
+        "INVOICE_MAX_ATTEMPTS": str(INVOICE_MAX_ATTEMPTS),
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
@@ -261,7 +263,9 @@ def bootstrap_services() -> None:
         QueueName=INVOICE_QUEUE,
         Attributes={
             "VisibilityTimeout": "30",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(DEAD_LETTER_MAX_RECEIVE_COUNT)}
+            ),
         },
     )["QueueUrl"]
     os.environ["INVOICE_QUEUE_URL"] = queue

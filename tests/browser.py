@@ -14,6 +14,8 @@ from local.events import LambdaContext, rest_event
 from postpay.routes import function_for
 
 Handler = Callable[[dict, Any], dict]
+# (method, absolute URL, headers, body, source IP) -> the proxy integration's answer, as a gateway would
+Gateway = Callable[[str, str, dict[str, str], bytes | None, str], dict]
 
 
 @dataclass
@@ -44,19 +46,31 @@ class Browser:
     source_ip: str = "203.0.113.10"
     user_agent: str = "pytest-browser/1.0"
     jar: dict[str, str] = field(default_factory=dict)
+    # Set, it receives every request instead of ``handlers`` (tests/infra/rehearsal.py: API Gateway as
+    # deployed, from the synthesized template).
+    gateway: Gateway | None = None
 
     def request(
         self, method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> Page:
         parts = urlsplit(url)
-        sent = {"User-Agent": self.user_agent, "Host": "localhost:8080", **(headers or {})}
+        sent = {"User-Agent": self.user_agent, "Host": urlsplit(self.origin).netloc, **(headers or {})}
         if self.jar:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
-        event = rest_event(
-            method, parts.path or "/", headers=sent, query=parts.query, body=body, source_ip=self.source_ip
-        )
-        name = function_for(parts.path or "/")
-        result = self.handlers[name](event, LambdaContext(function_name=name))
+        if self.gateway is not None:
+            absolute = url if parts.scheme else self.origin + url
+            result = self.gateway(method, absolute, sent, body, self.source_ip)
+        else:
+            event = rest_event(
+                method,
+                parts.path or "/",
+                headers=sent,
+                query=parts.query,
+                body=body,
+                source_ip=self.source_ip,
+            )
+            name = function_for(parts.path or "/")
+            result = self.handlers[name](event, LambdaContext(function_name=name))
         headers_out = dict(result.get("headers") or {})
         for key, values in (result.get("multiValueHeaders") or {}).items():
             if key != "Set-Cookie":

@@ -32,8 +32,10 @@ def warm(function: str) -> bool:
 
 def invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
     from local.events import LambdaContext, load_function
+    from postpay.limits import WORKER_TIMEOUT_SECONDS
 
+    context = LambdaContext(function_name="worker", timeout_ms=WORKER_TIMEOUT_SECONDS * 1000)
     try:
-        return load_function("automation", "worker").handler(event, LambdaContext(function_name="worker"))
+        return load_function("automation", "worker").handler(event, context)
     except Exception as error:  # every record failed: Lambda would report the invocation as failed
         return {"failed": repr(error)}

@@ -1,7 +1,8 @@
 """Automation worker: one SQS message = one (account, period) to invoice.
 
 Partial batch failures: a failing account is retried by the queue (then its dead-letter queue after the
-configured attempts) while the others in the batch complete.
+configured attempts) while the others in the batch complete. A job starts only if the invocation has time
+left for it; the rest of the batch is handed back untouched (postpay.limits).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ container = Container(settings)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def record_handler(record: SQSRecord) -> str:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
     job = Job.from_message(json.loads(record.body))
-    attempt = int(record.attributes.approximate_receive_count or 1)
-    with logger.append_context_keys(run_id=job.run_id, client_id=job.client_id, attempt=attempt):
-        return container.invoicing.process(job, final_attempt=attempt >= settings.invoice_max_attempts)
+    delivery = int(record.attributes.approximate_receive_count or 1)
+    with logger.append_context_keys(run_id=job.run_id, client_id=job.client_id, attempt=delivery):
+        return container.invoicing.attempt(
+            job, delivery=delivery, remaining_ms=lambda_context.get_remaining_time_in_millis()
+        )
 
 
 @logger.inject_lambda_context

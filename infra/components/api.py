@@ -1,18 +1,27 @@
 """The site: API Gateway REST API with proxy routes to the page functions, access logs, stage throttling,
-and a WAF web ACL (per-IP rate rule on the sensitive routes, AWS managed common rules)."""
+and a WAF web ACL (per-IP rate rule on the sensitive routes, AWS managed common rules).
+
+The site's public address is known before any function exists, so the functions can be told it without a
+dependency cycle: ``https://<domainName>/`` with a custom domain (mapped at its root), else the API's own
+stage URL built from the API's id and the fixed stage name (never from the stage resource, which depends
+on the deployment, which depends on the functions)."""
 
 from __future__ import annotations
 
+from aws_cdk import Aws, CfnOutput, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as targets
 from aws_cdk import aws_wafv2 as wafv2
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from postpay.routes import FALLBACK_FUNCTION, FUNCTION_ROUTES
 
+STAGE_NAME = "live"
 RATE_LIMITED_PATHS = ["/signup", "/verify", "/login", "/forgot", "/reset", "/account/password"]
 
 
@@ -22,7 +31,6 @@ class Site(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        functions: dict[str, lambda_.IFunction],
         stage: str,
         rate_limit: int,
         burst_limit: int,
@@ -30,8 +38,11 @@ class Site(Construct):
         log_retention: logs.RetentionDays,
         domain_name: str = "",
         certificate_arn: str = "",
+        hosted_zone_id: str = "",
+        hosted_zone_name: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
+        self.domain_name = domain_name
         access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention)
         self.api = apigw.RestApi(
             self,
@@ -43,9 +54,12 @@ class Site(Construct):
             # bytes only for binary media types, matched against the browser's Accept header (text/html
             # first for a link), hence */*. Text answers are not base64-encoded and pass unchanged.
             binary_media_types=["*/*"],
+            # With a custom domain the site is at its root, and its links carry no stage: the API's own
+            # URL would serve pages whose every link fails, so it is switched off (one address, one origin).
+            disable_execute_api_endpoint=bool(domain_name),
             cloud_watch_role=True,
             deploy_options=apigw.StageOptions(
-                stage_name="live",
+                stage_name=STAGE_NAME,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                     caller=False,
@@ -65,20 +79,44 @@ class Site(Construct):
                 metrics_enabled=True,
             ),
         )
-        self.integrations = {name: apigw.LambdaIntegration(fn, proxy=True) for name, fn in functions.items()}
-        # Every method is ANY: a handler answers a wrong method with a 405 page, never the gateway.
-        for name, paths in FUNCTION_ROUTES.items():
-            for path in paths:
-                resource = self.api.root.resource_for_path(path)
-                resource.add_method("ANY", self.integrations[name])
-        self.api.root.add_proxy(default_integration=self.integrations[FALLBACK_FUNCTION], any_method=True)
+        # API Gateway would create the execution log group itself, without a retention: create it first.
+        execution_logs = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=Fn.join(
+                "", ["API-Gateway-Execution-Logs_", self.api.rest_api_id, f"/{STAGE_NAME}"]
+            ),
+            retention=log_retention,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.api.deployment_stage.node.add_dependency(execution_logs)
         if domain_name:
-            self.api.add_domain_name(
+            # Mapped at the domain's root: the site is https://<domain>/ and its paths carry no stage.
+            domain = self.api.add_domain_name(
                 "Domain",
                 domain_name=domain_name,
                 certificate=acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn),
                 security_policy=apigw.SecurityPolicy.TLS_1_2,
+                endpoint_type=apigw.EndpointType.REGIONAL,
             )
+            if hosted_zone_id:
+                zone = route53.HostedZone.from_hosted_zone_attributes(
+                    self, "Zone", hosted_zone_id=hosted_zone_id, zone_name=hosted_zone_name.rstrip(".")
+                )
+                route53.ARecord(
+                    self,
+                    "Alias",
+                    zone=zone,
+                    record_name=domain_name,
+                    target=route53.RecordTarget.from_alias(targets.ApiGatewayDomain(domain)),
+                )
+            else:
+                CfnOutput(
+                    scope,
+                    "DomainTarget",
+                    value=domain.domain_name_alias_domain_name,
+                    description=f"Point {domain_name} here (an alias or CNAME record in your DNS)",
+                )
         self.web_acl = self._web_acl(stage, waf_rate_limit)
         wafv2.CfnWebACLAssociation(
             self,
@@ -86,6 +124,35 @@ class Site(Construct):
             resource_arn=self.api.deployment_stage.stage_arn,
             web_acl_arn=self.web_acl.attr_arn,
         )
+
+    @property
+    def public_url(self) -> str:
+        """The address people use, ending in "/": what the functions build every link from."""
+        if self.domain_name:
+            return f"https://{self.domain_name}/"
+        return Fn.join(
+            "",
+            [
+                "https://",
+                self.api.rest_api_id,
+                ".execute-api.",
+                Aws.REGION,
+                ".",
+                Aws.URL_SUFFIX,
+                f"/{STAGE_NAME}/",
+            ],
+        )
+
+    def route(self, functions: dict[str, lambda_.IFunction]) -> None:
+        """Every route of ``postpay.routes`` to its function; anything else to the fallback's 404 page."""
+        integrations = {name: apigw.LambdaIntegration(fn, proxy=True) for name, fn in functions.items()}
+        # Every method is ANY: a handler answers a wrong method with a 405 page, never the gateway.
+        for name, paths in FUNCTION_ROUTES.items():
+            for path in paths:
+                resource = self.api.root.resource_for_path(path)
+                resource.add_method("ANY", integrations[name])
+        self.api.root.add_proxy(default_integration=integrations[FALLBACK_FUNCTION], any_method=True)
+        # After the methods exist: suppressions reach only the children present when they are added.
         NagSuppressions.add_resource_suppressions(
             self.api,
             [
@@ -110,10 +177,6 @@ class Site(Construct):
             ],
             apply_to_children=True,
         )
-
-    @property
-    def url(self) -> str:
-        return self.api.url
 
     def _web_acl(self, stage: str, waf_rate_limit: int) -> wafv2.CfnWebACL:
         def path_starts_with(path: str) -> wafv2.CfnWebACL.StatementProperty:
@@ -151,7 +214,13 @@ class Site(Construct):
                             aggregate_key_type="IP",
                             scope_down_statement=wafv2.CfnWebACL.StatementProperty(
                                 or_statement=wafv2.CfnWebACL.OrStatementProperty(
-                                    statements=[path_starts_with(p) for p in RATE_LIMITED_PATHS]
+                                    # WAF sees the path as sent: under the stage at the API's
+                                    # own URL (/live/signup), at the root on a custom domain.
+                                    statements=[
+                                        path_starts_with(prefix + p)
+                                        for p in RATE_LIMITED_PATHS
+                                        for prefix in ("", f"/{STAGE_NAME}")
+                                    ]
                                 )
                             ),
                         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -16,10 +16,17 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.components.functions import PythonFunction
+from postpay.limits import (
+    DEAD_LETTER_MAX_RECEIVE_COUNT,
+    INVOICE_MAX_ATTEMPTS,
+    QUEUE_VISIBILITY_TIMEOUT_SECONDS,
+    WORKER_BATCH_SIZE,
+    WORKER_TIMEOUT_SECONDS,
+)
 
-MAX_ATTEMPTS = 5  # deliveries of one job before it goes to the dead-letter queue
-WORKER_TIMEOUT_SECONDS = 60
 WORKER_CONCURRENCY = 5  # bounded, so SolusVM is not flooded (see README, Scaling)
+# Every attempt of a job, each after a visibility timeout, and an hour of queue ahead of it.
+JOBS_MAX_AGE_SECONDS = (DEAD_LETTER_MAX_RECEIVE_COUNT * QUEUE_VISIBILITY_TIMEOUT_SECONDS) + 3600
 
 # Table actions of each automation function (the run handler and the worker), and nothing more.
 RUN_ACCESS: dict[str, list[str]] = {
@@ -51,6 +58,7 @@ class Automation(Construct):
         tables: dict[str, object],
         log_retention: logs.RetentionDays,
         billing_timezone: str,
+        stage: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letters = sqs.Queue(
@@ -63,17 +71,23 @@ class Automation(Construct):
         self.queue = sqs.Queue(
             self,
             "Jobs",
-            # Six times the worker's timeout (AWS's advice), and longer than the invoice email lease.
-            visibility_timeout=Duration.seconds(6 * WORKER_TIMEOUT_SECONDS),
+            # Time limits are chosen together in postpay.limits (checked by tests/unit/test_limits.py).
+            visibility_timeout=Duration.seconds(QUEUE_VISIBILITY_TIMEOUT_SECONDS),
             retention_period=Duration.days(14),
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_ATTEMPTS),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letters, max_receive_count=DEAD_LETTER_MAX_RECEIVE_COUNT
+            ),
         )
+        # A known name: the run handler invokes itself (asynchronously, to queue a run's jobs), and a
+        # policy naming its own ARN by reference would be a dependency cycle.
+        run_name = f"postpay-{stage}-automation"
         env = {
             **environment,
             "INVOICE_QUEUE_URL": self.queue.queue_url,
-            "INVOICE_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+            "INVOICE_MAX_ATTEMPTS": str(INVOICE_MAX_ATTEMPTS),
+            "AUTOMATION_FUNCTION_NAME": run_name,
         }
         self.run = PythonFunction(
             self,
@@ -86,6 +100,20 @@ class Automation(Construct):
             timeout_seconds=900,
             memory_mb=1024,
             reserved_concurrency=None,
+            function_name=run_name,
+        )
+        self.run.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="lambda",
+                        resource="function",
+                        resource_name=run_name,
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
         )
         self.worker = PythonFunction(
             self,
@@ -105,12 +133,13 @@ class Automation(Construct):
         self.worker.function.add_event_source(
             sources.SqsEventSource(
                 self.queue,
-                batch_size=10,
+                batch_size=WORKER_BATCH_SIZE,
                 max_batching_window=Duration.seconds(1),
                 report_batch_item_failures=True,
                 max_concurrency=WORKER_CONCURRENCY,
             )
         )
+        self.schedule_group = scheduler.CfnScheduleGroup(self, "Schedules", name=f"postpay-{stage}")
         self.schedule = self._daily_schedule(billing_timezone)
         self.dlq_alarm = cloudwatch.Alarm(
             self,
@@ -124,15 +153,67 @@ class Automation(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description="Invoicing jobs failed every attempt: read the run's failures, fix, redrive.",
         )
+        # Only scheduled runs emit the gap since the previous one (operator invokes do not), and the first
+        # one emits nothing: no alarm before the first day, and a skipped day shows as a gap of ~48 h.
         self.missed_run_alarm = cloudwatch.Alarm(
             self,
             "MissedDailyRun",
-            metric=self.run.function.metric_invocations(period=Duration.days(1), statistic="Sum"),
+            metric=cloudwatch.Metric(
+                namespace="PostPay",
+                metric_name="HoursSinceLastDailyRun",
+                dimensions_map={"service": "postpay"},
+                statistic="Maximum",
+                period=Duration.days(1),
+            ),
+            threshold=36,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="A scheduled daily run came 36 h or more after the previous one: a day was "
+            "missed (upkeep and, on the 1st, invoicing). Check the schedule and ScheduleFailed.",
+        )
+        # The schedule could not invoke the function (after its retries): known at once, not a day later.
+        self.schedule_failed_alarm = cloudwatch.Alarm(
+            self,
+            "ScheduleFailed",
+            metric=cloudwatch.MathExpression(
+                expression="FILL(errors, 0) + FILL(dropped, 0)",
+                using_metrics={
+                    name: cloudwatch.Metric(
+                        namespace="AWS/Scheduler",
+                        metric_name=metric,
+                        dimensions_map={"ScheduleGroup": self.schedule_group.ref},
+                        statistic="Sum",
+                        period=Duration.hours(1),
+                    )
+                    for name, metric in (
+                        ("errors", "TargetErrorCount"),
+                        ("dropped", "InvocationDroppedCount"),
+                    )
+                },
+                period=Duration.hours(1),
+            ),
             threshold=1,
             evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
-            alarm_description="The automation function did not run in the last day: a missed daily run.",
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="The daily schedule failed to invoke the automation function.",
+        )
+        # A run finishes when every job has an outcome. A job is either on the queue (this alarm, if it
+        # waits longer than all its attempts take), in the dead-letter queue (recorded as failed, alarmed
+        # above), or was never queued (the automation function failed: its Errors alarm).
+        self.stuck_jobs_alarm = cloudwatch.Alarm(
+            self,
+            "RunNotFinishing",
+            metric=self.queue.metric_approximate_age_of_oldest_message(
+                period=Duration.minutes(15), statistic="Maximum"
+            ),
+            threshold=JOBS_MAX_AGE_SECONDS,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="An invoicing job has waited longer than all its attempts should take: its run "
+            "is not finishing (is the worker throttled or failing?).",
         )
 
     def _daily_schedule(self, timezone: str) -> scheduler.CfnSchedule:
@@ -144,6 +225,7 @@ class Automation(Construct):
             self,
             "Daily",
             description="Post-Pay daily upkeep; on the 1st (billing time zone) also invoicing",
+            group_name=self.schedule_group.ref,
             schedule_expression="cron(5 0 * * ? *)",
             schedule_expression_timezone=timezone,
             flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),

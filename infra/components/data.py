@@ -1,8 +1,14 @@
-"""DynamoDB tables, created from the same PynamoDB models the code uses (postpay.adapters.dynamo)."""
+"""DynamoDB tables, created from the same PynamoDB models the code uses (postpay.adapters.dynamo).
+
+Table names are ``postpay-<stage>-<stack>-<table>``, where ``<stack>`` is the first part of the stack's
+own id (a UUID CloudFormation draws when the stack is created). Tables are retained and protected from
+deletion, so a first deploy that fails leaves its (empty) tables behind; the retry is a new stack with a
+new id, so its tables never collide with them. Updates keep the stack id, hence the names.
+"""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Aws, Fn, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
@@ -24,14 +30,21 @@ def _key(spec: list[dict], definitions: dict[str, str], kind: str) -> dynamodb.A
     return None
 
 
+def stack_table_prefix(stage: str) -> str:
+    """``postpay-<stage>-<first 8 hex digits of the stack id>-``, resolved by CloudFormation."""
+    stack_uuid = Fn.select(2, Fn.split("/", Aws.STACK_ID))
+    return Fn.join("", [f"postpay-{stage}-", Fn.select(0, Fn.split("-", stack_uuid)), "-"])
+
+
 class Data(Construct):
     """Every table: on demand, point-in-time recovery, deletion protection, encrypted, retained, TTL."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, table_prefix: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: str) -> None:
         super().__init__(scope, construct_id)
+        self.table_prefix = stack_table_prefix(stage)
         self.tables: dict[str, dynamodb.Table] = {}
         for spec in table_specs():
-            self.tables[spec.logical_name] = self._table(spec, table_prefix)
+            self.tables[spec.logical_name] = self._table(spec, self.table_prefix)
 
     def _table(self, spec: TableSpec, prefix: str) -> dynamodb.Table:
         schema = spec.schema

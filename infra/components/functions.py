@@ -53,6 +53,7 @@ class PythonFunction(Construct):
         timeout_seconds: int = 29,
         memory_mb: int = 512,
         reserved_concurrency: int | None = None,
+        function_name: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -77,6 +78,7 @@ class PythonFunction(Construct):
             architecture=lambda_.Architecture.ARM_64,
             code=lambda_.Code.from_asset(str(ROOT / "functions" / folder), exclude=["__pycache__", "*.pyc"]),
             handler=handler,
+            function_name=function_name,
             layers=[layer],
             role=self.role,
             environment={

@@ -57,6 +57,12 @@ class Monitoring(Construct):
                 threshold=1,
                 description=f"The {name} function failed (an unhandled error or a timeout).",
             )
+            self._alarm(
+                f"{name.title()}Throttles",
+                function.metric_throttles(period=Duration.minutes(5), statistic="Sum"),
+                threshold=1,
+                description=f"Lambda refused to run the {name} function (account or function concurrency).",
+            )
         api_5xx = api.metric_server_error(period=Duration.minutes(5), statistic="Sum")
         self._alarm("Api5xx", api_5xx, threshold=5, description="The site answered 5xx errors.")
         bounce_rate = cloudwatch.Metric(

@@ -29,13 +29,14 @@ class OperatorSettings(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.invoice_path = f"/postpay/{stage}/invoice/"
+        # No fixed name (CloudFormation names it; the SolusVmTokenSecret output says which): a first deploy
+        # that failed and rolled back leaves no name behind for the retry to collide with.
         self.solusvm_token = secretsmanager.Secret(
             self,
             "SolusVmApiToken",
-            secret_name=f"postpay/{stage}/solusvm-api-token",
-            description="SolusVM 2 API token of an admin user. Set it after the first deploy.",
+            description=f"Post-Pay {stage}: the SolusVM 2 API token of an admin user (set after deploying)",
             secret_string_value=SecretValue.unsafe_plain_text(SECRET_PLACEHOLDER),
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         NagSuppressions.add_resource_suppressions(
             self.solusvm_token,

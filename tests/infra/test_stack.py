@@ -14,6 +14,24 @@ from infra.components.automation import RUN_ACCESS, RUN_INDEXES, WORKER_ACCESS
 from infra.stack import PAGE_INDEXES, READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM
 from postpay.adapters.tables import table_specs
 from postpay.routes import FALLBACK_FUNCTION, FUNCTION_ROUTES
+from tests.infra.conftest import VARIANTS
+
+# postpay-<stage>-<first part of the stack's UUID>-: unique per stack creation (infra/components/data.py)
+TABLE_PREFIX = {
+    "Fn::Join": [
+        "",
+        [
+            "postpay-prod-",
+            {
+                "Fn::Select": [
+                    0,
+                    {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]},
+                ]
+            },
+            "-",
+        ],
+    ]
+}
 
 
 def _of_type(resources: dict, kind: str) -> dict[str, dict]:
@@ -72,7 +90,7 @@ def test_functions_run_python_on_arm64_with_the_layer_tracing_and_json_logs(reso
         assert props["TracingConfig"] == {"Mode": "Active"}
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert len(props["Layers"]) == 1
-        assert props["Environment"]["Variables"]["TABLE_PREFIX"] == "postpay-prod-"
+        assert props["Environment"]["Variables"]["TABLE_PREFIX"] == TABLE_PREFIX
 
 
 def _statements(resources: dict, folder: str) -> list[dict]:
@@ -90,11 +108,16 @@ def _actions(statement: dict) -> set[str]:
     return {actions} if isinstance(actions, str) else set(actions)
 
 
+def _table_name(table: dict) -> str:
+    """The table's logical name: its TableName is the stack's table prefix joined with it."""
+    name = table["Properties"]["TableName"]
+    assert name["Fn::Join"][1][:-1] == TABLE_PREFIX["Fn::Join"][1][:-1], name
+    return name["Fn::Join"][1][-1].removeprefix("-")
+
+
 def _table_id(resources: dict, logical_name: str) -> str:
     [table_id] = [
-        k
-        for k, v in _of_type(resources, "AWS::DynamoDB::Table").items()
-        if v["Properties"]["TableName"] == f"postpay-prod-{logical_name}"
+        k for k, v in _of_type(resources, "AWS::DynamoDB::Table").items() if _table_name(v) == logical_name
     ]
     return table_id
 
@@ -119,7 +142,7 @@ def _granted_tables(
             else:  # {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, "/index/<name>"]]}
                 parts = target["Fn::Join"][1]
                 table_id, index = parts[0]["Fn::GetAtt"][0], parts[1].removeprefix("/index/")
-            name = resources[table_id]["Properties"]["TableName"].removeprefix("postpay-prod-")
+            name = _table_name(resources[table_id])
             granted.setdefault(name, set()).update(dynamo)
             if index is not None:
                 assert "*" not in index
@@ -147,7 +170,8 @@ def test_automation_roles_grant_only_what_they_use(resources, function, access, 
 def test_invoicing_queue_worker_and_schedule(template, resources):
     queues = _of_type(resources, "AWS::SQS::Queue")
     [jobs] = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
-    assert jobs["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert jobs["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 6, "5 attempts, then one to record"
+    assert jobs["Properties"]["VisibilityTimeout"] == 6 * 300
     assert jobs["Properties"]["VisibilityTimeout"] >= 360, "longer than the invoice email lease"
     [mapping] = _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -234,7 +258,8 @@ def test_api_stage_has_access_logs_throttling_and_waf(template, resources):
         s["ByteMatchStatement"]["SearchString"]
         for s in rate["ScopeDownStatement"]["OrStatement"]["Statements"]
     }
-    assert guarded == {"/signup", "/verify", "/login", "/forgot", "/reset", "/account/password"}
+    paths = {"/signup", "/verify", "/login", "/forgot", "/reset", "/account/password"}
+    assert guarded == paths | {f"/live{p}" for p in paths}, "at the stage URL and at a custom domain"
     assert "AWSManagedRulesCommonRuleSet" in rules
     template.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
 
@@ -254,10 +279,9 @@ def test_mail_suppresses_bounces_and_sends_events(template):
     )
 
 
-def test_operator_settings_secret_and_price_parameters(template):
-    template.has_resource_properties(
-        "AWS::SecretsManager::Secret", {"Name": "postpay/prod/solusvm-api-token"}
-    )
+def test_operator_settings_secret_and_price_parameters(template, resources):
+    [secret] = _of_type(resources, "AWS::SecretsManager::Secret").values()
+    assert "Name" not in secret["Properties"], "no fixed name: a retried first deploy cannot collide"
     template.has_resource_properties(
         "AWS::SSM::Parameter", {"Name": "/postpay/prod/token-price", "Value": "0.001"}
     )
@@ -271,19 +295,48 @@ def test_alarms_and_outputs(template, resources):
     names = {a["Properties"].get("MetricName") for a in alarms.values()}
     assert {
         "Errors",
+        "Throttles",
         "5XXError",
         "Reputation.BounceRate",
         "ApproximateNumberOfMessagesVisible",
-        "Invocations",
+        "ApproximateAgeOfOldestMessage",
+        "HoursSinceLastDailyRun",
     } <= names
+    throttled = [a for a in alarms.values() if a["Properties"].get("MetricName") == "Throttles"]
+    assert len(throttled) == len(_of_type(resources, "AWS::Lambda::Function")), "one per function"
     assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     outputs = template.to_json()["Outputs"]
     assert "SiteUrl" in outputs
 
 
-def test_cdk_nag_finds_no_unsuppressed_errors(synthesized):
-    stack, _, _ = synthesized
+def test_missed_daily_run_counts_only_scheduled_runs_and_is_quiet_before_the_first(resources):
+    [missed] = [a for k, a in _of_type(resources, "AWS::CloudWatch::Alarm").items() if "MissedDailyRun" in k]
+    props = missed["Properties"]
+    # emitted by scheduled runs only (not operator invokes), and not by the first one
+    assert props["Namespace"] == "PostPay" and props["MetricName"] == "HoursSinceLastDailyRun"
+    assert props["TreatMissingData"] == "notBreaching"
+    assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and props["Threshold"] > 24
+    [failed] = [a for k, a in _of_type(resources, "AWS::CloudWatch::Alarm").items() if "ScheduleFailed" in k]
+    metrics = {
+        m["MetricStat"]["Metric"]["MetricName"] for m in failed["Properties"]["Metrics"] if "MetricStat" in m
+    }
+    assert metrics == {"TargetErrorCount", "InvocationDroppedCount"}
+
+
+def test_the_apis_execution_logs_have_a_retention_and_exist_before_the_stage(resources):
+    groups = _of_type(resources, "AWS::Logs::LogGroup")
+    [(group_id, group)] = [
+        (k, g) for k, g in groups.items() if "API-Gateway-Execution-Logs_" in json.dumps(g["Properties"])
+    ]
+    assert group["Properties"]["RetentionInDays"] == 90
+    [stage] = _of_type(resources, "AWS::ApiGateway::Stage").values()
+    assert group_id in stage["DependsOn"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_cdk_nag_finds_no_unsuppressed_errors(synth, variant):
+    stack = synth(variant).stack
     errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
     assert [f"{e.id}: {str(e.entry.data)[:120]}" for e in errors] == []
 
@@ -295,11 +348,11 @@ def test_every_nag_suppression_names_rule_and_reason(resources):
             assert len(suppression["reason"]) >= 20, (logical_id, suppression)
 
 
-def test_cfn_lint_finds_no_errors(synthesized):
-    _, _, outdir = synthesized
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_cfn_lint_finds_no_errors(synth, variant):
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
     result = subprocess.run(
-        [str(cfn_lint), "--format", "parseable", str(outdir / "PostPay-prod.template.json")],
+        [str(cfn_lint), "--format", "parseable", str(synth(variant).template_file)],
         capture_output=True,
         text=True,
         check=False,

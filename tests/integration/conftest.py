@@ -28,7 +28,9 @@ AUTOMATION = ("automation",)
 def stack() -> Iterator[LocalStack]:
     local = LocalStack(
         solusvm_timeout=1.0,
-        settings={"SIGNUP_MIN_RESPONSE_MS": "0", "SIGNUPS_PER_IP_PER_HOUR": "20"},
+        # RUN_JOIN_MINUTES 0: each test's invoicing request starts its own run (tests/integration/
+        # test_operations.py turns joining on where it is the subject)
+        settings={"SIGNUP_MIN_RESPONSE_MS": "0", "SIGNUPS_PER_IP_PER_HOUR": "20", "RUN_JOIN_MINUTES": "0"},
     ).start()
     yield local
     local.stop()

@@ -162,11 +162,31 @@ def test_malformed_operator_payloads_fail_with_a_message_and_change_nothing(func
     assert RunItem.count() == runs_before
 
 
-def test_dry_run_reports_lines_and_totals_and_writes_nothing(stack, functions):
+def test_dry_run_reports_lines_and_totals_and_writes_nothing(stack, functions, worker):
+    # Given an account with usage
     account = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
-    runs_before, numbers_before = RunItem.count(), counter()
-    result = invoke(functions, {"invoicingDate": "2022-11-01", "dryRun": True})
-    [entry] = [a for a in result["accounts"] if a["clientId"] == account.client_id]
-    assert entry["total"] == "8.19" and len(entry["lines"]) == 2
-    assert RunItem.count() == runs_before and counter() == numbers_before
+    numbers_before = counter()
+    # When a dry run is requested and its jobs are processed
+    run = invoke(functions, {"invoicingDate": "2022-11-01", "dryRun": True})
+    assert run["dryRun"] and run["runId"].startswith("dry-2022-10-")
+    drain(worker)
+    # Then its report holds the account's lines and total, page by page …
+    entry = find_in_report(functions, run["runId"], account.client_id)
+    assert entry["outcome"] == "would_invoice" and entry["total"] == "8.19" and len(entry["lines"]) == 2
+    summary = invoke(functions, {"runStatus": run["runId"]})
+    assert summary["finished"] and summary["wouldInvoice"] >= 1 and summary["invoiced"] == 0
+    # … and nothing was invoiced, numbered or sent
+    assert counter() == numbers_before
     assert invoices_of(account.client_id) == [] and not stack.mails_to(account.email)
+
+
+def find_in_report(functions, run_id: str, client_id: int) -> dict:
+    after = None
+    while True:
+        page = invoke(functions, {"runStatus": run_id, **({"after": after} if after is not None else {})})
+        for entry in page["accounts"]:
+            if entry["clientId"] == client_id:
+                return entry
+        if page["next"] is None:
+            raise AssertionError(f"client {client_id} is not in the report of {run_id}")
+        after = page["next"]

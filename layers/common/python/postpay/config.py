@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from postpay.limits import INVOICE_MAX_ATTEMPTS, SOLUSVM_READ_TIMEOUT_SECONDS
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names it."""
@@ -62,6 +64,8 @@ class Settings:
     invoice_number_format: str
     invoice_queue_url: str | None
     invoice_max_attempts: int
+    automation_function_name: str | None  # set by the stack: runs are queued by an async self-invocation
+    run_join_minutes: int  # an identical operator request within this many minutes joins the first run
 
     @property
     def terms(self) -> list[TermsDocument]:
@@ -186,7 +190,9 @@ class _Reader:
             ses_configuration_set=self.raw("SES_CONFIGURATION_SET"),
             solusvm_url=self.url("SOLUSVM_URL"),
             solusvm_token_secret=self.text("SOLUSVM_TOKEN_SECRET"),
-            solusvm_timeout_seconds=self.number("SOLUSVM_TIMEOUT_SECONDS", 10.0),
+            solusvm_timeout_seconds=self.number(
+                "SOLUSVM_TIMEOUT_SECONDS", SOLUSVM_READ_TIMEOUT_SECONDS, maximum=SOLUSVM_READ_TIMEOUT_SECONDS
+            ),
             # API Gateway gives up at 29 s: a page's SolusVM calls, retries included, stop well before.
             solusvm_page_budget_seconds=self.number("SOLUSVM_PAGE_BUDGET_SECONDS", 8.0, maximum=20),
             solusvm_limit_group_id=self.optional_integer("SOLUSVM_LIMIT_GROUP_ID"),
@@ -216,7 +222,9 @@ class _Reader:
             grace_days=self.integer("GRACE_DAYS", 14, minimum=0),
             invoice_number_format=invoice_format,
             invoice_queue_url=self.raw("INVOICE_QUEUE_URL"),
-            invoice_max_attempts=self.integer("INVOICE_MAX_ATTEMPTS", 5, minimum=1),
+            invoice_max_attempts=self.integer("INVOICE_MAX_ATTEMPTS", INVOICE_MAX_ATTEMPTS, minimum=1),
+            automation_function_name=self.raw("AUTOMATION_FUNCTION_NAME"),
+            run_join_minutes=self.integer("RUN_JOIN_MINUTES", 10, minimum=0),
         )
         if self.errors:
             raise ConfigError("invalid configuration: " + "; ".join(self.errors))

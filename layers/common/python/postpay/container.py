@@ -103,6 +103,13 @@ class Container:
         return SqsQueue(self.settings.invoice_queue_url) if self.settings.invoice_queue_url else None
 
     @cached_property
+    def dispatcher(self) -> Any:
+        from postpay.adapters.dispatch import LambdaDispatcher
+
+        name = self.settings.automation_function_name
+        return LambdaDispatcher(name) if name else None
+
+    @cached_property
     def invoicing(self) -> Any:
         from postpay.billing.invoicing import Invoicing
 
@@ -116,6 +123,7 @@ class Container:
             pricing=self.pricing,
             profile=self.invoice_profile,
             queue=self.queue,
+            dispatcher=self.dispatcher,
         )
 
     @cached_property

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.transactions import TransactWrite
@@ -27,6 +27,7 @@ from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller
 from postpay.observability import logger
 
 INVOICE_COUNTER = "invoice_number"
+DAILY_HEARTBEAT = "daily-heartbeat"  # an invoice-runs item: when the last scheduled daily run happened
 
 
 class InvoicesByNumber(GlobalSecondaryIndex["InvoiceItem"]):
@@ -98,7 +99,10 @@ class RunItem(Base):
     trigger = UnicodeAttribute()
     period = UnicodeAttribute()  # JSON: start, end, timezone
     state = UnicodeAttribute()  # "queuing" until every job is on the queue, then "queued"
+    dry_run = BooleanAttribute(null=True)  # a preview: jobs record what they would invoice, nothing else
+    joins = UnicodeAttribute(null=True)  # on a request item: the run an identical request joins
     queued = NumberAttribute(default=0)
+    would_invoice = NumberAttribute(default=0)
     invoiced = NumberAttribute(default=0)
     already_invoiced = NumberAttribute(default=0)
     nothing_to_bill = NumberAttribute(default=0)
@@ -116,14 +120,16 @@ class OutcomeItem(Base):
 
     run_id = UnicodeAttribute(hash_key=True)
     client_id = NumberAttribute(range_key=True)
-    outcome = UnicodeAttribute()  # invoiced | already_invoiced | nothing_to_bill | failed
+    outcome = UnicodeAttribute()  # invoiced | already_invoiced | nothing_to_bill | failed | would_invoice
     invoice_number = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
+    detail = UnicodeAttribute(null=True)  # a dry run's lines and total, JSON
     at = UTCDateTimeAttribute()
 
 
 BILLING_TABLES: list[type[Base]] = [InvoiceItem, RunItem, OutcomeItem]
-OUTCOMES = ("invoiced", "already_invoiced", "nothing_to_bill", "failed")
+OUTCOMES = ("invoiced", "already_invoiced", "nothing_to_bill", "failed", "would_invoice")
+FAILURES_SHOWN = 100  # a run's summary lists this many failures; runStatus pages show every outcome
 
 
 class AlreadyBilled(Exception):
@@ -148,6 +154,7 @@ class RunRecord:
     started_at: datetime
     updated_at: datetime
     failures: dict[int, str]
+    dry_run: bool = False
 
     @property
     def done(self) -> int:
@@ -313,7 +320,9 @@ class BillingStore:
 
     # runs ------------------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, *, trigger: str, period: dict[str, str], now: datetime) -> bool:
+    def start_run(
+        self, run_id: str, *, trigger: str, period: dict[str, str], now: datetime, dry_run: bool = False
+    ) -> bool:
         """Creates the run record; False if it exists (a duplicate scheduled event)."""
         try:
             RunItem(
@@ -321,6 +330,7 @@ class BillingStore:
                 trigger=trigger,
                 period=json.dumps(period),
                 state="queuing",
+                dry_run=dry_run or None,
                 started_at=now,
                 updated_at=now,
             ).save(condition=RunItem.run_id.does_not_exist())
@@ -329,6 +339,45 @@ class BillingStore:
                 return False
             raise
         return True
+
+    def claim_request(self, key: str, run_id: str, *, now: datetime, window: timedelta) -> str:
+        """The run for an operator's request: ``run_id`` if no identical request came within ``window``,
+        else the run that one started (the second request joins it)."""
+        item_key = f"request#{key}"
+        try:
+            RunItem(
+                item_key,
+                trigger="request",
+                period="{}",
+                state="request",
+                joins=run_id,
+                started_at=now,
+                updated_at=now,
+            ).save(condition=RunItem.run_id.does_not_exist() | (RunItem.updated_at < now - window))
+        except PutError as error:
+            if not conditional_failed(error):
+                raise
+            return RunItem.get(item_key, consistent_read=True).joins or run_id
+        return run_id
+
+    def outcomes(
+        self, run_id: str, *, after: int | None, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of a run's per-account outcomes, by client id; the last client id if there may be more."""
+        condition = OutcomeItem.client_id > after if after is not None else None
+        page: list[dict[str, Any]] = []
+        for item in OutcomeItem.query(run_id, condition, consistent_read=True, limit=limit):
+            entry: dict[str, Any] = {"clientId": int(item.client_id), "outcome": item.outcome}
+            if item.invoice_number:
+                entry["invoice"] = item.invoice_number
+            if item.reason:
+                entry["reason"] = item.reason
+            if item.detail:
+                entry.update(json.loads(item.detail))
+            page.append(entry)
+            if len(page) == limit:
+                return page, int(item.client_id)
+        return page, None
 
     def finish_queuing(self, run_id: str, queued: int, now: datetime) -> None:
         RunItem(run_id).update(
@@ -340,12 +389,13 @@ class BillingStore:
             item = RunItem.get(run_id, consistent_read=True)
         except RunItem.DoesNotExist:
             return None
-        failures = {
-            int(o.client_id): o.reason or ""
-            for o in OutcomeItem.query(
-                run_id, filter_condition=OutcomeItem.outcome == "failed", consistent_read=True
-            )
-        }
+        failures: dict[int, str] = {}
+        for o in OutcomeItem.query(
+            run_id, filter_condition=OutcomeItem.outcome == "failed", consistent_read=True
+        ):
+            failures[int(o.client_id)] = o.reason or ""
+            if len(failures) >= FAILURES_SHOWN:
+                break
         counts = {name: int(getattr(item, name) or 0) for name in ("queued", *OUTCOMES)}
         return RunRecord(
             item.run_id,
@@ -356,7 +406,24 @@ class BillingStore:
             item.started_at,
             item.updated_at,
             failures,
+            bool(item.dry_run),
         )
+
+    def daily_heartbeat(self, now: datetime) -> datetime | None:
+        """Records a scheduled daily run; returns when the previous one ran (None before the first)."""
+        try:
+            previous: datetime | None = RunItem.get(DAILY_HEARTBEAT, consistent_read=True).updated_at
+        except RunItem.DoesNotExist:
+            previous = None
+        RunItem(
+            DAILY_HEARTBEAT,
+            trigger="schedule",
+            period="{}",
+            state="heartbeat",
+            started_at=previous or now,
+            updated_at=now,
+        ).save()
+        return previous
 
     # issuing ---------------------------------------------------------------------------------------
 
@@ -512,13 +579,22 @@ class BillingStore:
         *,
         number: str | None = None,
         reason: str | None = None,
+        detail: str | None = None,
     ) -> bool:
         """Records this run's outcome for an account once (replacing a "failed" one); False if it had one."""
         replace = outcome != "failed" and self.outcome_of(run_id, client_id) == "failed"
         try:
             with TransactWrite(connection=connection()) as tx:
                 self._outcome(
-                    tx, run_id, client_id, outcome, now, number=number, reason=reason, replace_failed=replace
+                    tx,
+                    run_id,
+                    client_id,
+                    outcome,
+                    now,
+                    number=number,
+                    reason=reason,
+                    detail=detail,
+                    replace_failed=replace,
                 )
         except TransactWriteError:
             return False
@@ -534,11 +610,20 @@ class BillingStore:
         *,
         number: str | None = None,
         reason: str | None = None,
+        detail: str | None = None,
         replace_failed: bool = False,
     ) -> None:
         """Once per (run, account); a "failed" outcome may later be replaced when its job is redriven."""
         tx.save(
-            OutcomeItem(run_id, client_id, outcome=outcome, invoice_number=number, reason=reason, at=now),
+            OutcomeItem(
+                run_id,
+                client_id,
+                outcome=outcome,
+                invoice_number=number,
+                reason=reason,
+                detail=detail,
+                at=now,
+            ),
             condition=(OutcomeItem.outcome == "failed")
             if replace_failed
             else OutcomeItem.run_id.does_not_exist(),

@@ -22,13 +22,19 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from postpay.errors import SolusRejected, SolusUnavailable
+from postpay.limits import (
+    SOLUSVM_BACKOFF_FACTOR,
+    SOLUSVM_BACKOFF_MAX_SECONDS,
+    SOLUSVM_CONNECT_TIMEOUT_SECONDS,
+    SOLUSVM_RETRIES,
+)
 from postpay.models import SolusUser
 from postpay.observability import logger, metrics
 
 _IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
-_ATTEMPTS = 3  # the first and two retries
-_BACKOFF_SECONDS = 0.3  # doubled after each attempt, at most 2 s
+_ATTEMPTS = SOLUSVM_RETRIES + 1  # the first and two retries (postpay.limits: what a worst-case job takes)
+_BACKOFF_SECONDS = SOLUSVM_BACKOFF_FACTOR  # doubled after each attempt, at most SOLUSVM_BACKOFF_MAX_SECONDS
 _MIN_ATTEMPT_SECONDS = 0.1  # less than this left of a deadline: do not start another attempt
 _MAX_PAGES = 1000
 
@@ -47,7 +53,7 @@ class SolusVMClient:
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self._token_provider = token_provider
-        self.timeout = (min(3.05, timeout_seconds), timeout_seconds)
+        self.timeout = (min(SOLUSVM_CONNECT_TIMEOUT_SECONDS, timeout_seconds), timeout_seconds)
         self.usage_path = usage_path
         self._session = session
         self._monotonic = monotonic
@@ -95,7 +101,7 @@ class SolusVMClient:
         idempotent = method in _IDEMPOTENT
         for attempt in range(_ATTEMPTS):
             if attempt:
-                pause = min(_BACKOFF_SECONDS * 2 ** (attempt - 1), 2.0)
+                pause = min(_BACKOFF_SECONDS * 2 ** (attempt - 1), SOLUSVM_BACKOFF_MAX_SECONDS)
                 remaining = self._remaining()
                 if remaining is not None:
                     pause = min(pause, max(remaining - _MIN_ATTEMPT_SECONDS, 0))

@@ -5,26 +5,40 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from postpay.adapters.billing_store import BillingStore, RunRecord
-from postpay.billing.commands import Daily, InvoiceMonth, MarkPaid, PayloadError, Rebill, RunStatus, parse
+from postpay.billing.commands import (
+    Daily,
+    InvoiceMonth,
+    MarkPaid,
+    PayloadError,
+    QueueRun,
+    Rebill,
+    RunStatus,
+    parse,
+)
 from postpay.billing.invoicing import RebillRefused
 from postpay.billing.periods import local_date, month_before
 from postpay.clock import Clock
 from postpay.config import Settings
-from postpay.observability import logger
+from postpay.observability import logger, metrics
 
 if TYPE_CHECKING:
     from postpay.billing.invoicing import Invoicing
     from postpay.billing.upkeep import Upkeep
 
 
+PAGE_SIZE = 100  # accounts per runStatus answer, well under Lambda's 6 MB response limit
+
+
 def run_summary(run: RunRecord) -> dict[str, Any]:
     return {
         "runId": run.run_id,
         "trigger": run.trigger,
+        "dryRun": run.dry_run,
         "period": run.period,
         "state": run.state,
         "finished": run.finished,
         "queued": run.counts["queued"],
+        "wouldInvoice": run.counts["would_invoice"],
         "invoiced": run.counts["invoiced"],
         "alreadyInvoiced": run.counts["already_invoiced"],
         "nothingToBill": run.counts["nothing_to_bill"],
@@ -52,20 +66,41 @@ class Automation:
         if isinstance(command, Daily):
             return self.daily(command)
         if isinstance(command, InvoiceMonth):
-            if command.dry_run:
-                return self.invoicing.dry_run(command.period)
-            return run_summary(self.invoicing.start(command.period, trigger="operator"))
+            invoicing_date = command.invoicing_date or command.period.end
+            run_id, joined = self.invoicing.request(
+                command.period, invoicing_date=invoicing_date, dry_run=command.dry_run
+            )
+            run = self.billing.run(run_id)
+            summary = run_summary(run) if run is not None else {"runId": run_id, "state": "starting"}
+            return {**summary, "joined": joined}
+        if isinstance(command, QueueRun):
+            try:
+                return run_summary(self.invoicing.queue_run(command.run_id))
+            except LookupError as error:
+                raise PayloadError(f"no run {command.run_id!r}") from error
         if isinstance(command, RunStatus):
-            run = self.billing.run(command.run_id)
-            if run is None:
-                raise PayloadError(f"no run {command.run_id!r}")
-            return run_summary(run)
+            return self.status(command)
         if isinstance(command, Rebill):
             return self.rebill(command)
         return self.mark_paid(command)
 
+    def status(self, command: RunStatus) -> dict[str, Any]:
+        """The run's summary and one page of its accounts' outcomes (a dry run's lines and totals among
+        them); ``next`` is the ``after`` of the next page, null on the last."""
+        run = self.billing.run(command.run_id)
+        if run is None:
+            raise PayloadError(f"no run {command.run_id!r}")
+        accounts, after = self.billing.outcomes(command.run_id, after=command.after, limit=PAGE_SIZE)
+        return {**run_summary(run), "accounts": accounts, "next": after}
+
     def daily(self, command: Daily) -> dict[str, Any]:
         result: dict[str, Any] = {"date": command.today.isoformat()}
+        now = self.clock.now()
+        previous = self.billing.daily_heartbeat(now)
+        if previous is not None:  # only scheduled runs say this, and not before the first one
+            hours = round((now - previous).total_seconds() / 3600, 2)
+            metrics.add_metric(name="HoursSinceLastDailyRun", unit="Count", value=hours)
+            result["hoursSinceLastDailyRun"] = hours
         if command.today.day == 1:
             period = month_before(command.today, self.settings.billing_timezone)
             result["run"] = run_summary(self.invoicing.start(period, trigger="schedule"))

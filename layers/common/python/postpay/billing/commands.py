@@ -26,10 +26,19 @@ class Daily:
 class InvoiceMonth:
     period: Period
     dry_run: bool
+    invoicing_date: date | None = None  # as the operator gave it: identical requests join one run
 
 
 @dataclass(frozen=True)
 class RunStatus:
+    run_id: str
+    after: int | None = None  # a page of the run's accounts: those with a client id above this
+
+
+@dataclass(frozen=True)
+class QueueRun:
+    """The automation function, to itself: queue the jobs of a run it accepted (asynchronously)."""
+
     run_id: str
 
 
@@ -45,12 +54,13 @@ class Rebill:
     period: Period
 
 
-Command = Daily | InvoiceMonth | RunStatus | MarkPaid | Rebill
+Command = Daily | InvoiceMonth | RunStatus | MarkPaid | Rebill | QueueRun
 _OPERATOR_KEYS = {
     "invoicingDate": {"invoicingDate", "dryRun"},
-    "runStatus": {"runStatus"},
+    "runStatus": {"runStatus", "after"},
     "markPaid": {"markPaid", "reference"},
     "rebill": {"rebill"},
+    "queueRun": {"queueRun"},
 }
 # {"rebill": {"client": 123, "period": "2022-10"}}; later commands on one invoice may extend this object.
 _REBILL_KEYS = {"client", "period"}
@@ -65,8 +75,8 @@ def parse(event: Any, *, timezone: str, now: datetime) -> Command:
     kinds = [key for key in _OPERATOR_KEYS if key in event]
     if len(kinds) != 1:
         raise PayloadError(
-            "the payload must have exactly one of: invoicingDate (with optional dryRun), runStatus, "
-            f"markPaid (with reference), rebill; got keys {sorted(event)}"
+            "the payload must have exactly one of: invoicingDate (with optional dryRun), runStatus (with "
+            f"optional after), markPaid (with reference), rebill; got keys {sorted(event)}"
         )
     kind = kinds[0]
     unknown = set(event) - _OPERATOR_KEYS[kind]
@@ -75,9 +85,14 @@ def parse(event: Any, *, timezone: str, now: datetime) -> Command:
     if kind == "invoicingDate":
         return _invoice_month(event, timezone, now)
     if kind == "runStatus":
-        return RunStatus(_text(event, "runStatus"))
+        after = event.get("after")
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+            raise PayloadError(f"after must be a client id (a whole number), got {after!r}")
+        return RunStatus(_text(event, "runStatus"), after)
     if kind == "rebill":
         return _rebill(event["rebill"], timezone, now)
+    if kind == "queueRun":
+        return QueueRun(_text(event, "queueRun"))
     return MarkPaid(_text(event, "markPaid"), _text(event, "reference"))
 
 
@@ -101,7 +116,7 @@ def _invoice_month(event: dict[str, Any], timezone: str, now: datetime) -> Invoi
             f"invoicingDate {raw} would invoice {period.label}, which has not ended yet in {timezone} "
             f"(today is {today})"
         )
-    return InvoiceMonth(period, dry_run)
+    return InvoiceMonth(period, dry_run, invoicing_date)
 
 
 def _rebill(body: Any, timezone: str, now: datetime) -> Rebill:

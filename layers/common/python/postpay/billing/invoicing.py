@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from postpay import limits
 from postpay.adapters.billing_store import AlreadyBilled, BillingStore, OutcomeRecorded, RunRecord
 from postpay.adapters.params import NO_PROFILE, InvoiceProfile, Pricing
 from postpay.billing import money
@@ -50,6 +51,10 @@ class Queue(Protocol):
     def send_all(self, messages: list[dict[str, Any]]) -> int: ...
 
 
+class Dispatcher(Protocol):
+    def queue_run(self, run_id: str) -> None: ...
+
+
 class EmailPending(Exception):
     """The invoice exists but its email is not confirmed sent yet: the job must be retried."""
 
@@ -72,6 +77,18 @@ class RebillRefused(Exception):
     """The operator's re-bill is refused; the message says why. Nothing was written."""
 
 
+class OutOfTime(Exception):
+    """Too little time is left in this invocation to finish a job: it goes back to the queue untouched."""
+
+
+class AttemptsUsed(Exception):
+    """The job's last attempt died without an outcome; it is now recorded as failed and dead-lettered."""
+
+
+# The reason a job's run shows when its last attempt timed out or stopped before it could say why.
+LAST_ATTEMPT_DIED = "its last attempt did not finish (the worker timed out or stopped, or had no time left)"
+
+
 @dataclass(frozen=True)
 class Job:
     run_id: str
@@ -81,6 +98,7 @@ class Job:
     period: Period
     # The operator's re-bill: may replace the period's nothing-to-bill record (never an invoice).
     rebill: bool = False
+    dry_run: bool = False  # a preview: record what would be invoiced, write and send nothing else
 
     def message(self) -> dict[str, Any]:
         message = {
@@ -92,6 +110,8 @@ class Job:
         }
         if self.rebill:
             message["rebill"] = True
+        if self.dry_run:
+            message["dryRun"] = True
         return message
 
     @classmethod
@@ -103,6 +123,7 @@ class Job:
             int(body["solusUserId"]),
             Period.from_dict(body["period"]),
             rebill=body.get("rebill") is True,
+            dry_run=body.get("dryRun") is True,
         )
 
 
@@ -264,6 +285,7 @@ class Invoicing:
         pricing: Callable[[], Pricing],
         queue: Queue | None,
         profile: Callable[[], InvoiceProfile] = lambda: NO_PROFILE,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -274,6 +296,7 @@ class Invoicing:
         self.pricing = pricing
         self.profile = profile
         self.queue = queue
+        self.dispatcher = dispatcher  # None where there is no Lambda (local stack, tests): queue inline
 
     # the run ---------------------------------------------------------------------------------------
 
@@ -294,9 +317,45 @@ class Invoicing:
             if existing is not None and existing.state == "queued":
                 logger.info("run already queued", extra={"run_id": run_id})
                 return existing
-        accounts = self.accounts_to_bill(period)
+        return self.queue_run(run_id)
+
+    def request(self, period: Period, *, invoicing_date: date, dry_run: bool) -> tuple[str, bool]:
+        """An operator's run, accepted at once: its jobs are queued by an asynchronous invocation, so the
+        operator's invoke returns in a second whatever the number of accounts. An identical request within
+        the join window (RUN_JOIN_MINUTES) joins that run instead of starting another.
+        Returns (run id, joined)."""
+        now = self.clock.now()
+        kind = "dry" if dry_run else "manual"
+        candidate = f"{kind}-{period.key}-{uuid.uuid4().hex[:8]}"
+        run_id = self.billing.claim_request(
+            f"{invoicing_date.isoformat()}#{kind}",
+            candidate,
+            now=now,
+            window=timedelta(minutes=self.settings.run_join_minutes),
+        )
+        if run_id != candidate:
+            logger.info("an identical request joins the run", extra={"run_id": run_id})
+            return run_id, True
+        self.billing.start_run(run_id, trigger="operator", period=period.as_dict(), now=now, dry_run=dry_run)
+        if self.dispatcher is None:
+            self.queue_run(run_id)
+        else:
+            self.dispatcher.queue_run(run_id)
+        return run_id, False
+
+    def queue_run(self, run_id: str) -> RunRecord:
+        """Queues one job per account for a run still queuing (again, if a first attempt died)."""
+        run = self.billing.run(run_id)
+        if run is None:
+            raise LookupError(run_id)
+        if run.state != "queuing":
+            return run
+        period = Period.from_dict(run.period)
         assert self.queue is not None, "INVOICE_QUEUE_URL is not set"
-        jobs = [Job(run_id, a.client_id, a.email, a.solus_user_id or 0, period).message() for a in accounts]
+        jobs = [
+            Job(run_id, a.client_id, a.email, a.solus_user_id or 0, period, dry_run=run.dry_run).message()
+            for a in self.accounts_to_bill(period)
+        ]
         self.queue.send_all(jobs)
         self.billing.finish_queuing(run_id, len(jobs), self.clock.now())
         logger.info("run queued", extra={"run_id": run_id, "period": period.key, "accounts": len(jobs)})
@@ -341,54 +400,38 @@ class Invoicing:
         assert record is not None
         return record
 
-    def dry_run(self, period: Period) -> dict[str, Any]:
-        """What the run would invoice, computed from SolusVM now; writes and sends nothing."""
-        pricing = self.pricing()
-        accounts: list[dict[str, Any]] = []
-        for account in self.accounts_to_bill(period):
-            entry: dict[str, Any] = {"clientId": account.client_id, "email": account.email}
-            already = self.billing.billed(account.client_id, period.key)
-            if already is not None:
-                entry["alreadyBilled"] = already[0]
-            user_id = account.solus_user_id or 0
-            try:
-                answer = self.solus.usage(user_id, period.start, period.end)
-                lines = invoice_lines(check_usage(answer, user_id=user_id, period=period), pricing)
-            except Exception as error:  # a dry run reports every account, failing ones included
-                # the same reason the run would record; "refused": the job would fail at once, unretried
-                entry["error"] = failure_reason(error)
-                if isinstance(error, UsageError):
-                    entry["refused"] = True
-                accounts.append(entry)
-                continue
-            entry["lines"] = [
-                {
-                    "server": ln.name,
-                    "plan": ln.plan,
-                    "hours": ln.hours,
-                    "tokens": ln.tokens,
-                    "amount": str(ln.amount),
-                }
-                for ln in lines
-            ]
-            entry["total"] = str(money.total([ln.amount for ln in lines], pricing.currency))
-            accounts.append(entry)
-        return {
-            "dryRun": True,
-            "period": period.as_dict(),
-            "currency": pricing.currency,
-            "tokenPrice": str(pricing.token_price),
-            "accounts": accounts,
-            "wouldInvoice": sum(1 for a in accounts if a.get("lines") and "alreadyBilled" not in a),
-        }
-
     # one job ---------------------------------------------------------------------------------------
+
+    def attempt(self, job: Job, *, delivery: int, remaining_ms: int) -> str:
+        """One delivery of a job from the queue (``delivery`` is SQS's ApproximateReceiveCount).
+
+        Deliveries 1..INVOICE_MAX_ATTEMPTS process the job, each only if the invocation has time for a
+        worst-case job (postpay.limits); one more delivery means the last attempt died without recording
+        an outcome: it is recorded as failed, and the message goes on to the dead-letter queue."""
+        max_attempts = self.settings.invoice_max_attempts
+        if delivery > max_attempts:
+            self.abandon(job)
+        if remaining_ms < limits.START_JOB_MIN_REMAINING_MS:
+            raise OutOfTime(f"{remaining_ms} ms left, a job may need {limits.START_JOB_MIN_REMAINING_MS}")
+        return self.process(job, final_attempt=delivery >= max_attempts)
+
+    def abandon(self, job: Job) -> NoReturn:
+        """Records a job whose attempts are all used and whose last one left no outcome, then raises."""
+        if self.billing.outcome_of(job.run_id, job.client_id) is None:
+            self.billing.record_outcome(
+                job.run_id, job.client_id, "failed", self.clock.now(), reason=LAST_ATTEMPT_DIED
+            )
+            metrics.add_metric(name="InvoiceFailures", unit="Count", value=1)
+        logger.warning(
+            "invoicing job dead-lettered", extra={"run_id": job.run_id, "client_id": job.client_id}
+        )
+        raise AttemptsUsed(f"client {job.client_id}: {LAST_ATTEMPT_DIED}")
 
     def process(self, job: Job, *, final_attempt: bool) -> str:
         """Invoices one account for one period; returns the outcome. Transient failures raise (the queue
         retries); on the final attempt the failure is recorded on the run with its reason."""
         try:
-            return self._process(job)
+            return self._preview(job) if job.dry_run else self._process(job)
         except UsageError as error:
             billed = self.billing.billed(job.client_id, job.period.key)
             if billed is not None and (billed[1] is not None or not job.rebill):
@@ -414,6 +457,44 @@ class Invoicing:
         if not recorded and self.billing.outcome_of(job.run_id, job.client_id) is None:
             raise RuntimeError("the failed outcome could not be recorded") from error  # the queue retries
         metrics.add_metric(name="InvoiceFailures", unit="Count", value=1)
+
+    def _preview(self, job: Job) -> str:
+        """A dry run's job: records what the account's invoice would be; writes nothing else."""
+        now = self.clock.now()
+        billed = self.billing.billed(job.client_id, job.period.key)
+        if billed is not None:
+            outcome, invoice = billed
+            number = invoice.number if invoice is not None else None
+            outcome = "already_invoiced" if invoice is not None else outcome
+            self.billing.record_outcome(job.run_id, job.client_id, outcome, now, number=number)
+            return outcome
+        answer = self.solus.usage(job.solus_user_id, job.period.start, job.period.end)
+        usage = check_usage(answer, user_id=job.solus_user_id, period=job.period)
+        pricing = self.pricing()
+        lines = invoice_lines(usage, pricing)
+        if not lines:
+            self.billing.record_outcome(job.run_id, job.client_id, "nothing_to_bill", now)
+            return "nothing_to_bill"
+        detail = {
+            "email": job.email,
+            "currency": pricing.currency,
+            "tokenPrice": str(pricing.token_price),
+            "lines": [
+                {
+                    "server": ln.name,
+                    "plan": ln.plan,
+                    "hours": ln.hours,
+                    "tokens": ln.tokens,
+                    "amount": str(ln.amount),
+                }
+                for ln in lines
+            ],
+            "total": str(money.total([ln.amount for ln in lines], pricing.currency)),
+        }
+        self.billing.record_outcome(
+            job.run_id, job.client_id, "would_invoice", now, detail=json.dumps(detail)
+        )
+        return "would_invoice"
 
     def _process(self, job: Job) -> str:
         now = self.clock.now()

@@ -1,0 +1,41 @@
+"""Time limits of invoicing, chosen together and stated once.
+
+The stack deploys them (infra/components/automation.py), the worker and the SolusVM adapter obey them,
+and tests/unit/test_limits.py checks the arithmetic that ties them:
+
+- one job's worst case: every SolusVM try times out (connect, then read), with the retries' back-off,
+  plus an allowance for the DynamoDB transaction, the SES send and the "sent" mark;
+- a whole batch of worst-case jobs fits in the worker's timeout, and the worker still checks the time left
+  before each job and hands back what it cannot finish (so a slower world than this arithmetic never
+  kills a job half-way);
+- the queue hides a message for six times the worker's timeout (AWS's advice for Lambda event sources),
+  which is longer than the invoice email lease;
+- a job gets ``INVOICE_MAX_ATTEMPTS`` tries; one more delivery only records a last try that died (timed out
+  or stopped) as *failed*, then the message goes to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import math
+
+SOLUSVM_CONNECT_TIMEOUT_SECONDS = 3.05
+SOLUSVM_READ_TIMEOUT_SECONDS = 10.0  # the most SOLUSVM_TIMEOUT_SECONDS may be
+SOLUSVM_RETRIES = 2  # after the first try: connection failures and 5xx (a read timeout or a sent POST never)
+SOLUSVM_BACKOFF_FACTOR = 0.3
+SOLUSVM_BACKOFF_MAX_SECONDS = 2.0
+AWS_SECONDS_PER_JOB = 10.0  # DynamoDB transaction, SES send, mark sent: ~100 ms each, with ample margin
+
+JOB_WORST_CASE_SECONDS = (
+    (SOLUSVM_RETRIES + 1) * (SOLUSVM_CONNECT_TIMEOUT_SECONDS + SOLUSVM_READ_TIMEOUT_SECONDS)
+    + SOLUSVM_RETRIES * SOLUSVM_BACKOFF_MAX_SECONDS
+    + AWS_SECONDS_PER_JOB
+)
+# A job starts only with this much time left; otherwise it is handed back to the queue untouched.
+START_JOB_MIN_REMAINING_MS = math.ceil(JOB_WORST_CASE_SECONDS * 1000) + 2_000
+
+WORKER_BATCH_SIZE = 5
+WORKER_TIMEOUT_SECONDS = 300
+QUEUE_VISIBILITY_TIMEOUT_SECONDS = 6 * WORKER_TIMEOUT_SECONDS
+INVOICE_MAX_ATTEMPTS = 5
+# SQS moves a message to the dead-letter queue when it is received once more than this.
+DEAD_LETTER_MAX_RECEIVE_COUNT = INVOICE_MAX_ATTEMPTS + 1

@@ -1,0 +1,30 @@
+"""The invoicing time limits hold together (postpay.limits): what the stack deploys and the worker obeys."""
+
+from __future__ import annotations
+
+from postpay import limits
+from postpay.billing.invoicing import EMAIL_LEASE
+
+
+def test_a_worst_case_job_is_every_solusvm_try_timing_out_plus_aws():
+    tries = limits.SOLUSVM_RETRIES + 1
+    solusvm = tries * (limits.SOLUSVM_CONNECT_TIMEOUT_SECONDS + limits.SOLUSVM_READ_TIMEOUT_SECONDS)
+    backoff = limits.SOLUSVM_RETRIES * limits.SOLUSVM_BACKOFF_MAX_SECONDS
+    assert solusvm + backoff + limits.AWS_SECONDS_PER_JOB == limits.JOB_WORST_CASE_SECONDS
+    assert limits.START_JOB_MIN_REMAINING_MS > limits.JOB_WORST_CASE_SECONDS * 1000
+
+
+def test_a_batch_of_worst_case_jobs_fits_in_the_workers_timeout():
+    batch = limits.WORKER_BATCH_SIZE * limits.START_JOB_MIN_REMAINING_MS / 1000
+    assert batch <= limits.WORKER_TIMEOUT_SECONDS, "every job of a full batch can start in time"
+    assert limits.WORKER_TIMEOUT_SECONDS <= 900, "Lambda's maximum"
+
+
+def test_the_queue_hides_a_job_longer_than_the_worker_runs_and_the_email_lease_lasts():
+    assert limits.QUEUE_VISIBILITY_TIMEOUT_SECONDS >= 6 * limits.WORKER_TIMEOUT_SECONDS  # AWS's advice
+    assert EMAIL_LEASE.total_seconds() < limits.QUEUE_VISIBILITY_TIMEOUT_SECONDS
+    assert EMAIL_LEASE.total_seconds() > limits.JOB_WORST_CASE_SECONDS, "a live attempt never loses its lease"
+
+
+def test_the_dead_letter_queue_takes_a_job_one_delivery_after_its_last_attempt():
+    assert limits.DEAD_LETTER_MAX_RECEIVE_COUNT == limits.INVOICE_MAX_ATTEMPTS + 1
