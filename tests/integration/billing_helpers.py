@@ -55,11 +55,16 @@ def enrolled_account(
         item.save(condition=AccountItem.email.does_not_exist())
     except Exception as error:  # pragma: no cover - uuid collision
         raise AccountExists(email) from error
-    for server in servers or []:
-        requests.post(
-            f"{stack.emulator.root}/_emulator/servers", json={"user_id": user["id"], **server}, timeout=5
-        ).raise_for_status()
+    seed_servers(stack, user["id"], servers or [])
     return AccountItem.get(email)
+
+
+def seed_servers(stack: Any, user_id: int, servers: list[dict]) -> None:
+    """Gives a SolusVM user these servers in the emulator (see enrolled_account for their shape)."""
+    for server in servers:
+        requests.post(
+            f"{stack.emulator.root}/_emulator/servers", json={"user_id": user_id, **server}, timeout=5
+        ).raise_for_status()
 
 
 def invoke(functions: dict[str, Any], payload: dict) -> dict:

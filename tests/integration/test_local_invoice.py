@@ -8,9 +8,7 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
-import requests
-
-from tests.integration.billing_helpers import drain, enrolled_account, invoices_of, invoke
+from tests.integration.billing_helpers import drain, enrolled_account, invoices_of, invoke, seed_servers
 from tests.integration.test_invoicing import OCTOBER_SERVERS
 
 
@@ -42,12 +40,7 @@ def test_the_operator_rebills_a_nothing_to_bill_month_locally_and_a_second_rebil
     account = enrolled_account(stack, functions, servers=[])
     invoke(functions, {"invoicingDate": "2022-11-01"})
     drain(worker)
-    for server in OCTOBER_SERVERS:
-        requests.post(
-            f"{stack.emulator.root}/_emulator/servers",
-            json={"user_id": account.solus_user_id, **server},
-            timeout=5,
-        ).raise_for_status()
+    seed_servers(stack, account.solus_user_id, OCTOBER_SERVERS)
     payload = json.dumps({"rebill": {"client": account.client_id, "period": "2022-10"}})
     # When the operator sends the re-bill payload to the local stack
     done = local_invoice(stack, worker, "--payload", payload)

@@ -22,6 +22,7 @@ from tests.integration.billing_helpers import (
     invoices_of,
     invoke,
     receive_all,
+    seed_servers,
 )
 from tests.integration.conftest import fault
 from tests.integration.test_invoicing import OCTOBER_SERVERS
@@ -153,12 +154,7 @@ def test_a_nothing_to_bill_period_is_rebilled_exactly_once_under_duplicates(
     drain(worker)
     assert OutcomeItem.get(first["runId"], account.client_id).outcome == "nothing_to_bill"
     # and SolusVM reports October usage after all
-    for server in OCTOBER_SERVERS:
-        requests.post(
-            f"{stack.emulator.root}/_emulator/servers",
-            json={"user_id": account.solus_user_id, **server},
-            timeout=5,
-        ).raise_for_status()
+    seed_servers(stack, account.solus_user_id, OCTOBER_SERVERS)
     # When the month is run again normally, it still says nothing to bill and bills nothing
     again = invoke(functions, {"invoicingDate": "2022-11-02"})
     drain(worker)
