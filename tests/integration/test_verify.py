@@ -232,8 +232,9 @@ def test_created_user_whose_answer_was_lost_is_relinked_on_retry(browser, stack,
 
 
 def test_a_slow_solusvm_never_holds_the_page_past_its_budget(browser, stack, settings_override):
-    # Given SolusVM answers every call with a 504 after 0.8 s (under the 1 s timeout, so each is retried)
-    settings_override(solusvm_page_budget_seconds=2.0)
+    # Given SolusVM answers every call with a 504 after 0.8 s (under the 1 s timeout, so each is retried:
+    # three attempts of one call alone take 2.4 s), and the page's SolusVM budget is 1 s
+    settings_override(solusvm_page_budget_seconds=1.0)
     email = new_email()
     sign_up(browser, email)
     fault(stack, mode="hang", seconds=0.8)
@@ -241,6 +242,7 @@ def test_a_slow_solusvm_never_holds_the_page_past_its_budget(browser, stack, set
     started = time.monotonic()
     page = verify(browser, stack, email)
     elapsed = time.monotonic() - started
-    # Then the page answers within the budget (plus the page's own work) and says setup is being finished
+    # Then the page answers within the budget plus the page's own work (up to 1.3 s on a loaded machine),
+    # short of what the retries alone would take, and says setup is being finished
     assert page.status == 200 and page.has("We are finishing your setup")
-    assert elapsed < 2.6, elapsed
+    assert elapsed < 2.3, elapsed
