@@ -1,21 +1,23 @@
-"""Invoicing throughput: N accounts x 3 servers through the real run handler and worker code, against moto
-server and the SolusVM emulator (each in its own process), compared with an I/O floor measured in this
-same process: the product's own requests, recorded and replayed byte for byte with no product logic.
+"""Invoicing throughput in a model of AWS: N accounts x 3 servers through the real run handler and worker
+code, with WORKERS worker processes (Lambda execution environments) fed from the queue, against moto server
+and the SolusVM emulator (each in its own process), every request delayed by its AWS round trip on the
+client side (bench/model.py). Compared with the I/O floor: the same requests with the same delays, replayed
+with no product logic by the same number of processes, keeping the product's parallel groups.
 
-    make bench                      # 2,000 accounts
-    python -m bench.invoicing --accounts 200
+    make bench                                  # 1, 5 and 20 workers, 1,000 accounts
+    python -m bench.invoicing --accounts 200 --workers 1 5 --latency ses=60,solusvm=120
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -23,51 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import urllib3.connectionpool
+
+from bench.model import DEFAULT_LATENCY_MS, RequestModel, parse_latency
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS_PER_ACCOUNT = 3
 TOKEN = "bench-solusvm-token"  # noqa: S105 - the emulator's own
-
-
-class RequestCounter:
-    """Counts every HTTP request this process makes, by kind (SolusVM, DynamoDB, SES, SQS)."""
-
-    def __init__(self, solus_port: int) -> None:
-        self.solus_port = solus_port
-        self.counts: Counter[str] = Counter()
-        self.recording: list[tuple[int, str, str, Any, dict]] | None = None
-        self._original = urllib3.connectionpool.HTTPConnectionPool.urlopen
-
-    def install(self) -> None:
-        counter, original = self, self._original
-
-        def urlopen(pool: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            headers = kwargs.get("headers") or {}
-            counter.counts[counter.kind(pool.port, url, headers)] += 1
-            if counter.recording is not None:
-                counter.recording.append((pool.port, method, url, kwargs.get("body"), dict(headers)))
-            return original(pool, method, url, *args, **kwargs)
-
-        urllib3.connectionpool.HTTPConnectionPool.urlopen = urlopen  # type: ignore[method-assign]
-
-    def kind(self, port: int, url: str, headers: Any) -> str:
-        if port == self.solus_port:
-            return "solusvm"
-        target = headers.get("X-Amz-Target", b"")
-        target = target.decode() if isinstance(target, bytes) else str(target)
-        if target.startswith("DynamoDB"):
-            return "dynamodb"
-        if target.startswith("AmazonSQS"):
-            return "sqs"
-        if target.startswith(("AmazonSSM", "secretsmanager")):
-            return "parameters"
-        if "/v2/email" in url:
-            return "ses"
-        return f"other:{target or url[:40]}"
-
-    def snapshot(self) -> Counter[str]:
-        return Counter(self.counts)
+GOALS_AT = 20  # workers: the issue's goals are for 20 concurrent workers
+GOAL_ACCOUNTS_PER_SECOND = 120.0
+GOAL_FLOOR_RATIO = 1.15
+GOAL_REQUESTS_PER_ACCOUNT = 4.5
 
 
 def free_port() -> int:
@@ -86,10 +53,15 @@ def wait_for(url: str) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common/python'}:{ROOT}"}
+
+
 def start_moto() -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "bench.moto", str(port)],
+        env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -99,7 +71,7 @@ def start_moto() -> tuple[subprocess.Popen, int]:
 
 def start_servers() -> tuple[list[subprocess.Popen], int, int]:
     solus_port = free_port()
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common/python'}:{ROOT}"}
+    env = _env()
     moto, moto_port = start_moto()
     processes = [
         moto,
@@ -185,26 +157,6 @@ def seed(accounts: int, solus_port: int) -> None:
             )
 
 
-def run_product(counter: RequestCounter) -> tuple[float, dict, Counter[str]]:
-    from local.events import LambdaContext, load_function
-    from local.poller import QueuePoller
-
-    automation = load_function("automation")
-    worker = QueuePoller(os.environ["INVOICE_QUEUE_URL"], load_function("automation", "worker").handler)
-    before = counter.snapshot()
-    started = time.perf_counter()
-    summary = automation.handler({"invoicingDate": "2022-11-01"}, LambdaContext(function_name="automation"))
-    while True:
-        if worker.poll_once(wait_seconds=0) == 0:
-            summary = automation.handler(
-                {"runStatus": summary["runId"]}, LambdaContext(function_name="automation")
-            )
-            if summary["finished"]:
-                break
-    elapsed = time.perf_counter() - started
-    return elapsed, summary, counter.snapshot() - before
-
-
 def create_tables_directly(prefix: str) -> None:
     """The same tables, through a new client (PynamoDB's connections still point at the first server)."""
     import boto3
@@ -270,81 +222,243 @@ def seed_accounts_directly(accounts: int, solus_port: int) -> None:
         )
 
 
-def run_floor(recording: list[tuple[int, str, str, Any, dict]], port_map: dict[int, int]) -> float:
-    """The I/O floor: the product's own requests, byte for byte and in order, replayed with no product
-    logic against a server in the same starting state. What remains is the time of the I/O alone."""
+class Processes:
+    """Worker processes started together, warm, then released at once."""
+
+    def __init__(self, commands: list[list[str]], env: dict[str, str]) -> None:
+        self.processes = [
+            subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for command in commands
+        ]
+        for process in self.processes:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"a bench worker did not start: {line!r}")
+
+    def go(self) -> None:
+        for process in self.processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+
+    def wait(self) -> None:
+        for process in self.processes:
+            if process.wait(timeout=600) != 0:
+                raise RuntimeError("a bench worker failed")
+
+
+def _worker_env(model: RequestModel, workdir: Path, port_map: dict[int, int] | None = None) -> dict[str, str]:
+    return {
+        **_env(),
+        "BENCH_SOLUS_PORT": str(model.solus_port),
+        "BENCH_LATENCY_MS": json.dumps(model.latency_ms),
+        "BENCH_STOP_FILE": str(workdir / "stop"),
+        "BENCH_PORT_MAP": json.dumps({str(k): v for k, v in (port_map or {}).items()}),
+    }
+
+
+def run_product(model: RequestModel, workers: int, workdir: Path) -> dict[str, Any]:
+    """The run handler queues the jobs; WORKERS processes take batches of ten until the run has finished."""
+    from local.events import LambdaContext, load_function
+
+    automation = load_function("automation")
+    outs = [workdir / f"product-{i}.pickle" for i in range(workers)]
+    pool = Processes(
+        [[sys.executable, "-m", "bench.worker", "product", str(out)] for out in outs],
+        _worker_env(model, workdir),
+    )
+    model.recording, model.counting = [], True
+    pool.go()
+    started = time.time()
+    summary = automation.handler({"invoicingDate": "2022-11-01"}, LambdaContext(function_name="automation"))
+    model.counting = False  # watching the run is the bench's own business
+    while not summary.get("finished"):
+        time.sleep(0.1)
+        summary = automation.handler(
+            {"runStatus": summary["runId"]}, LambdaContext(function_name="automation")
+        )
+    (workdir / "stop").touch()
+    pool.wait()
+    figures = [pickle.loads(out.read_bytes()) for out in outs]
+    counts: Counter[str] = Counter(model.counts)
+    for figure in figures:
+        counts.update(figure["counts"])
+    return {
+        "summary": summary,
+        "seconds": max(f["last_done"] for f in figures) - started,
+        "counts": counts,
+        "cpu": sum(f["cpu"] for f in figures),
+        "run_recording": model.recording,
+        "outs": outs,
+    }
+
+
+def run_floor(model: RequestModel, product: dict[str, Any], port_map: dict[int, int], workdir: Path) -> dict:
+    """The same requests, the same delays, the same processes and parallel groups, no product logic."""
+    import urllib3
+
+    env = _worker_env(model, workdir, port_map)
+    pool = Processes(
+        [
+            [sys.executable, "-m", "bench.worker", "floor", str(out), str(out.with_suffix(".floor"))]
+            for out in product["outs"]
+        ],
+        env,
+    )
     pools: dict[int, urllib3.HTTPConnectionPool] = {}
-    original = urllib3.connectionpool.HTTPConnectionPool.urlopen
-    started = time.perf_counter()
-    for port, method, url, body, headers in recording:
-        target = port_map.get(port, port)
-        pool = pools.get(target)
-        if pool is None:
-            pool = pools[target] = urllib3.HTTPConnectionPool("127.0.0.1", target, maxsize=4)
-        original(pool, method, url, body=body, headers=headers, retries=False, preload_content=True)
-    return time.perf_counter() - started
+    started = time.time()
+    cpu = time.process_time()
+    for request in product["run_recording"]:  # the run handler: one process, in order
+        target = port_map.get(request.port, request.port)
+        connection = pools.setdefault(target, urllib3.HTTPConnectionPool("127.0.0.1", target))
+        model.delay(request.kind)
+        connection.urlopen(
+            request.method, request.url, body=request.body, headers=request.headers, retries=False
+        )
+    run_cpu = time.process_time() - cpu
+    run_seconds = time.time() - started
+    pool.go()
+    pool.wait()
+    figures = [pickle.loads(out.with_suffix(".floor").read_bytes()) for out in product["outs"]]
+    return {
+        "seconds": run_seconds + max(f["last_done"] for f in figures) - min(f["started"] for f in figures),
+        "cpu": run_cpu + sum(f["cpu"] for f in figures),
+    }
 
 
-def main() -> int:
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--accounts", type=int, default=2000)
-    args = parser.parse_args()
+def measure(accounts: int, workers: int, latency: dict[str, float]) -> dict[str, Any]:
+    """One configuration, on fresh servers."""
     processes, moto_port, solus_port = start_servers()
     try:
         configure(moto_port, solus_port)
         bootstrap(solus_port)
-        seed(args.accounts, solus_port)
-        counter = RequestCounter(solus_port)
-        counter.install()
-        counter.recording = []
-        cpu = time.process_time()
-        with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) to stdout
-            product_time, summary, product_requests = run_product(counter)
-        product_cpu = time.process_time() - cpu
-        recording, counter.recording = counter.recording, None
-        # The floor replays those requests against a fresh moto server in the same starting state (moto copies
-        # whole tables in each transaction, so the product's grown tables would make the floor look slower).
-        processes[0].terminate()  # the product's moto server: it must not compete with the floor for CPU
-        processes[0].wait()
-        floor_moto, floor_port = start_moto()
-        processes.append(floor_moto)
-        os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{floor_port}"
-        create_tables_directly(os.environ["TABLE_PREFIX"])
-        bootstrap_services()
-        seed_accounts_directly(args.accounts, solus_port)
-        cpu = time.process_time()
-        floor_time = run_floor(recording, {moto_port: floor_port})
-        floor_cpu = time.process_time() - cpu
+        seed(accounts, solus_port)
+        model = RequestModel(solus_port, latency)
+        model.counting = False
+        model.install()
+        with tempfile.TemporaryDirectory(prefix="postpay-bench-") as tmp:
+            workdir = Path(tmp)
+            product = run_product(model, workers, workdir)
+            # The floor runs against a fresh moto server in the same starting state (the product's grown
+            # tables would make moto itself slower for the floor).
+            processes[0].terminate()
+            processes[0].wait()
+            floor_moto, floor_port = start_moto()
+            processes.append(floor_moto)
+            os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{floor_port}"
+            create_tables_directly(os.environ["TABLE_PREFIX"])
+            bootstrap_services()
+            seed_accounts_directly(accounts, solus_port)
+            floor = run_floor(model, product, {moto_port: floor_port}, workdir)
     finally:
         for process in processes:
             process.terminate()
+    return report(accounts, workers, product, floor)
+
+
+def report(accounts: int, workers: int, product: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    summary = product["summary"]
     invoiced = summary["invoiced"]
-    assert invoiced == args.accounts, summary
-    per_account = {k: round(v / invoiced, 2) for k, v in sorted(product_requests.items())}
-    total_per_account = sum(product_requests.values()) / invoiced
-    ratio = product_time / floor_time
-    report = {
-        "accounts": args.accounts,
-        "serversPerAccount": SERVERS_PER_ACCOUNT,
+    assert invoiced == accounts, summary
+    counts: Counter[str] = product["counts"]
+    conflicts = counts.pop("transaction_cancelled", 0)
+    total = sum(counts.values())
+    ratio = product["seconds"] / floor["seconds"]
+    return {
+        "workers": workers,
+        "accounts": accounts,
         "invoiced": invoiced,
-        "runSeconds": round(product_time, 2),
-        "accountsPerSecond": round(invoiced / product_time, 1),
-        "requestsPerInvoicedAccount": {**per_account, "total": round(total_per_account, 2)},
-        "floorSeconds": round(floor_time, 2),
-        "floorRequests": len(recording),
-        "overheadOverFloor": f"{(ratio - 1) * 100:.1f}%",
-        # CPU of this process alone: the product's own work per account versus replaying its bytes
-        "clientCpuMsPerAccount": {
-            "product": round(product_cpu * 1000 / invoiced, 2),
-            "floor": round(floor_cpu * 1000 / invoiced, 2),
+        "runSeconds": round(product["seconds"], 2),
+        "accountsPerSecond": round(invoiced / product["seconds"], 1),
+        "requestsPerInvoicedAccount": {
+            **{k: round(v / invoiced, 3) for k, v in sorted(counts.items())},
+            "total": round(total / invoiced, 3),
         },
-        "targets": {"overhead <= 25%": ratio <= 1.25, "requests <= 6": total_per_account <= 6},
+        "transactionConflictsPerInvoice": round(conflicts / invoiced, 4),
+        "floor": {
+            "seconds": round(floor["seconds"], 2),
+            "accountsPerSecond": round(invoiced / floor["seconds"], 1),
+            "requests": total,
+            "requestsPerInvoicedAccount": round(total / invoiced, 3),
+        },
+        "runOverFloor": round(ratio, 3),
+        # CPU of the client processes per account: the product's own work versus replaying its bytes
+        "clientCpuMsPerAccount": {
+            "product": round(product["cpu"] * 1000 / invoiced, 2),
+            "floor": round(floor["cpu"] * 1000 / invoiced, 2),
+        },
     }
-    print(json.dumps(report, indent=2))
-    return 0 if all(report["targets"].values()) else 1
+
+
+def goals(result: dict[str, Any]) -> dict[str, bool]:
+    return {
+        f"accounts/s >= {GOAL_ACCOUNTS_PER_SECOND:g}": result["accountsPerSecond"]
+        >= GOAL_ACCOUNTS_PER_SECOND,
+        f"run <= {GOAL_FLOOR_RATIO} x floor": result["runOverFloor"] <= GOAL_FLOOR_RATIO,
+        f"requests/account <= {GOAL_REQUESTS_PER_ACCOUNT}": result["requestsPerInvoicedAccount"]["total"]
+        <= GOAL_REQUESTS_PER_ACCOUNT,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 5, 20])
+    parser.add_argument(
+        "--latency",
+        default="",
+        help="round trips in ms over the defaults, e.g. 'dynamodb=8,transaction=15,ses=40,sqs=10,solusvm=80'; "
+        f"'0' for none (defaults: {DEFAULT_LATENCY_MS})",
+    )
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    latency = parse_latency(args.latency)
+    if args.one:  # one configuration in this process (fresh servers, fresh clients)
+        print(json.dumps(measure(args.accounts, args.workers[0], latency)))
+        return 0
+    results = []
+    for workers in args.workers:
+        answer = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.invoicing",
+                "--one",
+                "--accounts",
+                str(args.accounts),
+                "--workers",
+                str(workers),
+                "--latency",
+                ",".join(f"{k}={v:g}" for k, v in latency.items()),
+            ],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if answer.returncode != 0:
+            print(answer.stderr, file=sys.stderr)
+            return answer.returncode
+        results.append(json.loads(answer.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    report_all = {"latencyMs": latency, "serversPerAccount": SERVERS_PER_ACCOUNT, "runs": results}
+    at_goal = [r for r in results if r["workers"] == GOALS_AT]
+    if at_goal:
+        report_all["goals"] = goals(at_goal[0])
+    print(json.dumps(report_all, indent=2))
+    return 0 if all(report_all.get("goals", {}).values()) else 1
 
 
 if __name__ == "__main__":

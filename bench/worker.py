@@ -1,0 +1,123 @@
+"""One Lambda execution environment of the invoicing bench, in its own process.
+
+    python -m bench.worker product <out.pickle>   # the real worker fed from the queue, until told to stop
+    python -m bench.worker floor <in.pickle> <out.pickle>  # replays one product worker's requests, no logic
+
+Both read the model (solus port, latencies) from the environment the bench sets, print "ready" once warm,
+wait for a line on stdin to start, and write their figures to the out file when done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.model import RequestModel, parallel_groups
+
+
+def _model() -> RequestModel:
+    model = RequestModel(int(os.environ["BENCH_SOLUS_PORT"]), json.loads(os.environ["BENCH_LATENCY_MS"]))
+    model.install()
+    return model
+
+
+def _wait_for_go() -> None:
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
+def product(out: Path) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from local.events import load_function
+    from local.poller import QueuePoller
+
+    model = _model()
+    model.counting = False
+    worker = load_function("automation", "worker")
+    poller = QueuePoller(os.environ["INVOICE_QUEUE_URL"], worker.handler)
+    stop = Path(os.environ["BENCH_STOP_FILE"])
+    model.recording = []
+    _wait_for_go()
+    model.counting = True
+    cpu = time.process_time()
+    last_done = time.time()
+    with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) to stdout
+        while not stop.exists():
+            if poller.poll_once(wait_seconds=0) == 0:
+                model.forget_last("sqs")  # an empty poll: the event source mapping's, not a request of ours
+                model.counting = False
+                time.sleep(0.02)
+                model.counting = True
+            else:
+                last_done = time.time()
+    model.counting = False
+    out.write_bytes(
+        pickle.dumps(
+            {
+                "counts": dict(model.counts),
+                "recording": model.recording,
+                "cpu": time.process_time() - cpu,
+                "last_done": last_done,
+            }
+        )
+    )
+
+
+def floor(source: Path, out: Path) -> None:
+    import urllib3
+
+    model = _model()
+    model.counting = False
+    recording = pickle.loads(source.read_bytes())["recording"]
+    port_map = json.loads(os.environ["BENCH_PORT_MAP"])
+    pools: dict[int, urllib3.HTTPConnectionPool] = {}
+    groups = parallel_groups(recording)
+
+    def send(request: Any) -> None:
+        target = int(port_map.get(str(request.port), request.port))
+        pool = pools.get(target)
+        if pool is None:
+            pool = pools.setdefault(target, urllib3.HTTPConnectionPool("127.0.0.1", target, maxsize=32))
+        model.delay(request.kind)
+        pool.urlopen(
+            request.method,
+            request.url,
+            body=request.body,
+            headers=request.headers,
+            retries=False,
+            preload_content=True,
+        )
+
+    _wait_for_go()
+    cpu = time.process_time()
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=32) as threads:
+        for group in groups:
+            if len(group) == 1:
+                send(group[0])
+            else:
+                list(threads.map(send, group))
+    out.write_bytes(
+        pickle.dumps({"cpu": time.process_time() - cpu, "started": started, "last_done": time.time()})
+    )
+
+
+def main() -> None:
+    if sys.argv[1] == "product":
+        product(Path(sys.argv[2]))
+    else:
+        floor(Path(sys.argv[2]), Path(sys.argv[3]))
+
+
+if __name__ == "__main__":
+    main()
