@@ -17,7 +17,7 @@ help:
 	@echo "make test  - every check and test (lint, types, unit, integration, infra, browser)"
 	@echo "make invoice DATE=2022-11-01 [DRY_RUN=1] - invoice a month on the running local stack"
 	@echo "make invoice PAYLOAD='{\"rebill\": ...}' - send any operator payload to it (see README, Operating)"
-	@echo "make bench - invoicing throughput and request counts against moto server and the emulator"
+	@echo "make bench [WORKERS=\"1 5 20\"] [ACCOUNTS=1000] - invoicing throughput in a model of AWS"
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -73,9 +73,11 @@ invoice: install
 	$(PY) -m local.invoice $(if $(DATE),--date "$(DATE)") $(if $(PAYLOAD),--payload '$(PAYLOAD)') \
 		$(if $(DRY_RUN),--dry-run) $(if $(NOW),--now "$(NOW)")
 
-# Invoicing throughput and request counts (bench/invoicing.py): ACCOUNTS=2000 by default.
+# Invoicing throughput in a model of AWS (bench/invoicing.py): ACCOUNTS=1000, WORKERS="1 5 20" by default;
+# LATENCY="dynamodb=8,transaction=15,ses=40,sqs=10,solusvm=80" (ms) overrides the modelled round trips.
 bench: install
-	$(PY) -m bench.invoicing --accounts $(or $(ACCOUNTS),2000)
+	$(PY) -m bench.invoicing --accounts $(or $(ACCOUNTS),1000) --workers $(or $(WORKERS),1 5 20) \
+	  $(if $(LATENCY),--latency "$(LATENCY)")
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -78,7 +78,7 @@ def floor(source: Path, out: Path) -> None:
 
     model = _model()
     model.counting = False
-    recording = pickle.loads(source.read_bytes())["recording"]
+    recording = pickle.loads(source.read_bytes())["recording"]  # noqa: S301 - written by our own worker, in our temp dir
     port_map = json.loads(os.environ["BENCH_PORT_MAP"])
     pools: dict[int, urllib3.HTTPConnectionPool] = {}
     groups = parallel_groups(recording)
