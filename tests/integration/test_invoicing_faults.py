@@ -55,16 +55,16 @@ def _invoicing(functions):
 @pytest.mark.parametrize(
     ("where", "target", "name", "after", "lease_passes"),
     [
-        ("after reading usage, before writing the invoice", "billing", "issue", False, False),
+        ("after reading usage, before writing the invoice", "billing", "issue_batch", False, False),
         ("after writing the invoice, before the email", "mailer", "send", False, True),
-        ("after writing the nothing-to-bill record", "billing", "record_nothing", True, False),
+        ("after writing the nothing-to-bill record", "billing", "issue_batch", True, False),
     ],
 )
 def test_worker_killed_between_steps_still_ends_with_one_invoice_and_one_email(
     stack, functions, worker, monkeypatch, where, target, name, after, lease_passes
 ):
     # Given an account with usage (or none, for the nothing-to-bill case) and a worker that dies once
-    servers = [] if name == "record_nothing" else OCTOBER_SERVERS
+    servers = [] if "nothing-to-bill" in where else OCTOBER_SERVERS
     account = enrolled_account(stack, functions, servers=servers)
     invoicing = _invoicing(functions)
     calls = kill_once(getattr(invoicing, target), name, monkeypatch, after=after)

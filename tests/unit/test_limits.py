@@ -28,3 +28,20 @@ def test_the_queue_hides_a_job_longer_than_the_worker_runs_and_the_email_lease_l
 
 def test_the_dead_letter_queue_takes_a_job_one_delivery_after_its_last_attempt():
     assert limits.DEAD_LETTER_MAX_RECEIVE_COUNT == limits.INVOICE_MAX_ATTEMPTS + 1
+
+
+def test_a_batch_prepared_together_needs_as_long_as_one_job_per_round_of_parallel_usage_calls():
+    one = limits.batch_worst_case_ms(1, parallelism=4)
+    assert one == limits.START_JOB_MIN_REMAINING_MS, "a batch of one is one job"
+    sequential = limits.batch_worst_case_ms(limits.WORKER_BATCH_SIZE, parallelism=1)
+    parallel = limits.batch_worst_case_ms(limits.WORKER_BATCH_SIZE, parallelism=limits.WORKER_BATCH_SIZE)
+    assert parallel < sequential <= limits.WORKER_TIMEOUT_SECONDS * 1000
+    assert EMAIL_LEASE.total_seconds() * 1000 > sequential, "a batch's emails are sent within their lease"
+
+
+def test_a_batch_starts_only_the_jobs_that_have_time_left():
+    full = limits.batch_worst_case_ms(5, parallelism=2)
+    assert limits.jobs_in_time(full, 5, parallelism=2) == 5
+    assert limits.jobs_in_time(full - 1, 5, parallelism=2) == 4
+    assert limits.jobs_in_time(limits.START_JOB_MIN_REMAINING_MS - 1, 5, parallelism=2) == 0
+    assert limits.jobs_in_time(10**9, 0, parallelism=2) == 0

@@ -66,6 +66,15 @@ class Settings:
     invoice_max_attempts: int
     automation_function_name: str | None  # set by the stack: runs are queued by an async self-invocation
     run_join_minutes: int  # an identical operator request within this many minutes joins the first run
+    # The deployment-wide budget of SolusVM usage calls in flight, and the worker's reserved concurrency:
+    # each worker invocation asks at most usage_parallelism of them at once (README, Speed and scale).
+    solusvm_max_concurrency: int
+    invoice_worker_concurrency: int
+
+    @property
+    def usage_parallelism(self) -> int:
+        """Usage calls one worker invocation makes at once: workers x this never exceeds the budget."""
+        return max(1, self.solusvm_max_concurrency // self.invoice_worker_concurrency)
 
     @property
     def terms(self) -> list[TermsDocument]:
@@ -225,7 +234,15 @@ class _Reader:
             invoice_max_attempts=self.integer("INVOICE_MAX_ATTEMPTS", INVOICE_MAX_ATTEMPTS, minimum=1),
             automation_function_name=self.raw("AUTOMATION_FUNCTION_NAME"),
             run_join_minutes=self.integer("RUN_JOIN_MINUTES", 10, minimum=0),
+            solusvm_max_concurrency=self.integer("SOLUSVM_MAX_CONCURRENCY", 4, minimum=1),
+            invoice_worker_concurrency=self.integer("INVOICE_WORKER_CONCURRENCY", 1, minimum=1),
         )
+        if result.solusvm_max_concurrency < result.invoice_worker_concurrency:
+            self.errors.append(
+                f"SOLUSVM_MAX_CONCURRENCY ({result.solusvm_max_concurrency}) must be at least "
+                f"INVOICE_WORKER_CONCURRENCY ({result.invoice_worker_concurrency}): each worker makes "
+                "at least one SolusVM call at a time"
+            )
         if self.errors:
             raise ConfigError("invalid configuration: " + "; ".join(self.errors))
         return result

@@ -25,13 +25,30 @@ SOLUSVM_BACKOFF_FACTOR = 0.3
 SOLUSVM_BACKOFF_MAX_SECONDS = 2.0
 AWS_SECONDS_PER_JOB = 10.0  # DynamoDB transaction, SES send, mark sent: ~100 ms each, with ample margin
 
-JOB_WORST_CASE_SECONDS = (
-    (SOLUSVM_RETRIES + 1) * (SOLUSVM_CONNECT_TIMEOUT_SECONDS + SOLUSVM_READ_TIMEOUT_SECONDS)
-    + SOLUSVM_RETRIES * SOLUSVM_BACKOFF_MAX_SECONDS
-    + AWS_SECONDS_PER_JOB
-)
+SOLUSVM_WORST_CASE_SECONDS = (SOLUSVM_RETRIES + 1) * (
+    SOLUSVM_CONNECT_TIMEOUT_SECONDS + SOLUSVM_READ_TIMEOUT_SECONDS
+) + SOLUSVM_RETRIES * SOLUSVM_BACKOFF_MAX_SECONDS
+JOB_WORST_CASE_SECONDS = SOLUSVM_WORST_CASE_SECONDS + AWS_SECONDS_PER_JOB
+START_MARGIN_MS = 2_000
 # A job starts only with this much time left; otherwise it is handed back to the queue untouched.
-START_JOB_MIN_REMAINING_MS = math.ceil(JOB_WORST_CASE_SECONDS * 1000) + 2_000
+START_JOB_MIN_REMAINING_MS = math.ceil(JOB_WORST_CASE_SECONDS * 1000) + START_MARGIN_MS
+
+
+def batch_worst_case_ms(jobs: int, *, parallelism: int) -> int:
+    """A batch prepared together: its usage calls in rounds of ``parallelism`` at once (each round as slow as
+    one worst-case call), plus every job's AWS allowance. One job: START_JOB_MIN_REMAINING_MS."""
+    rounds = -(-jobs // max(1, parallelism))
+    return (
+        math.ceil((rounds * SOLUSVM_WORST_CASE_SECONDS + jobs * AWS_SECONDS_PER_JOB) * 1000) + START_MARGIN_MS
+    )
+
+
+def jobs_in_time(remaining_ms: int, jobs: int, *, parallelism: int) -> int:
+    """How many of a batch's ``jobs`` may start together with ``remaining_ms`` left (0: none)."""
+    while jobs > 0 and batch_worst_case_ms(jobs, parallelism=parallelism) > remaining_ms:
+        jobs -= 1
+    return jobs
+
 
 WORKER_BATCH_SIZE = 5
 WORKER_TIMEOUT_SECONDS = 300

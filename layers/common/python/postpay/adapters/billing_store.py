@@ -10,7 +10,7 @@ Exactly once is the database's job here, not a check-then-insert:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +18,7 @@ from typing import Any
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.transactions import TransactWrite
 
@@ -140,8 +141,29 @@ class OutcomeRecorded(Exception):
     """This run already recorded an outcome for this account (a redelivered job)."""
 
 
-class CounterMoved(Exception):
-    """Another invoice took the number we expected: re-read the counter and try again."""
+# A batch's entries per transaction: 2 items each (record, outcome), the counter and one update per run stay
+# within DynamoDB's 100 items per TransactWriteItems even when every entry belongs to another run.
+MAX_PER_TRANSACTION = 33
+MAX_ATTEMPTS = 50
+
+
+@dataclass
+class ToIssue:
+    """One account's invoice, or its nothing-to-bill record, waiting for its place in a transaction."""
+
+    client_id: int
+    period_key: str
+    run_id: str
+    email: str
+    usage: str  # the raw SolusVM answer, JSON
+    # builds the invoice for its number; None: nothing to bill
+    invoice_for: Callable[[int], Invoice] | None = None
+    # the operator's re-bill: may replace the period's nothing-to-bill record (never an invoice)
+    replace_nothing: bool = False
+
+    @property
+    def key(self) -> str:
+        return account_period(self.client_id, self.period_key)
 
 
 @dataclass(frozen=True)
@@ -265,6 +287,52 @@ def invoice_document(invoice: Invoice) -> str:
     )
 
 
+def invoice_item(invoice: Invoice, *, run_id: str, now: datetime, lease: timedelta) -> InvoiceItem:
+    """How one invoice is stored (its email leased to the attempt that issued it)."""
+    return InvoiceItem(
+        account_period(invoice.client_id, invoice.period_key),
+        client_id=invoice.client_id,
+        period_key=invoice.period_key,
+        outcome="invoiced",
+        email=invoice.email,
+        run_id=run_id,
+        usage=invoice.usage,
+        created_at=now,
+        number=invoice.number,
+        status=invoice.status.value,
+        due_on=invoice.due_on.isoformat(),
+        document=invoice_document(invoice),
+        email_lease_until=int((now + lease).timestamp()),
+    )
+
+
+def nothing_item(entry: ToIssue, *, now: datetime) -> InvoiceItem:
+    """The record that (client, period) had nothing to bill."""
+    return InvoiceItem(
+        entry.key,
+        client_id=entry.client_id,
+        period_key=entry.period_key,
+        outcome="nothing_to_bill",
+        email=entry.email,
+        run_id=entry.run_id,
+        usage=entry.usage,
+        created_at=now,
+    )
+
+
+def _run_counts(
+    entries: list[ToIssue], pending: list[int], invoices: dict[int, Invoice], replace_failed: set[int]
+) -> dict[str, dict[str, int]]:
+    """What each run's counters gain from a transaction: one update per run (one operation per item)."""
+    counts: dict[str, dict[str, int]] = {}
+    for index in pending:
+        run = counts.setdefault(entries[index].run_id, {"invoiced": 0, "nothing_to_bill": 0, "failed": 0})
+        run["invoiced" if index in invoices else "nothing_to_bill"] += 1
+        if index in replace_failed:
+            run["failed"] -= 1
+    return counts
+
+
 def _to_invoice(item: InvoiceItem) -> Invoice:
     doc = json.loads(item.document or "{}")
     return Invoice(
@@ -308,10 +376,6 @@ def _to_invoice(item: InvoiceItem) -> Invoice:
         tax=Decimal(doc.get("tax", "0")),
         payment_instructions=doc.get("payment_instructions", ""),
     )
-
-
-def _cancel_codes(error: TransactWriteError) -> list[str | None]:
-    return [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
 
 
 class BillingStore:
@@ -437,138 +501,179 @@ class BillingStore:
 
     def issue(
         self,
-        invoice_for: Any,
+        invoice_for: Callable[[int], Invoice],
         *,
         run_id: str,
         now: datetime,
         email_lease: timedelta,
         replace_nothing: bool = False,
     ) -> Invoice:
-        """Writes the invoice with the next number, its run outcome and the run's count, in one transaction.
-
-        ``invoice_for(number)`` builds the invoice for a number. ``replace_nothing`` (the operator's re-bill)
-        lets it replace a nothing-to-bill record of the period; an invoice is never replaced.
-        Raises AlreadyBilled or OutcomeRecorded."""
-        current = self._counter_hint if self._counter_hint is not None else self.counter_value()
-        replace_failed = False
-        for attempt in range(50):
-            invoice: Invoice = invoice_for(current + 1)
-            try:
-                self._write_invoice(
-                    invoice,
-                    expected_counter=current,
-                    run_id=run_id,
-                    now=now,
-                    lease=email_lease,
-                    replace_failed=replace_failed,
-                    replace_nothing=replace_nothing,
-                )
-            except OutcomeRecorded:
-                if replace_failed or self.outcome_of(run_id, invoice.client_id) != "failed":
-                    raise
-                replace_failed = True  # a dead-lettered job redriven: its "failed" outcome becomes this one
-                continue
-            except CounterMoved:
-                current = self.counter_value()
-                if attempt > 5:
-                    logger.info("invoice counter contended", extra={"attempt": attempt})
-                continue
-            BillingStore._counter_hint = current + 1
-            return invoice
-        raise RuntimeError("could not allocate an invoice number after 50 attempts")
-
-    def _write_invoice(
-        self,
-        invoice: Invoice,
-        *,
-        expected_counter: int,
-        run_id: str,
-        now: datetime,
-        lease: timedelta,
-        replace_failed: bool = False,
-        replace_nothing: bool = False,
-    ) -> None:
-        key = account_period(invoice.client_id, invoice.period_key)
-        counter_condition = (
-            CounterItem.value == expected_counter if expected_counter else CounterItem.name.does_not_exist()
+        """One invoice: ``issue_batch`` of one. Raises AlreadyBilled or OutcomeRecorded."""
+        probe = invoice_for(0)
+        entry = ToIssue(
+            probe.client_id,
+            probe.period_key,
+            run_id,
+            probe.email,
+            probe.usage,
+            invoice_for=invoice_for,
+            replace_nothing=replace_nothing,
         )
-        item = InvoiceItem(
-            key,
-            client_id=invoice.client_id,
-            period_key=invoice.period_key,
-            outcome="invoiced",
-            email=invoice.email,
-            run_id=run_id,
-            usage=invoice.usage,
-            created_at=now,
-            number=invoice.number,
-            status=invoice.status.value,
-            due_on=invoice.due_on.isoformat(),
-            document=invoice_document(invoice),
-            email_lease_until=int((now + lease).timestamp()),
-        )
-        try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.update(
-                    CounterItem(INVOICE_COUNTER),
-                    actions=[CounterItem.value.set(expected_counter + 1)],
-                    condition=counter_condition,
-                )
-                free = InvoiceItem.account_period.does_not_exist()
-                if replace_nothing:
-                    free = free | (InvoiceItem.outcome == "nothing_to_bill")
-                tx.save(item, condition=free)
-                self._outcome(
-                    tx,
-                    run_id,
-                    invoice.client_id,
-                    "invoiced",
-                    now,
-                    number=invoice.number,
-                    replace_failed=replace_failed,
-                )
-        except TransactWriteError as error:
-            # PynamoDB sends condition checks, deletes, puts, then updates: [invoice, outcome, counter, run]
-            codes = _cancel_codes(error) + [None] * 4
-            if codes[0] == "ConditionalCheckFailed":
-                raise AlreadyBilled(key) from error
-            if codes[1] == "ConditionalCheckFailed":
-                raise OutcomeRecorded(key) from error
-            if codes[2] == "ConditionalCheckFailed" or "TransactionConflict" in codes:
-                raise CounterMoved() from error
-            raise
+        result = self.issue_batch([entry], now=now, email_lease=email_lease)[0]
+        if isinstance(result, Exception):
+            raise result
+        assert result is not None
+        return result
 
     def record_nothing(
         self, *, client_id: int, email: str, period_key: str, usage: str, run_id: str, now: datetime
     ) -> None:
         """No usage: a nothing-to-bill record for (client, period) and the run's outcome, together."""
-        key = account_period(client_id, period_key)
-        item = InvoiceItem(
-            key,
-            client_id=client_id,
-            period_key=period_key,
-            outcome="nothing_to_bill",
-            email=email,
-            run_id=run_id,
-            usage=usage,
-            created_at=now,
-        )
-        for replace_failed in (False, True):
+        entry = ToIssue(client_id, period_key, run_id, email, usage)
+        result = self.issue_batch([entry], now=now, email_lease=timedelta(0))[0]
+        if isinstance(result, Exception):
+            raise result
+
+    def issue_batch(
+        self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
+    ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
+        """Writes a batch's invoices (numbered in order, gapless), nothing-to-bill records, their run outcomes
+        and the runs' counts in as few transactions as DynamoDB allows (MAX_PER_TRANSACTION entries each).
+
+        Per entry: the Invoice issued, None (nothing to bill recorded), or AlreadyBilled / OutcomeRecorded
+        (the entry was left out: its (client, period) or its (run, client) was written before). A cancelled
+        transaction names the items that failed: those entries are dropped and the rest retried; a moved
+        counter is read from the cancellation itself (ALL_OLD), so contention costs one more attempt per
+        batch, not per invoice. Any other failure raises: nothing of the transaction was written."""
+        results: list[Invoice | AlreadyBilled | OutcomeRecorded | None] = [None] * len(entries)
+        first: dict[str, int] = {}
+        later: list[int] = []
+        for index, entry in enumerate(entries):
+            if first.setdefault(entry.key, index) != index:
+                later.append(index)  # one operation per item in a transaction: the copy waits for the first
+        chosen = [i for i in range(len(entries)) if i not in set(later)]
+        for start in range(0, len(chosen), MAX_PER_TRANSACTION):
+            self._issue_chunk(entries, chosen[start : start + MAX_PER_TRANSACTION], results, now, email_lease)
+        for index in later:
+            results[index] = AlreadyBilled(entries[index].key)  # the copy of an entry billed just before
+        return results
+
+    def _issue_chunk(
+        self,
+        entries: list[ToIssue],
+        pending: list[int],
+        results: list[Invoice | AlreadyBilled | OutcomeRecorded | None],
+        now: datetime,
+        lease: timedelta,
+    ) -> None:
+        current = self._counter_hint if self._counter_hint is not None else self.counter_value()
+        replace_failed: set[int] = set()
+        for attempt in range(MAX_ATTEMPTS):
+            if not pending:
+                return
+            invoices: dict[int, Invoice] = {}
+            with_invoice = [i for i in pending if entries[i].invoice_for is not None]
+            for offset, index in enumerate(with_invoice, start=1):
+                build = entries[index].invoice_for
+                assert build is not None
+                invoices[index] = build(current + offset)
             try:
                 with TransactWrite(connection=connection()) as tx:
-                    tx.save(item, condition=InvoiceItem.account_period.does_not_exist())
-                    self._outcome(
-                        tx, run_id, client_id, "nothing_to_bill", now, replace_failed=replace_failed
-                    )
-                return
+                    # puts first, in entry order: [record 0, outcome 0, record 1, outcome 1, ...]
+                    for index in pending:
+                        entry = entries[index]
+                        invoice = invoices.get(index)
+                        item = (
+                            invoice_item(invoice, run_id=entry.run_id, now=now, lease=lease)
+                            if invoice is not None
+                            else nothing_item(entry, now=now)
+                        )
+                        free = InvoiceItem.account_period.does_not_exist()
+                        if entry.replace_nothing:
+                            free = free | (InvoiceItem.outcome == "nothing_to_bill")
+                        tx.save(item, condition=free)
+                        tx.save(
+                            OutcomeItem(
+                                entry.run_id,
+                                entry.client_id,
+                                outcome="invoiced" if invoice is not None else "nothing_to_bill",
+                                invoice_number=invoice.number if invoice is not None else None,
+                                at=now,
+                            ),
+                            condition=(OutcomeItem.outcome == "failed")
+                            if index in replace_failed
+                            else OutcomeItem.run_id.does_not_exist(),
+                            return_values="ALL_OLD",
+                        )
+                    # then updates: [counter (when there are invoices), run, run, ...]
+                    if invoices:
+                        tx.update(
+                            CounterItem(INVOICE_COUNTER),
+                            actions=[CounterItem.value.set(current + len(invoices))],
+                            condition=CounterItem.value == current
+                            if current
+                            else CounterItem.name.does_not_exist(),
+                            return_values="ALL_OLD",
+                        )
+                    for run_id, counts in _run_counts(entries, pending, invoices, replace_failed).items():
+                        actions: list[Action] = [RunItem.updated_at.set(now)]
+                        actions += [getattr(RunItem, name).add(n) for name, n in counts.items() if n]
+                        tx.update(RunItem(run_id), actions=actions, condition=RunItem.run_id.exists())
             except TransactWriteError as error:
-                codes = _cancel_codes(error) + [None] * 3  # puts first: [record, outcome], then [run]
-                if codes[0] == "ConditionalCheckFailed":
-                    raise AlreadyBilled(key) from error
-                if codes[1] != "ConditionalCheckFailed":
-                    raise
-                if replace_failed or self.outcome_of(run_id, client_id) != "failed":
-                    raise OutcomeRecorded(key) from error
+                reasons = error.cancellation_reasons
+                if not reasons:
+                    raise  # not a cancellation (throttled, network): the queue retries the batch
+                current, pending = self._after_cancel(
+                    entries, pending, invoices, reasons, results, replace_failed, current
+                )
+                if attempt >= 1:
+                    logger.info("invoice counter contended", extra={"attempt": attempt + 1})
+                continue
+            for index in pending:
+                results[index] = invoices.get(index)
+            BillingStore._counter_hint = current + len(invoices)
+            return
+        raise RuntimeError(f"could not issue a batch of invoices after {MAX_ATTEMPTS} attempts")
+
+    def _after_cancel(
+        self,
+        entries: list[ToIssue],
+        pending: list[int],
+        invoices: dict[int, Invoice],
+        reasons: list[Any],
+        results: list[Invoice | AlreadyBilled | OutcomeRecorded | None],
+        replace_failed: set[int],
+        current: int,
+    ) -> tuple[int, list[int]]:
+        """Reads which items a cancelled transaction refused: drops entries billed before, turns a redriven
+        job's "failed" outcome into a replaceable one, takes the counter's value as it was."""
+        codes = [(r.code if r else None, r.raw_item if r else None) for r in reasons]
+        codes += [(None, None)] * (2 * len(pending) + 1 - len(codes))
+        retry: list[int] = []
+        for position, index in enumerate(pending):
+            (record_code, _), (outcome_code, old_outcome) = codes[2 * position], codes[2 * position + 1]
+            key = entries[index].key
+            if record_code == "ConditionalCheckFailed":
+                results[index] = AlreadyBilled(key)
+            elif outcome_code == "ConditionalCheckFailed":
+                old = (old_outcome or {}).get("outcome", {}).get("S")
+                if index in replace_failed or old != "failed":
+                    results[index] = OutcomeRecorded(key)
+                else:
+                    replace_failed.add(index)  # a dead-lettered job redriven: "failed" becomes this outcome
+                    retry.append(index)
+            else:
+                retry.append(index)
+        updates = codes[2 * len(pending) :]
+        counter_code, counter_old = updates[0] if invoices else (None, None)
+        if any(code == "ConditionalCheckFailed" for code, _ in updates[1 if invoices else 0 :]):
+            raise RuntimeError("an invoicing run record is missing")
+        if counter_code == "ConditionalCheckFailed" and counter_old and "value" in counter_old:
+            current = int(counter_old["value"]["N"])
+            BillingStore._counter_hint = current
+        elif counter_code is not None or any(code == "TransactionConflict" for code, _ in codes):
+            current = self.counter_value()
+        return current, retry
 
     def record_outcome(
         self,

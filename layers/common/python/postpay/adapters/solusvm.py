@@ -12,6 +12,7 @@ Deadline: inside ``with client.deadline(seconds)`` every call, retries and backo
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,15 +60,19 @@ class SolusVMClient:
         self._monotonic = monotonic
         self._sleep = sleep
         self._deadline: float | None = None
+        self._local = threading.local()  # a requests.Session is not thread-safe: one per thread
 
     @property
     def session(self) -> requests.Session:
-        if self._session is None:
+        if self._session is not None:
+            return self._session
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
             session = requests.Session()
-            session.mount("http://", HTTPAdapter(max_retries=0, pool_maxsize=32))
-            session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=32))
-            self._session = session
-        return self._session
+            session.mount("http://", HTTPAdapter(max_retries=0, pool_maxsize=4))
+            session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=4))
+            self._local.session = session
+        return session
 
     @contextmanager
     def deadline(self, seconds: float) -> Iterator[None]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from postpay import limits
-from postpay.adapters.billing_store import AlreadyBilled, BillingStore, OutcomeRecorded, RunRecord
+from postpay.adapters.billing_store import AlreadyBilled, BillingStore, OutcomeRecorded, RunRecord, ToIssue
 from postpay.adapters.params import NO_PROFILE, InvoiceProfile, Pricing
 from postpay.billing import money
 from postpay.billing.pdf import invoice_pdf
@@ -87,6 +89,17 @@ class AttemptsUsed(Exception):
 
 # The reason a job's run shows when its last attempt timed out or stopped before it could say why.
 LAST_ATTEMPT_DIED = "its last attempt did not finish (the worker timed out or stopped, or had no time left)"
+
+
+@dataclass
+class Prepared:
+    """One job of a batch after the batch's shared work: what its ``finish`` has left to do."""
+
+    job: Job
+    outcome: str | None = None  # "invoiced" / "nothing_to_bill" once written
+    invoice: Invoice | None = None  # issued by this attempt: its email is leased to it
+    already: bool = False  # billed before (another run, or this one before a crash)
+    error: Exception | None = None  # raised by finish(): the queue retries, or the job fails at once
 
 
 @dataclass(frozen=True)
@@ -297,6 +310,7 @@ class Invoicing:
         self.profile = profile
         self.queue = queue
         self.dispatcher = dispatcher  # None where there is no Lambda (local stack, tests): queue inline
+        self._usage_pool: ThreadPoolExecutor | None = None
 
     # the run ---------------------------------------------------------------------------------------
 
@@ -400,17 +414,39 @@ class Invoicing:
         assert record is not None
         return record
 
-    # one job ---------------------------------------------------------------------------------------
+    # one batch of jobs ----------------------------------------------------------------------------
 
-    def attempt(self, job: Job, *, delivery: int, remaining_ms: int) -> str:
+    def prepare_batch(
+        self, deliveries: dict[str, tuple[Job, int]], *, remaining_ms: int
+    ) -> dict[str, Prepared]:
+        """A worker's batch (message id -> (job, delivery)) prepared together, as much of it as the time left
+        allows for a worst-case batch (postpay.limits.jobs_in_time). Dry runs and deliveries past the last
+        attempt are not prepared: ``attempt`` handles them one by one, as it does every job left out here."""
+        eligible = [
+            key
+            for key, (job, delivery) in deliveries.items()
+            if not job.dry_run and delivery <= self.settings.invoice_max_attempts
+        ]
+        chosen = eligible[
+            : limits.jobs_in_time(remaining_ms, len(eligible), parallelism=self.settings.usage_parallelism)
+        ]
+        if not chosen:
+            return {}
+        prepared = self.prepare([deliveries[key][0] for key in chosen])
+        return dict(zip(chosen, prepared, strict=True))
+
+    def attempt(self, job: Job, *, delivery: int, remaining_ms: int, prepared: Prepared | None = None) -> str:
         """One delivery of a job from the queue (``delivery`` is SQS's ApproximateReceiveCount).
 
         Deliveries 1..INVOICE_MAX_ATTEMPTS process the job, each only if the invocation has time for a
         worst-case job (postpay.limits); one more delivery means the last attempt died without recording
-        an outcome: it is recorded as failed, and the message goes on to the dead-letter queue."""
+        an outcome: it is recorded as failed, and the message goes on to the dead-letter queue. A job
+        ``prepared`` with its batch (whose time was checked for the whole batch) only finishes here."""
         max_attempts = self.settings.invoice_max_attempts
         if delivery > max_attempts:
             self.abandon(job)
+        if prepared is not None:
+            return self.finish(prepared, final_attempt=delivery >= max_attempts)
         if remaining_ms < limits.START_JOB_MIN_REMAINING_MS:
             raise OutOfTime(f"{remaining_ms} ms left, a job may need {limits.START_JOB_MIN_REMAINING_MS}")
         return self.process(job, final_attempt=delivery >= max_attempts)
@@ -428,10 +464,61 @@ class Invoicing:
         raise AttemptsUsed(f"client {job.client_id}: {LAST_ATTEMPT_DIED}")
 
     def process(self, job: Job, *, final_attempt: bool) -> str:
-        """Invoices one account for one period; returns the outcome. Transient failures raise (the queue
-        retries); on the final attempt the failure is recorded on the run with its reason."""
+        """Invoices one account for one period (a batch of one); returns the outcome."""
+        return self.finish(self.prepare([job])[0], final_attempt=final_attempt)
+
+    def prepare(self, jobs: list[Job]) -> list[Prepared]:
+        """The batch's work that is cheaper together: usage fetched for every job at once (at most
+        ``usage_parallelism`` calls in flight), then every invoice and nothing-to-bill record written in as
+        few transactions as allowed. What each job still has to do (its email) is left to ``finish``; a job's
+        failure is kept for its ``finish`` to raise, so the queue retries that job alone. A dry run's job is
+        left whole to ``finish`` (its preview writes only its outcome)."""
+        prepared = [Prepared(job) for job in jobs]
+        billing = [item for item in prepared if not item.job.dry_run]
+        now = self.clock.now()
+        answers = self._usages([item.job for item in billing])
+        entries: list[ToIssue] = []
+        waiting: list[Prepared] = []
+        for item, answer in zip(billing, answers, strict=True):
+            try:
+                if isinstance(answer, Exception):
+                    raise answer
+                entries.append(self._entry(item.job, answer, now))
+                waiting.append(item)
+            except Exception as error:  # kept for this job's finish(): the usage refused, SolusVM down
+                item.error = error
+        if not entries:
+            return prepared
         try:
-            return self._preview(job) if job.dry_run else self._process(job)
+            results = self.billing.issue_batch(entries, now=now, email_lease=EMAIL_LEASE)
+        except Exception as error:  # nothing of the transaction was written: every job of it is retried
+            for item in waiting:
+                item.error = error
+            return prepared
+        for item, result in zip(waiting, results, strict=True):
+            if isinstance(result, AlreadyBilled | OutcomeRecorded):
+                item.already = True  # another run billed it, or this run before a crash
+            elif result is None:
+                item.outcome = "nothing_to_bill"
+            else:
+                item.invoice, item.outcome = result, "invoiced"
+        return prepared
+
+    def finish(self, prepared: Prepared, *, final_attempt: bool) -> str:
+        """Ends one job of a prepared batch; returns its outcome. Transient failures raise (the queue
+        retries); on the final attempt the failure is recorded on the run with its reason."""
+        job = prepared.job
+        try:
+            if job.dry_run:
+                return self._preview(job)
+            if prepared.error is not None:
+                raise prepared.error
+            if prepared.already:
+                return self._already(job)
+            if prepared.invoice is not None:
+                self._issued(prepared.invoice)
+            assert prepared.outcome is not None
+            return prepared.outcome
         except UsageError as error:
             billed = self.billing.billed(job.client_id, job.period.key)
             if billed is not None and (billed[1] is not None or not job.rebill):
@@ -449,6 +536,22 @@ class Invoicing:
             if final_attempt:
                 self._failed(job, error)
             raise
+
+    def _usages(self, jobs: list[Job]) -> list[dict | Exception]:
+        """Each job's usage answer (or why there is none), asked in parallel within the deployment budget."""
+
+        def ask(job: Job) -> dict | Exception:
+            try:
+                return self.solus.usage(job.solus_user_id, job.period.start, job.period.end)
+            except Exception as error:  # one job's failure, not the batch's
+                return error
+
+        if len(jobs) <= 1 or self.settings.usage_parallelism <= 1:
+            return [ask(job) for job in jobs]
+        if self._usage_pool is None:
+            # Kept for the life of the environment: its threads keep their SolusVM connections warm.
+            self._usage_pool = ThreadPoolExecutor(self.settings.usage_parallelism, thread_name_prefix="usage")
+        return list(self._usage_pool.map(ask, jobs))
 
     def _failed(self, job: Job, error: Exception) -> None:
         recorded = self.billing.record_outcome(
@@ -496,75 +599,71 @@ class Invoicing:
         )
         return "would_invoice"
 
-    def _process(self, job: Job) -> str:
-        now = self.clock.now()
-        answer = self.solus.usage(job.solus_user_id, job.period.start, job.period.end)
+    def _entry(self, job: Job, answer: object, now: datetime) -> ToIssue:
+        """The job's invoice (built for whatever number the transaction gives it), or its nothing-to-bill
+        record. Raises UsageError when the answer is not the answer to the question."""
         usage = check_usage(answer, user_id=job.solus_user_id, period=job.period)
         pricing = self.pricing()
         lines = invoice_lines(usage, pricing)
         raw = json.dumps(usage, sort_keys=True)
-        if not lines:
-            try:
-                self.billing.record_nothing(
-                    client_id=job.client_id,
-                    email=job.email,
-                    period_key=job.period.key,
-                    usage=raw,
-                    run_id=job.run_id,
-                    now=now,
-                )
-                return "nothing_to_bill"
-            except AlreadyBilled:
-                return self._already(job)
-            except OutcomeRecorded:
-                return "nothing_to_bill"
+        entry = ToIssue(job.client_id, job.period.key, job.run_id, job.email, raw, replace_nothing=job.rebill)
+        if lines:
+            # Seller, buyer and tax as they are now: the invoice keeps them, whatever changes later.
+            profile = self.profile()
+            buyer = buyer_of(self.accounts.get_account(job.email), job.email)
+            charged = charges(lines, pricing.currency, profile, buyer)
+            entry.invoice_for = partial(
+                self.build_invoice, job, lines, pricing, raw, now, profile, buyer, charged
+            )
+        return entry
+
+    def build_invoice(
+        self,
+        job: Job,
+        lines: list[InvoiceLine],
+        pricing: Pricing,
+        raw: str,
+        now: datetime,
+        profile: InvoiceProfile,
+        buyer: Buyer,
+        charged: Charges,
+        number: int,
+    ) -> Invoice:
+        """One invoice as issued, for the number its transaction allocates."""
         issued_on = local_date(now, self.settings.billing_timezone)
-        # Seller, buyer and tax as they are now: the invoice keeps them, whatever changes later.
-        profile = self.profile()
-        buyer = buyer_of(self.accounts.get_account(job.email), job.email)
-        charged = charges(lines, pricing.currency, profile, buyer)
+        return Invoice(
+            number=self.settings.invoice_number_format.format(number=number),
+            client_id=job.client_id,
+            email=job.email,
+            solus_user_id=job.solus_user_id,
+            period_start=job.period.start,
+            period_end=job.period.end,
+            timezone=job.period.timezone,
+            currency=pricing.currency,
+            token_price=pricing.token_price,
+            lines=tuple(lines),
+            total=charged.total,
+            status=InvoiceStatus.UNPAID,
+            issued_on=issued_on,
+            due_on=issued_on + timedelta(days=self.settings.due_days),
+            usage=raw,
+            run_id=job.run_id,
+            seller=profile.seller,
+            buyer=buyer,
+            tax_rate=charged.tax_rate,
+            tax_label=charged.tax_label,
+            tax_inclusive=charged.tax_inclusive,
+            reverse_charge=charged.reverse_charge,
+            tax=charged.tax,
+            payment_instructions=profile.payment_instructions,
+        )
 
-        def build(number: int) -> Invoice:
-            return Invoice(
-                number=self.settings.invoice_number_format.format(number=number),
-                client_id=job.client_id,
-                email=job.email,
-                solus_user_id=job.solus_user_id,
-                period_start=job.period.start,
-                period_end=job.period.end,
-                timezone=job.period.timezone,
-                currency=pricing.currency,
-                token_price=pricing.token_price,
-                lines=tuple(lines),
-                total=charged.total,
-                status=InvoiceStatus.UNPAID,
-                issued_on=issued_on,
-                due_on=issued_on + timedelta(days=self.settings.due_days),
-                usage=raw,
-                run_id=job.run_id,
-                seller=profile.seller,
-                buyer=buyer,
-                tax_rate=charged.tax_rate,
-                tax_label=charged.tax_label,
-                tax_inclusive=charged.tax_inclusive,
-                reverse_charge=charged.reverse_charge,
-                tax=charged.tax,
-                payment_instructions=profile.payment_instructions,
-            )
-
-        try:
-            invoice = self.billing.issue(
-                build, run_id=job.run_id, now=now, email_lease=EMAIL_LEASE, replace_nothing=job.rebill
-            )
-        except AlreadyBilled:
-            return self._already(job)
-        except OutcomeRecorded:  # this run already issued it: a redelivery after a crash
-            return self._already(job)
+    def _issued(self, invoice: Invoice) -> None:
         logger.info(
             "invoice issued",
             extra={
-                "run_id": job.run_id,
-                "client_id": job.client_id,
+                "run_id": invoice.run_id,
+                "client_id": invoice.client_id,
                 "invoice": invoice.number,
                 "total": str(invoice.total),
             },
@@ -572,7 +671,6 @@ class Invoicing:
         metrics.add_metric(name="InvoicesIssued", unit="Count", value=1)
         metrics.add_metric(name=f"AmountBilled{invoice.currency}", unit="None", value=float(invoice.total))
         self._email(invoice, claimed=True)
-        return "invoiced"
 
     def _already(self, job: Job) -> str:
         """The (client, period) was billed before (another run, or this one before a crash)."""
