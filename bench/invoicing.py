@@ -27,6 +27,7 @@ from typing import Any
 import requests
 
 from bench.model import DEFAULT_LATENCY_MS, RequestModel, parse_latency
+from infra.components.automation import USAGE_PARALLELISM
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS_PER_ACCOUNT = 3
@@ -254,9 +255,14 @@ class Processes:
                 raise RuntimeError("a bench worker failed")
 
 
-def _worker_env(model: RequestModel, workdir: Path, port_map: dict[int, int] | None = None) -> dict[str, str]:
+def _worker_env(
+    model: RequestModel, workdir: Path, port_map: dict[int, int] | None = None, workers: int = 1
+) -> dict[str, str]:
     return {
         **_env(),
+        # as the stack deploys it: each of the workers may ask USAGE_PARALLELISM usage calls at once
+        "INVOICE_WORKER_CONCURRENCY": str(workers),
+        "SOLUSVM_MAX_CONCURRENCY": str(workers * USAGE_PARALLELISM),
         "BENCH_SOLUS_PORT": str(model.solus_port),
         "BENCH_LATENCY_MS": json.dumps(model.latency_ms),
         "BENCH_STOP_FILE": str(workdir / "stop"),
@@ -272,7 +278,7 @@ def run_product(model: RequestModel, workers: int, workdir: Path) -> dict[str, A
     outs = [workdir / f"product-{i}.pickle" for i in range(workers)]
     pool = Processes(
         [[sys.executable, "-m", "bench.worker", "product", str(out)] for out in outs],
-        _worker_env(model, workdir),
+        _worker_env(model, workdir, workers=workers),
     )
     model.recording, model.counting = [], True
     pool.go()

@@ -24,9 +24,14 @@ from postpay.limits import (
     WORKER_TIMEOUT_SECONDS,
 )
 
-WORKER_CONCURRENCY = 5  # bounded, so SolusVM is not flooded (see README, Scaling)
 # Every attempt of a job, each after a visibility timeout, and an hour of queue ahead of it.
 JOBS_MAX_AGE_SECONDS = (DEAD_LETTER_MAX_RECEIVE_COUNT * QUEUE_VISIBILITY_TIMEOUT_SECONDS) + 3600
+# The one place SolusVM's invoicing load is decided (README, Speed and scale): worker environments at once
+# (the queue's event source maximum concurrency) x usage calls each makes at once = the panel's budget, which
+# every worker checks at cold start (SOLUSVM_MAX_CONCURRENCY, INVOICE_WORKER_CONCURRENCY).
+WORKER_CONCURRENCY = 20
+USAGE_PARALLELISM = 5
+SOLUSVM_MAX_CONCURRENCY = WORKER_CONCURRENCY * USAGE_PARALLELISM
 
 # Table actions of each automation function (the run handler and the worker), and nothing more.
 RUN_ACCESS: dict[str, list[str]] = {
@@ -88,6 +93,8 @@ class Automation(Construct):
             "INVOICE_QUEUE_URL": self.queue.queue_url,
             "INVOICE_MAX_ATTEMPTS": str(INVOICE_MAX_ATTEMPTS),
             "AUTOMATION_FUNCTION_NAME": run_name,
+            "SOLUSVM_MAX_CONCURRENCY": str(SOLUSVM_MAX_CONCURRENCY),
+            "INVOICE_WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
         }
         self.run = PythonFunction(
             self,

@@ -175,7 +175,7 @@ def test_invoicing_queue_worker_and_schedule(template, resources):
     assert jobs["Properties"]["VisibilityTimeout"] >= 360, "longer than the invoice email lease"
     [mapping] = _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] == 5
+    assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] == 20
     assert _function_id(resources, "AutomationWorker") in json.dumps(mapping["Properties"]["FunctionName"])
     [schedule] = _of_type(resources, "AWS::Scheduler::Schedule").values()
     props = schedule["Properties"]
@@ -185,6 +185,10 @@ def test_invoicing_queue_worker_and_schedule(template, resources):
     worker = resources[_function_id(resources, "AutomationWorker")]["Properties"]
     assert worker["Handler"] == "worker.handler"
     assert worker["Environment"]["Variables"]["INVOICE_MAX_ATTEMPTS"] == "5"
+    # SolusVM's budget: worker environments at once x usage calls each = the budget every worker checks
+    env = worker["Environment"]["Variables"]
+    assert env["INVOICE_WORKER_CONCURRENCY"] == str(mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"])
+    assert int(env["SOLUSVM_MAX_CONCURRENCY"]) == 20 * 5 == int(env["INVOICE_WORKER_CONCURRENCY"]) * 5
     outputs = template.to_json()["Outputs"]
     assert _function_id(resources, "AutomationRun") in json.dumps(outputs["AutomationFunctionName"])
 

@@ -75,3 +75,29 @@ def test_links_stay_under_the_base_urls_path(base, page, expected_path, expected
     # Then page links and email links both keep the path
     assert settings.path(page) == expected_path
     assert settings.url(page) == expected_url
+
+
+@pytest.mark.parametrize(
+    ("budget", "workers", "per_invocation"),
+    [("100", "20", 5), ("4", "1", 4), ("7", "3", 2), ("20", "20", 1), (None, None, 4)],
+)
+def test_solusvm_budget_is_split_between_workers_without_ever_exceeding_it(budget, workers, per_invocation):
+    env = dict(BASE)
+    if budget is not None:
+        env |= {"SOLUSVM_MAX_CONCURRENCY": budget, "INVOICE_WORKER_CONCURRENCY": workers}
+    settings = Settings.from_env(env)
+    assert settings.usage_parallelism == per_invocation
+    assert settings.usage_parallelism * settings.invoice_worker_concurrency <= settings.solusvm_max_concurrency
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"SOLUSVM_MAX_CONCURRENCY": "10", "INVOICE_WORKER_CONCURRENCY": "20"}, "must be at least"),
+        ({"SOLUSVM_MAX_CONCURRENCY": "0"}, "SOLUSVM_MAX_CONCURRENCY must be at least 1"),
+        ({"INVOICE_WORKER_CONCURRENCY": "many"}, "INVOICE_WORKER_CONCURRENCY must be an integer"),
+    ],
+)
+def test_a_solusvm_budget_smaller_than_the_workers_fails_the_start(changes, named):
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env({**BASE, **changes})

@@ -1,0 +1,209 @@
+"""A worker's batch: usage asked in parallel, every invoice of the batch in one transaction, and what a
+cancelled transaction costs (one more attempt per batch, not per invoice)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any
+
+import pytest
+
+from local.events import LambdaContext
+from local.poller import sqs_event
+from postpay.adapters import tables
+from postpay.adapters.billing_store import BillingStore, OutcomeItem, RunItem
+from tests.integration.billing_helpers import (
+    all_invoice_numbers,
+    counter,
+    enrolled_account,
+    invoice_mails,
+    invoices_of,
+    invoke,
+    receive_all,
+)
+from tests.integration.test_invoicing import OCTOBER_SERVERS
+
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:postpay-local-invoice-jobs"
+
+
+class Transactions:
+    """Counts the TransactWriteItems requests the worker sends, and which of them were cancelled."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent = 0
+        self.cancelled = 0
+        connection = tables.connection()
+        original = connection.transact_write_items
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.sent += 1
+            try:
+                return original(*args, **kwargs)
+            except Exception:
+                self.cancelled += 1
+                raise
+
+        monkeypatch.setattr(connection, "transact_write_items", counted)
+
+
+def queued_batch(stack, functions, accounts: int, *, servers=OCTOBER_SERVERS[:1]) -> tuple[dict, list, list]:
+    """``accounts`` enrolled accounts and a run of October for them, its jobs taken off the queue."""
+    made = [enrolled_account(stack, functions, servers=servers) for _ in range(accounts)]
+    run = invoke(functions, {"invoicingDate": "2022-11-01"})
+    messages = [m for m in receive_all(stack) if json.loads(m["Body"])["runId"] == run["runId"]]
+    mine = {a.client_id for a in made}
+    return run, made, [m for m in messages if json.loads(m["Body"])["clientId"] in mine]
+
+
+def run_worker(functions, messages: list[dict]) -> dict:
+    event = sqs_event(messages, QUEUE_ARN)
+    return functions["worker"].handler(event, LambdaContext(function_name="worker"))
+
+
+def number_of(account) -> int:
+    [item] = invoices_of(account.client_id)
+    return int(re.sub(r"\D", "", item.number))
+
+
+def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(
+    stack, functions, monkeypatch
+):
+    # Given ten accounts with usage, their jobs in one batch, and a worker that knows the counter
+    run, accounts, messages = queued_batch(stack, functions, 10)
+    assert len(messages) == 10
+    BillingStore().counter_value()
+    transactions = Transactions(monkeypatch)
+    # When the worker takes the batch
+    result = run_worker(functions, messages)
+    # Then one transaction issued ten invoices with consecutive numbers, in the batch's order
+    assert result == {"batchItemFailures": []}
+    assert (transactions.sent, transactions.cancelled) == (1, 0)
+    by_client = {a.client_id: a for a in accounts}
+    numbers = [number_of(by_client[json.loads(m["Body"])["clientId"]]) for m in messages]
+    assert numbers == list(range(numbers[0], numbers[0] + 10))
+    assert all_invoice_numbers() == list(range(1, counter() + 1)), "numbers stay gapless"
+    # and each account got its one email, and the run counted each once
+    assert all(len(invoice_mails(stack, a.email)) == 1 for a in accounts)
+    assert RunItem.get(run["runId"]).invoiced == 10
+
+
+def test_usage_is_asked_in_parallel_within_the_budget(stack, functions, monkeypatch):
+    # Given a batch of six and a budget of three calls at once for this worker
+    _, _, messages = queued_batch(stack, functions, 6)
+    invoicing = functions["worker"].container.invoicing
+    assert invoicing.settings.usage_parallelism >= 2
+    original = invoicing.solus.usage
+    lock, in_flight, peak, barrier = threading.Lock(), [0], [0], threading.Barrier(2, timeout=5)
+
+    def watched(*args: Any) -> dict:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        try:
+            barrier.wait()  # proves two calls are in flight at the same time (a serial worker times out)
+        except threading.BrokenBarrierError:
+            pass
+        try:
+            return original(*args)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(invoicing.solus, "usage", watched)
+    # When the worker takes the batch
+    assert run_worker(functions, messages) == {"batchItemFailures": []}
+    # Then calls overlapped, never more than the budget
+    assert 2 <= peak[0] <= invoicing.settings.usage_parallelism
+
+
+def test_a_duplicate_is_dropped_by_its_cancellation_reason_and_the_rest_issued_in_one_more_attempt(
+    stack, functions, monkeypatch
+):
+    # Given five accounts, one of them already invoiced for October by another run
+    run, accounts, messages = queued_batch(stack, functions, 5)
+    from postpay.billing.invoicing import Job
+
+    billed = accounts[2]
+    earlier = Job.from_message({**json.loads(messages[2]["Body"]), "runId": "manual-2022-10-earlier0"})
+    BillingStore().start_run(earlier.run_id, trigger="manual", period=earlier.period.as_dict(), now=_now())
+    invoicing = functions["worker"].container.invoicing
+    assert invoicing.process(earlier, final_attempt=False) == "invoiced"
+    BillingStore().counter_value()
+    transactions = Transactions(monkeypatch)
+    # When the batch of five is processed
+    assert run_worker(functions, messages) == {"batchItemFailures": []}
+    # Then the cancelled transaction named the duplicate; the retry without it issued the other four (the
+    # third transaction records the duplicate's own "already invoiced" outcome)
+    assert (transactions.sent, transactions.cancelled) == (3, 1)
+    assert all(len(invoices_of(a.client_id)) == 1 for a in accounts)
+    assert OutcomeItem.get(run["runId"], billed.client_id).outcome == "already_invoiced"
+    assert len(invoice_mails(stack, billed.email)) == 1
+    summary = invoke(functions, {"runStatus": run["runId"]})
+    assert (summary["invoiced"], summary["alreadyInvoiced"]) == (4, 1)
+    assert all_invoice_numbers() == list(range(1, counter() + 1))
+
+
+def test_a_moved_counter_costs_one_more_attempt_and_no_read(stack, functions, monkeypatch):
+    # Given a worker whose last-seen counter is stale (another worker issued invoices since)
+    _, accounts, messages = queued_batch(stack, functions, 4)
+    BillingStore._counter_hint = max(0, counter() - 3)
+    reads: list[int] = []
+    original = BillingStore.counter_value
+    monkeypatch.setattr(BillingStore, "counter_value", lambda self: reads.append(1) or original(self))
+    transactions = Transactions(monkeypatch)
+    # When the batch is processed
+    assert run_worker(functions, messages) == {"batchItemFailures": []}
+    # Then the cancellation carried the counter's value: one more transaction, no extra read
+    assert (transactions.sent, transactions.cancelled) == (2, 1)
+    assert reads == []
+    assert all(len(invoices_of(a.client_id)) == 1 for a in accounts)
+    assert all_invoice_numbers() == list(range(1, counter() + 1))
+
+
+def test_the_same_job_twice_in_one_batch_bills_and_mails_once(stack, functions):
+    # Given one job delivered twice in the same batch (SQS delivers at least once)
+    run, [account], [message] = queued_batch(stack, functions, 1)
+    twice = [message, {**message, "MessageId": message["MessageId"] + "-again"}]
+    # When the worker takes the batch
+    assert run_worker(functions, twice) == {"batchItemFailures": []}
+    # Then one invoice, one email, and the run counted the account once
+    assert len(invoices_of(account.client_id)) == 1
+    assert len(invoice_mails(stack, account.email)) == 1
+    record = RunItem.get(run["runId"])
+    assert (record.invoiced, record.already_invoiced) == (1, 0)
+
+
+def test_a_batch_mixes_invoices_nothing_to_bill_and_a_refused_answer(stack, functions):
+    # Given a batch with an account with usage, one without, and one SolusVM answers for another user
+    from tests.integration.conftest import fault
+
+    with_usage = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
+    without = enrolled_account(stack, functions, servers=[])
+    wrong = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
+    fault(stack, mode="usage", path=f"users/{wrong.solus_user_id}/usage", change={"user_id": 999_999})
+    run = invoke(functions, {"invoicingDate": "2022-11-01"})
+    mine = {a.client_id for a in (with_usage, without, wrong)}
+    messages = [
+        m
+        for m in receive_all(stack)
+        if json.loads(m["Body"])["runId"] == run["runId"] and json.loads(m["Body"])["clientId"] in mine
+    ]
+    # When the worker takes the batch
+    result = run_worker(functions, messages)
+    # Then each ends as on its own: invoiced, nothing to bill, failed at once (not retried)
+    assert result == {"batchItemFailures": []}
+    outcomes = {c: OutcomeItem.get(run["runId"], c).outcome for c in mine}
+    assert outcomes == {
+        with_usage.client_id: "invoiced",
+        without.client_id: "nothing_to_bill",
+        wrong.client_id: "failed",
+    }
+    assert len(invoice_mails(stack, with_usage.email)) == 1
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
