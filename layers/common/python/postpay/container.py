@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from postpay.adapters import params
 from postpay.clock import Clock, SystemClock
 from postpay.config import Settings
+
+if TYPE_CHECKING:
+    from postpay.adapters.params import Pricing
 
 
 class Container:
@@ -31,6 +33,7 @@ class Container:
 
     @cached_property
     def solus(self) -> Any:
+        from postpay.adapters import params
         from postpay.adapters.solusvm import SolusVMClient
 
         return SolusVMClient(
@@ -46,7 +49,9 @@ class Container:
 
         return SesMailer(self.settings.mail_from, configuration_set=self.settings.ses_configuration_set)
 
-    def pricing(self) -> params.Pricing:
+    def pricing(self) -> Pricing:
+        from postpay.adapters import params
+
         return params.pricing(self.settings.token_price_parameter, self.settings.currency_parameter)
 
     def invoice_profile(self) -> params.InvoiceProfile:

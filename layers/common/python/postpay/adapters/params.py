@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from aws_lambda_powertools.utilities import parameters
-
 from postpay.models import Seller, TaxRule
 
 _CACHE_SECONDS = 300
@@ -35,6 +33,8 @@ class Pricing:
 
 
 def secret(name: str) -> str:
+    from aws_lambda_powertools.utilities import parameters  # on first use: Parameters is costly to import
+
     value = parameters.get_secret(name, max_age=_CACHE_SECONDS)
     if isinstance(value, bytes):
         value = value.decode("utf-8")
@@ -45,6 +45,8 @@ def secret(name: str) -> str:
 
 
 def pricing(price_parameter: str, currency_parameter: str) -> Pricing:
+    from aws_lambda_powertools.utilities import parameters
+
     raw_price = str(parameters.get_parameter(price_parameter, max_age=_CACHE_SECONDS)).strip()
     currency = str(parameters.get_parameter(currency_parameter, max_age=_CACHE_SECONDS)).strip().upper()
     try:
@@ -75,6 +77,8 @@ def invoice_profile(path: str) -> InvoiceProfile:
     """The seller, tax rule and payment instructions under ``path`` (empty path: none configured)."""
     if not path:
         return NO_PROFILE
+    from aws_lambda_powertools.utilities import parameters
+
     values = parameters.get_parameters(path, max_age=_CACHE_SECONDS, recursive=True)
     return profile_from(path, {str(k).strip("/"): str(v).strip() for k, v in values.items()})
 

@@ -61,6 +61,7 @@ class SolusVMClient:
         self._sleep = sleep
         self._deadline: float | None = None
         self._local = threading.local()  # a requests.Session is not thread-safe: one per thread
+        self._token_lock = threading.Lock()  # parallel first calls wait for one fetch of the token
 
     @property
     def session(self) -> requests.Session:
@@ -98,8 +99,10 @@ class SolusVMClient:
     # transport -------------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None) -> Any:
+        with self._token_lock:
+            token = self._token_provider()
         headers = {
-            "Authorization": f"Bearer {self._token_provider()}",
+            "Authorization": f"Bearer {token}",
             "Accept": "application/json",
             "Content-Type": "application/json",
         }
