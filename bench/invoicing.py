@@ -294,8 +294,11 @@ def run_product(model: RequestModel, workers: int, workdir: Path) -> dict[str, A
     pool.wait()
     figures = [pickle.loads(out.read_bytes()) for out in outs]  # noqa: S301 - written by our own worker, in our temp dir
     counts: Counter[str] = Counter(model.counts)
+    spent: Counter[str] = Counter()
     for figure in figures:
         counts.update(figure["counts"])
+        for request in figure["recording"]:
+            spent[request.kind] += request.ended - request.started
     return {
         "summary": summary,
         "seconds": max(f["last_done"] for f in figures) - started,
@@ -303,6 +306,7 @@ def run_product(model: RequestModel, workers: int, workdir: Path) -> dict[str, A
         "cpu": sum(f["cpu"] for f in figures),
         "run_recording": model.recording,
         "outs": outs,
+        "spent": spent,
     }
 
 
@@ -388,6 +392,10 @@ def report(accounts: int, workers: int, product: dict[str, Any], floor: dict[str
             "total": round(total / invoiced, 3),
         },
         "transactionConflictsPerInvoice": round(conflicts / invoiced, 4),
+        # each kind's measured round trip in the workers: the modelled delay plus the servers' own time
+        "roundTripMs": {
+            k: round(v * 1000 / counts[k], 1) for k, v in sorted(product["spent"].items()) if counts[k] > 0
+        },
         "floor": {
             "seconds": round(floor["seconds"], 2),
             "accountsPerSecond": round(invoiced / floor["seconds"], 1),

@@ -54,7 +54,7 @@ TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
 # The indexes each page function queries.
 PAGE_INDEXES: dict[str, dict[str, list[str]]] = {
     "verify": {"sessions": ["email-index"]},
-    "sso": {"sessions": ["email-index"], "invoices": ["client-index", "number-index"]},
+    "sso": {"sessions": ["email-index"], "invoices": ["client-index"]},
 }
 # Which functions read the SolusVM API token, the price parameters, and send email.
 USES_SOLUSVM = {"verify", "sso"}

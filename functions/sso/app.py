@@ -198,8 +198,8 @@ def invoice(number: str) -> Response:
     _, account = signed_in()
     pdf = number.endswith(".pdf")
     number = number.removesuffix(".pdf")
-    found = container.billing.invoice_by_number(number) if len(number) <= 64 else None
-    if found is None or found.client_id != account.client_id:  # another client's invoice does not exist
+    found = container.billing.invoice_of(account.client_id, number) if len(number) <= 64 else None
+    if found is None:  # another client's invoice does not exist
         return web.error(404, "Invoice not found", "There is no such invoice in your account.")
     if pdf:
         return web.download(

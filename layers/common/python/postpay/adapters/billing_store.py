@@ -761,6 +761,12 @@ class BillingStore:
             return _to_invoice(InvoiceItem.get(key.account_period, consistent_read=True))
         return None
 
+    def invoice_of(self, client_id: int, number: str) -> Invoice | None:
+        """The client's invoice with that number, in one read (another client's invoice is not found)."""
+        for item in InvoiceItem.by_client.query(client_id, filter_condition=InvoiceItem.number == number):
+            return _to_invoice(item)
+        return None
+
     def invoices_of(self, client_id: int) -> list[Invoice]:
         return [
             _to_invoice(item)
