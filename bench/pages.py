@@ -139,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--invoices", type=int, default=24)
     args = parser.parse_args(argv)
 
+    import logging
+
     from local.solusvm_emulator import EmulatorServer
     from local.stack import SOLUSVM_TOKEN, _fake_credentials, bootstrap_services, local_settings
     from moto import mock_aws
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ.update(_fake_credentials())
