@@ -187,7 +187,8 @@ def test_invoicing_queue_worker_and_schedule(template, resources):
     assert worker["Environment"]["Variables"]["INVOICE_MAX_ATTEMPTS"] == "5"
     # SolusVM's budget: worker environments at once x usage calls each = the budget every worker checks
     env = worker["Environment"]["Variables"]
-    assert env["INVOICE_WORKER_CONCURRENCY"] == str(mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"])
+    scaling = mapping["Properties"]["ScalingConfig"]
+    assert env["INVOICE_WORKER_CONCURRENCY"] == str(scaling["MaximumConcurrency"])
     assert int(env["SOLUSVM_MAX_CONCURRENCY"]) == 20 * 5 == int(env["INVOICE_WORKER_CONCURRENCY"]) * 5
     outputs = template.to_json()["Outputs"]
     assert _function_id(resources, "AutomationRun") in json.dumps(outputs["AutomationFunctionName"])

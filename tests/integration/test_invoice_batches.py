@@ -3,6 +3,7 @@ cancelled transaction costs (one more attempt per batch, not per invoice)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -101,10 +102,8 @@ def test_usage_is_asked_in_parallel_within_the_budget(stack, functions, monkeypa
         with lock:
             in_flight[0] += 1
             peak[0] = max(peak[0], in_flight[0])
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait()  # proves two calls are in flight at the same time (a serial worker times out)
-        except threading.BrokenBarrierError:
-            pass
         try:
             return original(*args)
         finally:

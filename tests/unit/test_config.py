@@ -87,7 +87,8 @@ def test_solusvm_budget_is_split_between_workers_without_ever_exceeding_it(budge
         env |= {"SOLUSVM_MAX_CONCURRENCY": budget, "INVOICE_WORKER_CONCURRENCY": workers}
     settings = Settings.from_env(env)
     assert settings.usage_parallelism == per_invocation
-    assert settings.usage_parallelism * settings.invoice_worker_concurrency <= settings.solusvm_max_concurrency
+    budget = settings.solusvm_max_concurrency
+    assert settings.usage_parallelism * settings.invoice_worker_concurrency <= budget
 
 
 @pytest.mark.parametrize(
