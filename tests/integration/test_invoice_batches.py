@@ -68,9 +68,7 @@ def number_of(account) -> int:
     return int(re.sub(r"\D", "", item.number))
 
 
-def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(
-    stack, functions, monkeypatch
-):
+def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(stack, functions, monkeypatch):
     # Given ten accounts with usage, their jobs in one batch, and a worker that knows the counter
     run, accounts, messages = queued_batch(stack, functions, 10)
     assert len(messages) == 10
