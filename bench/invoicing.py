@@ -27,7 +27,7 @@ from typing import Any
 import requests
 
 from bench.model import DEFAULT_LATENCY_MS, RequestModel, parse_latency
-from infra.components.automation import USAGE_PARALLELISM
+from infra.scale import USAGE_PARALLELISM
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS_PER_ACCOUNT = 3

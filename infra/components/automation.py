@@ -16,6 +16,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.components.functions import PythonFunction
+from infra.scale import SOLUSVM_MAX_CONCURRENCY, WORKER_CONCURRENCY
 from postpay.limits import (
     DEAD_LETTER_MAX_RECEIVE_COUNT,
     INVOICE_MAX_ATTEMPTS,
@@ -26,12 +27,6 @@ from postpay.limits import (
 
 # Every attempt of a job, each after a visibility timeout, and an hour of queue ahead of it.
 JOBS_MAX_AGE_SECONDS = (DEAD_LETTER_MAX_RECEIVE_COUNT * QUEUE_VISIBILITY_TIMEOUT_SECONDS) + 3600
-# The one place SolusVM's invoicing load is decided (README, Speed and scale): worker environments at once
-# (the queue's event source maximum concurrency) x usage calls each makes at once = the panel's budget, which
-# every worker checks at cold start (SOLUSVM_MAX_CONCURRENCY, INVOICE_WORKER_CONCURRENCY).
-WORKER_CONCURRENCY = 20
-USAGE_PARALLELISM = 5
-SOLUSVM_MAX_CONCURRENCY = WORKER_CONCURRENCY * USAGE_PARALLELISM
 
 # Table actions of each automation function (the run handler and the worker), and nothing more.
 RUN_ACCESS: dict[str, list[str]] = {
