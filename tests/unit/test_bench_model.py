@@ -1,0 +1,82 @@
+"""The benches' model of AWS: round trips per call kind, and the parallel groups the floor replays."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.model import DEFAULT_LATENCY_MS, Recorded, parallel_groups, parse_latency
+
+
+def request(started: float, ended: float, kind: str = "solusvm") -> Recorded:
+    return Recorded(started, ended, kind, 1, "GET", "/", None, {})
+
+
+def test_latency_defaults_are_the_issues_and_each_kind_can_be_overridden():
+    assert {k: DEFAULT_LATENCY_MS[k] for k in ("dynamodb", "transaction", "ses", "sqs", "solusvm")} == {
+        "dynamodb": 8.0,
+        "transaction": 15.0,
+        "ses": 40.0,
+        "sqs": 10.0,
+        "solusvm": 80.0,
+    }
+    assert parse_latency("ses=60, solusvm=120") == {**DEFAULT_LATENCY_MS, "ses": 60.0, "solusvm": 120.0}
+    assert set(parse_latency("0").values()) == {0.0}
+    with pytest.raises(ValueError, match="unknown call kind 'lambda'"):
+        parse_latency("lambda=5")
+
+
+def test_requests_that_overlapped_are_replayed_together_and_the_rest_in_order():
+    receive = request(0.0, 0.01, "sqs")
+    usages = [request(0.011, 0.09), request(0.012, 0.092), request(0.013, 0.091)]
+    transaction = request(0.093, 0.11, "transaction")
+    assert parallel_groups([transaction, *usages, receive]) == [[receive], usages, [transaction]]
+
+
+def test_the_benchs_cheap_undo_copy_still_rolls_a_cancelled_transaction_back(monkeypatch):
+    import boto3
+    import moto.dynamodb.models as models
+
+    import bench.moto
+    from moto import mock_aws
+
+    monkeypatch.setattr(models, "copy", type("Copy", (), {"deepcopy": staticmethod(bench.moto.undo_copy)}))
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.put_item(TableName="t", Item={"k": {"S": "a"}, "v": {"N": "1"}})
+        add = {
+            "TableName": "t",
+            "Key": {"k": {"S": "a"}},
+            "UpdateExpression": "SET v = v + :n",
+            "ExpressionAttributeValues": {":n": {"N": "5"}},
+        }
+        # a transaction that updates one item, puts another, then fails a condition: nothing stays
+        with pytest.raises(ddb.exceptions.TransactionCanceledException):
+            ddb.transact_write_items(
+                TransactItems=[
+                    {"Update": add},
+                    {"Put": {"TableName": "t", "Item": {"k": {"S": "b"}}}},
+                    {
+                        "Put": {
+                            "TableName": "t",
+                            "Item": {"k": {"S": "c"}},
+                            "ConditionExpression": "attribute_exists(k)",
+                        }
+                    },
+                ]
+            )
+        assert ddb.scan(TableName="t")["Items"] == [{"k": {"S": "a"}, "v": {"N": "1"}}]
+        ddb.transact_write_items(TransactItems=[{"Update": add}])
+        assert ddb.scan(TableName="t")["Items"] == [{"k": {"S": "a"}, "v": {"N": "6"}}]
