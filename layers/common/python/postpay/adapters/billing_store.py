@@ -145,6 +145,8 @@ class OutcomeRecorded(Exception):
 # within DynamoDB's 100 items per TransactWriteItems even when every entry belongs to another run.
 MAX_PER_TRANSACTION = 33
 MAX_ATTEMPTS = 50
+# what a cancelled batch transaction is retried for at once (None / "None": the item passed)
+_RETRIED_CODES = {None, "None", "ConditionalCheckFailed", "TransactionConflict"}
 
 
 @dataclass
@@ -547,11 +549,11 @@ class BillingStore:
         batch, not per invoice. Any other failure raises: nothing of the transaction was written."""
         results: list[Invoice | AlreadyBilled | OutcomeRecorded | None] = [None] * len(entries)
         first: dict[str, int] = {}
-        later: list[int] = []
+        later: set[int] = set()
         for index, entry in enumerate(entries):
             if first.setdefault(entry.key, index) != index:
-                later.append(index)  # one operation per item in a transaction: the copy waits for the first
-        chosen = [i for i in range(len(entries)) if i not in set(later)]
+                later.add(index)  # one operation per item in a transaction: the copy waits for the first
+        chosen = [i for i in range(len(entries)) if i not in later]
         for start in range(0, len(chosen), MAX_PER_TRANSACTION):
             self._issue_chunk(entries, chosen[start : start + MAX_PER_TRANSACTION], results, now, email_lease)
         for index in later:
@@ -648,6 +650,9 @@ class BillingStore:
         """Reads which items a cancelled transaction refused: drops entries billed before, turns a redriven
         job's "failed" outcome into a replaceable one, takes the counter's value as it was."""
         codes = [(r.code if r else None, r.raw_item if r else None) for r in reasons]
+        unexpected = {code for code, _ in codes} - _RETRIED_CODES
+        if unexpected:  # throttled, too large, invalid: not for this loop to retry at once
+            raise RuntimeError(f"invoice transaction cancelled: {', '.join(sorted(map(str, unexpected)))}")
         codes += [(None, None)] * (2 * len(pending) + 1 - len(codes))
         retry: list[int] = []
         for position, index in enumerate(pending):
