@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -27,6 +28,10 @@ from tests.integration.billing_helpers import (
 from tests.integration.test_invoicing import OCTOBER_SERVERS
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:postpay-local-invoice-jobs"
+# These accounts are enrolled after October 2022 and invoiced for December, so the other tests' October runs
+# (which drain the queue a bounded number of times) never see them.
+ENROLLED = datetime(2022, 11, 15, tzinfo=UTC)
+DECEMBER = {"invoicingDate": "2023-01-01"}
 
 
 class Transactions:
@@ -51,8 +56,10 @@ class Transactions:
 
 def queued_batch(stack, functions, accounts: int, *, servers=OCTOBER_SERVERS[:1]) -> tuple[dict, list, list]:
     """``accounts`` enrolled accounts and a run of October for them, its jobs taken off the queue."""
-    made = [enrolled_account(stack, functions, servers=servers) for _ in range(accounts)]
-    run = invoke(functions, {"invoicingDate": "2022-11-01"})
+    made = [
+        enrolled_account(stack, functions, servers=servers, enrolled_at=ENROLLED) for _ in range(accounts)
+    ]
+    run = invoke(functions, DECEMBER)
     messages = [m for m in receive_all(stack) if json.loads(m["Body"])["runId"] == run["runId"]]
     mine = {a.client_id for a in made}
     return run, made, [m for m in messages if json.loads(m["Body"])["clientId"] in mine]
@@ -122,7 +129,7 @@ def test_a_duplicate_is_dropped_by_its_cancellation_reason_and_the_rest_issued_i
     run, accounts, messages = queued_batch(stack, functions, 5)
     from postpay.billing.invoicing import Job
 
-    earlier = Job.from_message({**json.loads(messages[2]["Body"]), "runId": "manual-2022-10-earlier0"})
+    earlier = Job.from_message({**json.loads(messages[2]["Body"]), "runId": "manual-2022-12-earlier0"})
     [billed] = [a for a in accounts if a.client_id == earlier.client_id]
     BillingStore().start_run(earlier.run_id, trigger="manual", period=earlier.period.as_dict(), now=_now())
     invoicing = functions["worker"].container.invoicing
@@ -176,11 +183,11 @@ def test_a_batch_mixes_invoices_nothing_to_bill_and_a_refused_answer(stack, func
     # Given a batch with an account with usage, one without, and one SolusVM answers for another user
     from tests.integration.conftest import fault
 
-    with_usage = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
-    without = enrolled_account(stack, functions, servers=[])
-    wrong = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
+    with_usage = enrolled_account(stack, functions, servers=OCTOBER_SERVERS[:1], enrolled_at=ENROLLED)
+    without = enrolled_account(stack, functions, servers=[], enrolled_at=ENROLLED)
+    wrong = enrolled_account(stack, functions, servers=OCTOBER_SERVERS[:1], enrolled_at=ENROLLED)
     fault(stack, mode="usage", path=f"users/{wrong.solus_user_id}/usage", change={"user_id": 999_999})
-    run = invoke(functions, {"invoicingDate": "2022-11-01"})
+    run = invoke(functions, DECEMBER)
     mine = {a.client_id for a in (with_usage, without, wrong)}
     messages = [
         m
