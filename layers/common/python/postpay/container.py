@@ -9,7 +9,7 @@ from postpay.clock import Clock, SystemClock
 from postpay.config import Settings
 
 if TYPE_CHECKING:
-    from postpay.adapters.params import Pricing
+    from postpay.adapters.params import InvoiceProfile, Pricing
 
 
 class Container:
@@ -54,7 +54,9 @@ class Container:
 
         return params.pricing(self.settings.token_price_parameter, self.settings.currency_parameter)
 
-    def invoice_profile(self) -> params.InvoiceProfile:
+    def invoice_profile(self) -> InvoiceProfile:
+        from postpay.adapters import params
+
         return params.invoice_profile(self.settings.invoice_parameters_path)
 
     def seller(self) -> Any:
