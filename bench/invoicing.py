@@ -114,8 +114,7 @@ def bootstrap(solus_port: int) -> None:
 
     from local.stack import LocalStack
 
-    stack = LocalStack.__new__(LocalStack)
-    LocalStack.bootstrap(stack)
+    LocalStack().bootstrap()  # tables, services and the invoice profile, as the local stack makes them
     boto3.client("secretsmanager").put_secret_value(
         SecretId=os.environ["SOLUSVM_TOKEN_SECRET"], SecretString=TOKEN
     )
