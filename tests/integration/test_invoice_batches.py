@@ -16,6 +16,7 @@ from local.events import LambdaContext
 from local.poller import sqs_event
 from postpay.adapters import tables
 from postpay.adapters.billing_store import BillingStore, OutcomeItem, RunItem
+from postpay.limits import WORKER_TIMEOUT_SECONDS
 from tests.integration.billing_helpers import (
     all_invoice_numbers,
     counter,
@@ -67,7 +68,8 @@ def queued_batch(stack, functions, accounts: int, *, servers=OCTOBER_SERVERS[:1]
 
 def run_worker(functions, messages: list[dict]) -> dict:
     event = sqs_event(messages, QUEUE_ARN)
-    return functions["worker"].handler(event, LambdaContext(function_name="worker"))
+    context = LambdaContext(function_name="worker", timeout_ms=WORKER_TIMEOUT_SECONDS * 1000)
+    return functions["worker"].handler(event, context)
 
 
 def number_of(account) -> int:
@@ -211,3 +213,23 @@ def _now():
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+def test_a_batch_is_prepared_together_only_as_far_as_the_time_left_allows(stack, functions, monkeypatch):
+    # Given three jobs in one batch, and an invocation with time for a worst-case batch of two only
+    from postpay.limits import START_JOB_MIN_REMAINING_MS, batch_worst_case_ms
+    from tests.integration.test_worker_limits import Countdown
+
+    run, _, messages = queued_batch(stack, functions, 3)
+    parallelism = functions["worker"].container.invoicing.settings.usage_parallelism
+    context = Countdown([batch_worst_case_ms(2, parallelism=parallelism), START_JOB_MIN_REMAINING_MS - 1])
+    BillingStore().counter_value()
+    transactions = Transactions(monkeypatch)
+    # When the worker takes the batch
+    answer = functions["worker"].handler(sqs_event(messages, QUEUE_ARN), context)
+    # Then the first two are issued together in one transaction, and the third goes back untouched
+    assert [f["itemIdentifier"] for f in answer["batchItemFailures"]] == [messages[2]["MessageId"]]
+    assert (transactions.sent, transactions.cancelled) == (1, 0)
+    client = {m["MessageId"]: json.loads(m["Body"])["clientId"] for m in messages}
+    assert [len(invoices_of(client[m["MessageId"]])) for m in messages] == [1, 1, 0]
+    assert OutcomeItem.count(run["runId"], OutcomeItem.client_id == client[messages[2]["MessageId"]]) == 0
