@@ -270,7 +270,8 @@ def _worker_env(
 
 
 def run_product(model: RequestModel, workers: int, workdir: Path) -> dict[str, Any]:
-    """The run handler queues the jobs; WORKERS processes take batches of ten until the run has finished."""
+    """The run handler queues the jobs; WORKERS processes take batches (postpay.limits.WORKER_BATCH_SIZE)
+    until the run has finished."""
     from local.events import LambdaContext, load_function
 
     automation = load_function("automation")

@@ -37,7 +37,7 @@ RUN_ACCESS: dict[str, list[str]] = {
     "run-outcomes": ["dynamodb:Query"],
 }
 WORKER_ACCESS: dict[str, list[str]] = {
-    "accounts": ["dynamodb:GetItem"],  # the buyer's details, copied onto the invoice
+    "accounts": ["dynamodb:BatchGetItem"],  # the batch's buyers' details, copied onto their invoices
     "invoices": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
     "invoice-runs": ["dynamodb:UpdateItem"],
     "run-outcomes": ["dynamodb:GetItem", "dynamodb:PutItem"],

@@ -83,11 +83,19 @@ def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(st
     assert len(messages) == 10
     BillingStore().counter_value()
     transactions = Transactions(monkeypatch)
+    store = functions["worker"].container.invoicing.accounts
+    buyer_reads: list[int] = []
+    read_all = store.get_accounts
+    monkeypatch.setattr(
+        store, "get_accounts", lambda emails: buyer_reads.append(len(emails)) or read_all(emails)
+    )
     # When the worker takes the batch
     result = run_worker(functions, messages)
-    # Then one transaction issued ten invoices with consecutive numbers, in the batch's order
+    # Then one transaction issued ten invoices with consecutive numbers, in the batch's order, their buyers
+    # read in one request
     assert result == {"batchItemFailures": []}
     assert (transactions.sent, transactions.cancelled) == (1, 0)
+    assert buyer_reads == [10]
     by_client = {a.client_id: a for a in accounts}
     numbers = [number_of(by_client[json.loads(m["Body"])["clientId"]]) for m in messages]
     assert numbers == list(range(numbers[0], numbers[0] + 10))

@@ -6,8 +6,9 @@ and tests/unit/test_limits.py checks the arithmetic that ties them:
 - one job's worst case: every SolusVM try times out (connect, then read), with the retries' back-off,
   plus an allowance for the DynamoDB transaction, the SES send and the "sent" mark;
 - a whole batch of worst-case jobs fits in the worker's timeout, and the worker still checks the time left
-  before each job and hands back what it cannot finish (so a slower world than this arithmetic never
-  kills a job half-way);
+  and hands back what it cannot finish (so a slower world than this arithmetic never kills a job half-way):
+  the batch is prepared together (usage in parallel, one transaction) only as far as ``jobs_in_time``
+  allows, and a job left out starts alone only with START_JOB_MIN_REMAINING_MS left;
 - the queue hides a message for six times the worker's timeout (AWS's advice for Lambda event sources),
   which is longer than the invoice email lease;
 - a job gets ``INVOICE_MAX_ATTEMPTS`` tries; one more delivery only records a last try that died (timed out

@@ -477,15 +477,32 @@ class Invoicing:
         billing = [item for item in prepared if not item.job.dry_run]
         now = self.clock.now()
         answers = self._usages([item.job for item in billing])
-        entries: list[ToIssue] = []
-        waiting: list[Prepared] = []
+        checked: list[tuple[Prepared, dict, list[InvoiceLine], Pricing]] = []
         for item, answer in zip(billing, answers, strict=True):
             try:
                 if isinstance(answer, Exception):
                     raise answer
-                entries.append(self._entry(item.job, answer, now))
-                waiting.append(item)
+                usage = check_usage(answer, user_id=item.job.solus_user_id, period=item.job.period)
+                pricing = self.pricing()
+                checked.append((item, usage, invoice_lines(usage, pricing), pricing))
             except Exception as error:  # kept for this job's finish(): the usage refused, SolusVM down
+                item.error = error
+        try:
+            # the buyers of the batch's invoices, in one read
+            accounts = self.accounts.get_accounts([item.job.email for item, _, lines, _ in checked if lines])
+        except Exception as error:  # nothing was written: every job of it is retried
+            for item, *_ in checked:
+                item.error = error
+            return prepared
+        entries: list[ToIssue] = []
+        waiting: list[Prepared] = []
+        for item, usage, lines, pricing in checked:
+            try:
+                entries.append(
+                    self._entry(item.job, usage, lines, pricing, now, accounts.get(item.job.email))
+                )
+                waiting.append(item)
+            except Exception as error:  # the invoice profile unreadable: kept for this job's finish()
                 item.error = error
         if not entries:
             return prepared
@@ -599,18 +616,23 @@ class Invoicing:
         )
         return "would_invoice"
 
-    def _entry(self, job: Job, answer: object, now: datetime) -> ToIssue:
+    def _entry(
+        self,
+        job: Job,
+        usage: dict,
+        lines: list[InvoiceLine],
+        pricing: Pricing,
+        now: datetime,
+        account: Account | None,
+    ) -> ToIssue:
         """The job's invoice (built for whatever number the transaction gives it), or its nothing-to-bill
-        record. Raises UsageError when the answer is not the answer to the question."""
-        usage = check_usage(answer, user_id=job.solus_user_id, period=job.period)
-        pricing = self.pricing()
-        lines = invoice_lines(usage, pricing)
+        record, from its checked usage and its lines."""
         raw = json.dumps(usage, sort_keys=True)
         entry = ToIssue(job.client_id, job.period.key, job.run_id, job.email, raw, replace_nothing=job.rebill)
         if lines:
             # Seller, buyer and tax as they are now: the invoice keeps them, whatever changes later.
             profile = self.profile()
-            buyer = buyer_of(self.accounts.get_account(job.email), job.email)
+            buyer = buyer_of(account, job.email)
             charged = charges(lines, pricing.currency, profile, buyer)
             entry.invoice_for = partial(
                 self.build_invoice, job, lines, pricing, raw, now, profile, buyer, charged
