@@ -70,6 +70,9 @@ def environment() -> dict[str, str]:
     from local.stack import local_settings
 
     env = {**os.environ, **local_settings("https://billing.example.com", "https://solus.example.com")}
+    # the warm-up run must leave its bytecode behind, or every run compiles the product's own modules
+    # (and only them: the installed dependencies come compiled)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(
         {
             "PYTHONPATH": f"{ROOT / 'layers/common/python'}:{ROOT}",
