@@ -122,7 +122,7 @@ def bootstrap(solus_port: int) -> None:
 
 def seed(accounts: int, solus_port: int) -> None:
     """Enrolled accounts, each with a SolusVM user and three servers that ran all of October 2022."""
-    from postpay.adapters.dynamo import AccountItem
+    from postpay.adapters.tables import AccountItem
 
     long_ago = datetime(2020, 1, 1, tzinfo=UTC)
     users = [

@@ -86,7 +86,7 @@ def session_id() -> str | None:
 
 def signed_in() -> tuple[Session, Account]:
     session = container.sessions.current(session_id())
-    account = container.store.get_account(session.email) if session else None
+    account = container.accounts.get_account(session.email) if session else None
     if session is None or account is None or account.status is AccountStatus.PENDING:
         raise LoginRequired()
     web.mark_signed_in()
@@ -307,7 +307,7 @@ def change_billing_details() -> Response:
             billing_errors=errors,
             billing_values={k: fields.get(k, "")[:600] for k in ("billing_address", "tax_id")},
         )
-    container.store.set_billing_details(account.email, address, tax_id)
+    container.accounts.set_billing_details(account.email, address, tax_id)
     return web.redirect("/account?notice=billing-saved")
 
 

@@ -1,4 +1,4 @@
-"""DynamoDB tables, created from the same PynamoDB models the code uses (postpay.adapters.dynamo).
+"""DynamoDB tables, created from the same PynamoDB models the code uses (postpay.adapters.tables).
 
 Table names are ``postpay-<stage>-<stack>-<table>``, where ``<stack>`` is the first part of the stack's
 own id (a UUID CloudFormation draws when the stack is created). Tables are retained and protected from

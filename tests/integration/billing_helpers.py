@@ -13,8 +13,7 @@ import requests
 
 from local.events import LambdaContext
 from local.stack import SOLUSVM_TOKEN, LocalStack
-from postpay.adapters.billing_store import InvoiceItem
-from postpay.adapters.dynamo import AccountItem, CounterItem
+from postpay.adapters.tables import AccountItem, CounterItem, InvoiceItem
 from postpay.errors import AccountExists
 
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
@@ -32,7 +31,7 @@ def enrolled_account(
     Each server: {"plan_id", "created_at", "deleted_at"?, "name"?} (ISO times)."""
     email = f"bill-{uuid.uuid4().hex[:12]}@example.com"
     container = functions["verify"].container
-    client_id = container.store.next_value("client_id")
+    client_id = container.counters.next_value("client_id")
     user = requests.post(
         f"{stack.emulator.url}users",
         json={"email": email, "password": "x" * 16, "status": "active", "billing_user_id": client_id},

@@ -87,7 +87,7 @@ def one_rate_limit_window(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
         return
     started = datetime.now(UTC)
     for module in request.getfixturevalue("functions").values():
-        store = module.container.store
+        store = module.container.counters
         for name in ("hit", "hits", "clear_hits"):
             counted = getattr(store, name)
             monkeypatch.setattr(

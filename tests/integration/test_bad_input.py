@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from postpay.adapters.dynamo import AccountItem
+from postpay.adapters.tables import AccountItem
 from tests.integration.conftest import new_email
 
 

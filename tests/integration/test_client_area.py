@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from postpay.adapters.dynamo import AccountItem, SessionItem, TokenItem
+from postpay.adapters.tables import AccountItem, SessionItem, TokenItem
 from postpay.security import token_hash, verify_password
 from tests.integration.billing_helpers import drain, enrolled_account, invoke
 from tests.integration.conftest import fault, new_email, sign_up, verify
@@ -164,7 +164,7 @@ def test_invoices_are_listed_and_shown_but_only_to_their_owner(stack, functions,
     )
     assert detail.has("Subtotal") and detail.has("8.19 USD")
     # When the owner asks for the other client's invoice, it does not exist for them
-    from postpay.adapters.billing_store import InvoiceItem
+    from postpay.adapters.tables import InvoiceItem
 
     other_number = InvoiceItem.get(f"{other.client_id}#2022-10").number
     assert browser.get(f"/invoices/{other_number}").status == 404

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from postpay.adapters.dynamo import AcceptanceItem, AccountItem
+from postpay.adapters.tables import AcceptanceItem, AccountItem
 from tests.integration.conftest import PASSWORD, emulator_users, follow, new_email, sign_up, verify_link
 
 

@@ -13,7 +13,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 
 from local.stack import EXAMPLE_INVOICE_PROFILE, put_invoice_profile
-from postpay.adapters.dynamo import AccountItem
+from postpay.adapters.tables import AccountItem
 from postpay.security import hash_password
 from tests.integration.billing_helpers import drain, enrolled_account, invoice_mails, invoices_of, invoke
 from tests.integration.conftest import new_email, sign_up, verify

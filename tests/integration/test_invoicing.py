@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 import requests
 
-from postpay.adapters.billing_store import InvoiceItem, OutcomeItem, RunItem
 from postpay.adapters.params import Pricing
+from postpay.adapters.tables import InvoiceItem, OutcomeItem, RunItem
 from postpay.billing.commands import PayloadError
 from postpay.billing.invoicing import invoice_lines
 from tests.integration.billing_helpers import counter, drain, enrolled_account, invoices_of, invoke

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from local.poller import sqs_event
-from postpay.adapters.billing_store import OutcomeItem, RunItem
+from postpay.adapters.tables import OutcomeItem, RunItem
 from tests import workers
 from tests.integration.billing_helpers import (
     ShiftedClock,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from postpay.adapters.dynamo import AccountItem, TokenItem
+from postpay.adapters.tables import AccountItem, TokenItem
 from postpay.security import token_hash
 from tests.integration.conftest import new_email, sign_up, verify, verify_link
 

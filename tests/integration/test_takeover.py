@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-from postpay.adapters.dynamo import AccountItem, DynamoStore, SessionItem
+from postpay.adapters.sessions_store import SessionsStore
+from postpay.adapters.tables import AccountItem, SessionItem
 from postpay.security import new_token, token_hash
 from tests.integration.conftest import PASSWORD, follow, new_email, sign_up, verify_link
 
@@ -66,7 +67,7 @@ def test_verification_ends_every_session_already_open_for_the_address(new_browse
     # earlier model could open one)
     victim = new_email()
     planted = new_token()
-    store: DynamoStore = functions["sso"].container.store
+    store: SessionsStore = functions["sso"].container.session_store
     sessions = functions["sso"].container.sessions
     store.create_session(
         token_hash(planted),

@@ -9,8 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import requests
 
 from local.stack import SOLUSVM_TOKEN
-from postpay.adapters.billing_store import InvoiceItem
-from postpay.adapters.dynamo import AccountItem, TokenItem
+from postpay.adapters.tables import AccountItem, InvoiceItem, TokenItem
 from postpay.security import token_hash
 from tests.integration.billing_helpers import drain, enrolled_account, invoices_of, invoke
 from tests.integration.conftest import new_email, sign_up, verify_link
@@ -134,7 +133,7 @@ def test_only_abandoned_sign_ups_count_as_pending_removed(browser, stack, functi
     expired = list(TokenItem.scan(filter_condition=TokenItem.expires_at < int(now.timestamp())))
     abandoned = sum(1 for item in expired if item.purpose == "verify" and item.password_hash)
     # When the daily upkeep sweeps expired tokens
-    removed = functions["automation"].container.store.delete_expired_tokens(now)
+    removed = functions["automation"].container.accounts.delete_expired_tokens(now)
     # Then every expired link is gone, but only the abandoned sign-ups count as removed sign-ups
     assert not list(TokenItem.scan(filter_condition=TokenItem.expires_at < int(now.timestamp())))
     assert removed == abandoned >= 1 and len(expired) >= abandoned + 2

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from local.poller import sqs_event
-from postpay.adapters.billing_store import InvoiceItem, OutcomeItem, RunItem
+from postpay.adapters.tables import InvoiceItem, OutcomeItem, RunItem
 from postpay.billing.commands import PayloadError
 from tests import workers
 from tests.integration.billing_helpers import (

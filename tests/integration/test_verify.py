@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from postpay.adapters.dynamo import AcceptanceItem, AccountItem, TokenItem
+from postpay.adapters.tables import AcceptanceItem, AccountItem, TokenItem
 from postpay.security import token_hash
 from tests.integration.conftest import (
     PASSWORD,

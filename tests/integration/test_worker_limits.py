@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from local.events import LambdaContext
 from local.poller import sqs_event
-from postpay.adapters.billing_store import OutcomeItem
+from postpay.adapters.tables import OutcomeItem
 from postpay.billing.invoicing import LAST_ATTEMPT_DIED
 from postpay.limits import DEAD_LETTER_MAX_RECEIVE_COUNT, INVOICE_MAX_ATTEMPTS, START_JOB_MIN_REMAINING_MS
 from tests.integration.billing_helpers import enrolled_account, invoices_of, invoke, receive_all

@@ -45,7 +45,7 @@ class Clock:
 @pytest.fixture
 def guard() -> PasswordGuard:
     settings = Settings.from_env({**BASE, "LOGIN_FAILURES_PER_ACCOUNT": "3", "LOGIN_FAILURES_PER_IP": "5"})
-    return PasswordGuard(settings=settings, store=Counts(), clock=Clock())  # type: ignore[arg-type]
+    return PasswordGuard(settings=settings, counters=Counts(), clock=Clock())  # type: ignore[arg-type]
 
 
 def test_an_account_is_locked_after_its_limit_of_failures_from_anywhere(guard):

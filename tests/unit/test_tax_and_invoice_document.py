@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postpay import models
-from postpay.adapters.billing_store import InvoiceItem, _to_invoice, invoice_document
+from postpay.adapters.billing_store import _to_invoice, invoice_document
 from postpay.adapters.params import NO_PROFILE, InvoiceProfile, ParameterError, profile_from
+from postpay.adapters.tables import InvoiceItem
 from postpay.billing import money
 from postpay.billing import pdf as pdf_module
 from postpay.billing.invoicing import charges

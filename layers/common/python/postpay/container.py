@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,14 @@ from postpay.config import Settings
 
 if TYPE_CHECKING:
     from postpay.adapters.params import InvoiceProfile, Pricing
+
+
+@dataclass(frozen=True)
+class Stores:
+    accounts: Any
+    sessions: Any
+    counters: Any
+    billing: Any
 
 
 class Container:
@@ -26,10 +35,37 @@ class Container:
         return SystemClock()
 
     @cached_property
-    def store(self) -> Any:
-        from postpay.adapters.dynamo import DynamoStore
+    def stores(self) -> Stores:
+        """The DynamoDB stores, one per aggregate, built together once every model knows its table."""
+        from postpay.adapters import tables
+        from postpay.adapters.accounts_store import AccountsStore
+        from postpay.adapters.billing_store import BillingStore
+        from postpay.adapters.counters_store import CountersStore
+        from postpay.adapters.sessions_store import SessionsStore
 
-        return DynamoStore(self.settings.table_prefix)
+        tables.bind(self.settings.table_prefix)
+        return Stores(
+            accounts=AccountsStore(),
+            sessions=SessionsStore(),
+            counters=CountersStore(),
+            billing=BillingStore(),
+        )
+
+    @cached_property
+    def accounts(self) -> Any:
+        return self.stores.accounts
+
+    @cached_property
+    def session_store(self) -> Any:
+        return self.stores.sessions
+
+    @cached_property
+    def counters(self) -> Any:
+        return self.stores.counters
+
+    @cached_property
+    def billing(self) -> Any:
+        return self.stores.billing
 
     @cached_property
     def solus(self) -> Any:
@@ -79,29 +115,32 @@ class Container:
         from postpay.services.enrollment import Enrollment
 
         return Enrollment(
-            settings=self.settings, store=self.store, mailer=self.mailer, clock=self.clock, guard=self.guard
+            settings=self.settings,
+            accounts=self.accounts,
+            sessions=self.session_store,
+            counters=self.counters,
+            mailer=self.mailer,
+            clock=self.clock,
+            guard=self.guard,
         )
 
     @cached_property
     def guard(self) -> Any:
         from postpay.services.guard import PasswordGuard
 
-        return PasswordGuard(settings=self.settings, store=self.store, clock=self.clock)
+        return PasswordGuard(settings=self.settings, counters=self.counters, clock=self.clock)
 
     @cached_property
     def provisioner(self) -> Any:
         from postpay.services.provisioning import Provisioner
 
         return Provisioner(
-            settings=self.settings, store=self.store, solus=self.solus, mailer=self.mailer, clock=self.clock
+            settings=self.settings,
+            accounts=self.accounts,
+            solus=self.solus,
+            mailer=self.mailer,
+            clock=self.clock,
         )
-
-    @cached_property
-    def billing(self) -> Any:
-        from postpay.adapters.billing_store import BillingStore
-
-        self.store  # noqa: B018 - binds the table names
-        return BillingStore()
 
     @cached_property
     def queue(self) -> Any:
@@ -122,7 +161,7 @@ class Container:
 
         return Invoicing(
             settings=self.settings,
-            accounts=self.store,
+            accounts=self.accounts,
             billing=self.billing,
             solus=self.solus,
             mailer=self.mailer,
@@ -139,7 +178,7 @@ class Container:
 
         return Upkeep(
             settings=self.settings,
-            accounts=self.store,
+            accounts=self.accounts,
             billing=self.billing,
             solus=self.solus,
             provisioner=self.provisioner,
@@ -165,7 +204,9 @@ class Container:
 
         return ClientArea(
             settings=self.settings,
-            store=self.store,
+            accounts=self.accounts,
+            sessions=self.session_store,
+            counters=self.counters,
             solus=self.solus,
             mailer=self.mailer,
             clock=self.clock,
@@ -177,4 +218,4 @@ class Container:
     def sessions(self) -> Any:
         from postpay.services.sessions import Sessions
 
-        return Sessions(settings=self.settings, store=self.store, clock=self.clock)
+        return Sessions(settings=self.settings, store=self.session_store, clock=self.clock)

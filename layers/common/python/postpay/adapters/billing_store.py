@@ -16,119 +16,23 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.transactions import TransactWrite
 
-from postpay.adapters.dynamo import CounterItem, conditional_failed
-from postpay.adapters.tables import Base, connection
+from postpay.adapters.tables import (
+    CounterItem,
+    InvoiceItem,
+    OutcomeItem,
+    RunItem,
+    conditional_failed,
+    connection,
+)
 from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller
 from postpay.observability import logger
 
 INVOICE_COUNTER = "invoice_number"
 DAILY_HEARTBEAT = "daily-heartbeat"  # an invoice-runs item: when the last scheduled daily run happened
-
-
-class InvoicesByNumber(GlobalSecondaryIndex["InvoiceItem"]):
-    class Meta:
-        index_name = "number-index"
-        projection = KeysOnlyProjection()
-
-    number = UnicodeAttribute(hash_key=True)
-
-
-class InvoicesByClient(GlobalSecondaryIndex["InvoiceItem"]):
-    class Meta:
-        index_name = "client-index"
-        projection = AllProjection()
-
-    client_id = NumberAttribute(hash_key=True)
-    period_key = UnicodeAttribute(range_key=True)
-
-
-class InvoicesByStatus(GlobalSecondaryIndex["InvoiceItem"]):
-    class Meta:
-        index_name = "status-index"
-        projection = AllProjection()
-
-    status = UnicodeAttribute(hash_key=True)
-    due_on = UnicodeAttribute(range_key=True)
-
-
-class InvoiceItem(Base):
-    """One item per (client, period): the invoice, or the record that there was nothing to bill."""
-
-    class Meta:
-        table_name = ""
-        billing_mode = "PAY_PER_REQUEST"
-
-    logical_name = "invoices"
-
-    account_period = UnicodeAttribute(hash_key=True)  # "<client id>#<YYYY-MM>"
-    client_id = NumberAttribute()
-    period_key = UnicodeAttribute()
-    outcome = UnicodeAttribute()  # "invoiced" or "nothing_to_bill"
-    email = UnicodeAttribute()
-    run_id = UnicodeAttribute()
-    usage = UnicodeAttribute()  # the raw SolusVM answer, JSON
-    created_at = UTCDateTimeAttribute()
-    # invoices only (absent on "nothing to bill": the indexes below are sparse)
-    number = UnicodeAttribute(null=True)
-    status = UnicodeAttribute(null=True)
-    due_on = UnicodeAttribute(null=True)
-    document = UnicodeAttribute(null=True)  # the invoice itself, JSON with exact decimal strings
-    paid_at = UTCDateTimeAttribute(null=True)
-    payment_reference = UnicodeAttribute(null=True)
-    email_lease_until = NumberAttribute(null=True)
-    email_sent_at = UTCDateTimeAttribute(null=True)
-    email_message_id = UnicodeAttribute(null=True)
-    by_number = InvoicesByNumber()
-    by_client = InvoicesByClient()
-    by_status = InvoicesByStatus()
-
-
-class RunItem(Base):
-    class Meta:
-        table_name = ""
-        billing_mode = "PAY_PER_REQUEST"
-
-    logical_name = "invoice-runs"
-
-    run_id = UnicodeAttribute(hash_key=True)
-    trigger = UnicodeAttribute()
-    period = UnicodeAttribute()  # JSON: start, end, timezone
-    state = UnicodeAttribute()  # "queuing" until every job is on the queue, then "queued"
-    dry_run = BooleanAttribute(null=True)  # a preview: jobs record what they would invoice, nothing else
-    joins = UnicodeAttribute(null=True)  # on a request item: the run an identical request joins
-    queued = NumberAttribute(default=0)
-    would_invoice = NumberAttribute(default=0)
-    invoiced = NumberAttribute(default=0)
-    already_invoiced = NumberAttribute(default=0)
-    nothing_to_bill = NumberAttribute(default=0)
-    failed = NumberAttribute(default=0)
-    started_at = UTCDateTimeAttribute()
-    updated_at = UTCDateTimeAttribute()
-
-
-class OutcomeItem(Base):
-    class Meta:
-        table_name = ""
-        billing_mode = "PAY_PER_REQUEST"
-
-    logical_name = "run-outcomes"
-
-    run_id = UnicodeAttribute(hash_key=True)
-    client_id = NumberAttribute(range_key=True)
-    outcome = UnicodeAttribute()  # invoiced | already_invoiced | nothing_to_bill | failed | would_invoice
-    invoice_number = UnicodeAttribute(null=True)
-    reason = UnicodeAttribute(null=True)
-    detail = UnicodeAttribute(null=True)  # a dry run's lines and total, JSON
-    at = UTCDateTimeAttribute()
-
-
-BILLING_TABLES: list[type[Base]] = [InvoiceItem, RunItem, OutcomeItem]
 OUTCOMES = ("invoiced", "already_invoiced", "nothing_to_bill", "failed", "would_invoice")
 FAILURES_SHOWN = 100  # a run's summary lists this many failures; runStatus pages show every outcome
 

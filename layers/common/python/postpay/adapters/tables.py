@@ -1,14 +1,20 @@
-"""The registry of DynamoDB tables: one definition (the PynamoDB models) for code, stack and tests.
+"""The DynamoDB item models and the registry of tables: one definition for code, stack and tests.
 
-The CDK stack and the tests create tables from ``table_specs()``, so schema drift fails a test, not a deploy.
+Every PynamoDB model lives here, and only the stores (``accounts_store``, ``sessions_store``,
+``counters_store``, ``billing_store``) import them: the models never leak out of the adapters. The CDK
+stack and the tests create tables from ``table_specs()``, so schema drift fails a test, not a deploy.
+``bind`` points every model at its physical table, once, where the container builds the stores.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.connection import Connection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 
@@ -31,16 +37,281 @@ def connection() -> Connection:
     return _connection
 
 
-def models() -> list[type[Base]]:
-    from postpay.adapters.billing_store import BILLING_TABLES
-    from postpay.adapters.dynamo import ACCOUNT_TABLES
+def epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
 
-    return [*ACCOUNT_TABLES, *BILLING_TABLES]
+
+def conditional_failed(error: Exception) -> bool:
+    """A PynamoDB write refused by its condition (not a transport or capacity error)."""
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+# ------------------------------------------------------------------------------ accounts and sign-ups
+
+
+class AccountsByStatus(GlobalSecondaryIndex["AccountItem"]):
+    class Meta:
+        index_name = "status-index"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class SuspendedAccounts(GlobalSecondaryIndex["AccountItem"]):
+    class Meta:
+        index_name = "suspended-index"
+        projection = AllProjection()
+
+    suspended = UnicodeAttribute(hash_key=True)
+
+
+class AccountItem(Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "accounts"
+    ttl_attribute = "expires_at"
+
+    email = UnicodeAttribute(hash_key=True)
+    client_id = NumberAttribute()
+    name = UnicodeAttribute()
+    company = UnicodeAttribute(default="")
+    password_hash = UnicodeAttribute()
+    status = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    verified_at = UTCDateTimeAttribute(null=True)
+    enrolled_at = UTCDateTimeAttribute(null=True)
+    solus_user_id = NumberAttribute(null=True)
+    verify_token_hash = UnicodeAttribute(null=True)
+    reset_token_hash = UnicodeAttribute(null=True)  # only the newest reset link works
+    provisioning_error = UnicodeAttribute(null=True)
+    provisioning_attempts = NumberAttribute(default=0)
+    provisioning_lock_until = NumberAttribute(null=True)
+    notify_when_enrolled = BooleanAttribute(default=False)
+    # Epoch seconds; set only while the sign-up is pending, so DynamoDB's TTL removes abandoned sign-ups.
+    expires_at = NumberAttribute(null=True)
+    # Set only while the product keeps the SolusVM user suspended for an overdue invoice (a sparse index).
+    suspended = UnicodeAttribute(null=True)
+    suspended_for = UnicodeAttribute(null=True)
+    suspended_at = UTCDateTimeAttribute(null=True)
+    # Billing details the client edits on /account: address lines (newline-separated) and tax id.
+    billing_address = UnicodeAttribute(null=True)
+    tax_id = UnicodeAttribute(null=True)
+    by_status = AccountsByStatus()
+    by_suspension = SuspendedAccounts()
+
+
+class TokenItem(Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "tokens"
+    ttl_attribute = "expires_at"
+
+    token_hash = UnicodeAttribute(hash_key=True)
+    purpose = UnicodeAttribute()
+    email = UnicodeAttribute()
+    expires_at = NumberAttribute()
+    used_at = UTCDateTimeAttribute(null=True)
+    used_by = UnicodeAttribute(null=True)
+    # A sign-up attempt's details (purpose "verify"), removed when its link is used.
+    name = UnicodeAttribute(null=True)
+    company = UnicodeAttribute(null=True)
+    password_hash = UnicodeAttribute(null=True)
+
+
+class SessionsByEmail(GlobalSecondaryIndex["SessionItem"]):
+    class Meta:
+        index_name = "email-index"
+        projection = KeysOnlyProjection()
+
+    email = UnicodeAttribute(hash_key=True)
+
+
+class SessionItem(Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "sessions"
+    ttl_attribute = "expires_at"
+
+    session_hash = UnicodeAttribute(hash_key=True)
+    email = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    last_seen_at = UTCDateTimeAttribute()
+    absolute_expires_at = NumberAttribute()
+    expires_at = NumberAttribute()  # idle expiry, pushed forward on use
+    by_email = SessionsByEmail()
+
+
+class AcceptanceItem(Base):
+    """Append-only record of terms acceptance, kept forever: one item per (client, document, version)."""
+
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "acceptances"
+
+    client_id = NumberAttribute(hash_key=True)
+    document_version = UnicodeAttribute(range_key=True)
+    email = UnicodeAttribute()
+    document = UnicodeAttribute()
+    version = UnicodeAttribute()
+    url = UnicodeAttribute()
+    accepted_at = UTCDateTimeAttribute()
+    source_ip = UnicodeAttribute()
+    user_agent = UnicodeAttribute()
+
+
+class RateLimitItem(Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "rate-limits"
+    ttl_attribute = "expires_at"
+
+    key = UnicodeAttribute(hash_key=True)
+    hits = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+
+class CounterItem(Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "counters"
+
+    name = UnicodeAttribute(hash_key=True)
+    value = NumberAttribute(default=0)
+
+
+# ----------------------------------------------------------------------------------------- billing
+
+
+class InvoicesByNumber(GlobalSecondaryIndex["InvoiceItem"]):
+    class Meta:
+        index_name = "number-index"
+        projection = KeysOnlyProjection()
+
+    number = UnicodeAttribute(hash_key=True)
+
+
+class InvoicesByClient(GlobalSecondaryIndex["InvoiceItem"]):
+    class Meta:
+        index_name = "client-index"
+        projection = AllProjection()
+
+    client_id = NumberAttribute(hash_key=True)
+    period_key = UnicodeAttribute(range_key=True)
+
+
+class InvoicesByStatus(GlobalSecondaryIndex["InvoiceItem"]):
+    class Meta:
+        index_name = "status-index"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    due_on = UnicodeAttribute(range_key=True)
+
+
+class InvoiceItem(Base):
+    """One item per (client, period): the invoice, or the record that there was nothing to bill."""
+
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "invoices"
+
+    account_period = UnicodeAttribute(hash_key=True)  # "<client id>#<YYYY-MM>"
+    client_id = NumberAttribute()
+    period_key = UnicodeAttribute()
+    outcome = UnicodeAttribute()  # "invoiced" or "nothing_to_bill"
+    email = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    usage = UnicodeAttribute()  # the raw SolusVM answer, JSON
+    created_at = UTCDateTimeAttribute()
+    # invoices only (absent on "nothing to bill": the indexes below are sparse)
+    number = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    due_on = UnicodeAttribute(null=True)
+    document = UnicodeAttribute(null=True)  # the invoice itself, JSON with exact decimal strings
+    paid_at = UTCDateTimeAttribute(null=True)
+    payment_reference = UnicodeAttribute(null=True)
+    email_lease_until = NumberAttribute(null=True)
+    email_sent_at = UTCDateTimeAttribute(null=True)
+    email_message_id = UnicodeAttribute(null=True)
+    by_number = InvoicesByNumber()
+    by_client = InvoicesByClient()
+    by_status = InvoicesByStatus()
+
+
+class RunItem(Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "invoice-runs"
+
+    run_id = UnicodeAttribute(hash_key=True)
+    trigger = UnicodeAttribute()
+    period = UnicodeAttribute()  # JSON: start, end, timezone
+    state = UnicodeAttribute()  # "queuing" until every job is on the queue, then "queued"
+    dry_run = BooleanAttribute(null=True)  # a preview: jobs record what they would invoice, nothing else
+    joins = UnicodeAttribute(null=True)  # on a request item: the run an identical request joins
+    queued = NumberAttribute(default=0)
+    would_invoice = NumberAttribute(default=0)
+    invoiced = NumberAttribute(default=0)
+    already_invoiced = NumberAttribute(default=0)
+    nothing_to_bill = NumberAttribute(default=0)
+    failed = NumberAttribute(default=0)
+    started_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class OutcomeItem(Base):
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "run-outcomes"
+
+    run_id = UnicodeAttribute(hash_key=True)
+    client_id = NumberAttribute(range_key=True)
+    outcome = UnicodeAttribute()  # invoiced | already_invoiced | nothing_to_bill | failed | would_invoice
+    invoice_number = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    detail = UnicodeAttribute(null=True)  # a dry run's lines and total, JSON
+    at = UTCDateTimeAttribute()
+
+
+MODELS: list[type[Base]] = [
+    AccountItem,
+    TokenItem,
+    SessionItem,
+    AcceptanceItem,
+    RateLimitItem,
+    CounterItem,
+    InvoiceItem,
+    RunItem,
+    OutcomeItem,
+]
+
+
+def models() -> list[type[Base]]:
+    return list(MODELS)
 
 
 def bind(table_prefix: str) -> None:
     """Point every model at its physical table."""
-    for model in models():
+    for model in MODELS:
         model.Meta.table_name = table_prefix + model.logical_name
 
 

@@ -37,7 +37,7 @@ from postpay.models import (
 from postpay.observability import logger, metrics
 
 if TYPE_CHECKING:
-    from postpay.adapters.dynamo import DynamoStore
+    from postpay.adapters.accounts_store import AccountsStore
     from postpay.services.enrollment import Mailer
 
 # Longer than one attempt to send an email; shorter than the queue's visibility timeout, so a redelivered
@@ -290,7 +290,7 @@ class Invoicing:
         self,
         *,
         settings: Settings,
-        accounts: DynamoStore,
+        accounts: AccountsStore,
         billing: BillingStore,
         solus: Usage,
         mailer: Mailer,

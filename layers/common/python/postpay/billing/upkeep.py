@@ -12,8 +12,8 @@ from postpay.errors import SolusRejected, SolusUnavailable
 from postpay.observability import logger
 
 if TYPE_CHECKING:
+    from postpay.adapters.accounts_store import AccountsStore
     from postpay.adapters.billing_store import BillingStore
-    from postpay.adapters.dynamo import DynamoStore
     from postpay.adapters.solusvm import SolusVMClient
     from postpay.services.enrollment import Mailer
     from postpay.services.provisioning import Provisioner
@@ -44,7 +44,7 @@ class Upkeep:
         self,
         *,
         settings: Settings,
-        accounts: DynamoStore,
+        accounts: AccountsStore,
         billing: BillingStore,
         solus: SolusVMClient,
         provisioner: Provisioner,

@@ -21,7 +21,9 @@ from postpay.security import address_key, hash_password, needs_rehash, new_token
 from postpay.validation import normalize_email, password_problem
 
 if TYPE_CHECKING:
-    from postpay.adapters.dynamo import DynamoStore
+    from postpay.adapters.accounts_store import AccountsStore
+    from postpay.adapters.counters_store import CountersStore
+    from postpay.adapters.sessions_store import SessionsStore
     from postpay.services.enrollment import Mailer
     from postpay.services.guard import PasswordGuard
 
@@ -55,7 +57,9 @@ class ClientArea:
         self,
         *,
         settings: Settings,
-        store: DynamoStore,
+        accounts: AccountsStore,
+        sessions: SessionsStore,
+        counters: CountersStore,
         solus: Any,
         mailer: Mailer,
         clock: Clock,
@@ -63,7 +67,9 @@ class ClientArea:
         guard: PasswordGuard,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.accounts = accounts
+        self.sessions = sessions
+        self.counters = counters
         self.solus = solus
         self.mailer = mailer
         self.clock = clock
@@ -78,13 +84,13 @@ class ClientArea:
         Only a verified (or enrolled) account logs in: an address nobody has proved is no account."""
         email = normalize_email(raw_email)
         self.guard.check(email, source_ip)
-        account = self.store.get_account(email) if email and len(email) <= 254 else None
+        account = self.accounts.get_account(email) if email and len(email) <= 254 else None
         correct = verify_password(password, account.password_hash if account else None)
         if not correct or account is None or account.status is AccountStatus.PENDING:
             self.guard.failed(email, source_ip)
             raise LoginFailed()
         if needs_rehash(account.password_hash):
-            self.store.set_password(email, hash_password(password), replacing=account.password_hash)
+            self.accounts.set_password(email, hash_password(password), replacing=account.password_hash)
         return account
 
     # password reset --------------------------------------------------------------------------------
@@ -93,18 +99,18 @@ class ClientArea:
         """Mails a reset link if the account exists; otherwise does the same work and sends nothing."""
         email = normalize_email(raw_email)
         now = self.clock.now()
-        if self.store.hit(f"reset-ip#{source_ip}", HOUR, now) > self.settings.signups_per_ip_per_hour:
+        if self.counters.hit(f"reset-ip#{source_ip}", HOUR, now) > self.settings.signups_per_ip_per_hour:
             raise RateLimited("reset from this address")
         if (
-            self.store.hit(f"reset-email#{address_key(email)}", HOUR, now)
+            self.counters.hit(f"reset-email#{address_key(email)}", HOUR, now)
             > self.settings.signup_emails_per_address_per_hour
         ):
             raise RateLimited("reset emails to this address")
-        account = self.store.get_account(email) if email and len(email) <= 254 else None
+        account = self.accounts.get_account(email) if email and len(email) <= 254 else None
         if account is None or account.status is AccountStatus.PENDING:
             return
         token = new_token()
-        self.store.start_reset(
+        self.accounts.start_reset(
             email, token_hash(token), now + timedelta(minutes=self.settings.reset_token_ttl_minutes)
         )
         self.mailer.send(
@@ -118,8 +124,8 @@ class ClientArea:
     def check_reset(self, token: str) -> TokenRecord:
         if not token or len(token) > 128:
             raise TokenInvalid()
-        record = self.store.get_token(token_hash(token), "reset")
-        if record is None or not self.store.reset_token_current(record.email, token_hash(token)):
+        record = self.accounts.get_token(token_hash(token), "reset")
+        if record is None or not self.accounts.reset_token_current(record.email, token_hash(token)):
             if record is not None and record.used_at is not None:
                 raise TokenUsed(record.email)
             raise TokenInvalid()
@@ -138,19 +144,19 @@ class ClientArea:
         except TokenInvalid:
             self.guard.failed("reset", source_ip)
             raise
-        account = self.store.get_account(record.email)
+        account = self.accounts.get_account(record.email)
         if account is None or account.status is AccountStatus.PENDING:
             raise TokenInvalid()
         problem = password_problem(new_password, record.email, name=account.name, company=account.company)
         if problem:
             raise PasswordRejected("password", problem)
-        self.store.complete_reset(
+        self.accounts.complete_reset(
             token_hash=token_hash(token),
             email=record.email,
             password_hash=hash_password(new_password),
             now=self.clock.now(),
         )
-        ended = self.store.delete_sessions_of(record.email)
+        ended = self.sessions.delete_sessions_of(record.email)
         self.guard.forgive(record.email)
         logger.info("password reset", extra={"sessions_ended": ended})
         return account
@@ -167,9 +173,9 @@ class ClientArea:
         problem = password_problem(new, account.email, name=account.name, company=account.company)
         if problem:
             raise PasswordRejected("new_password", problem)
-        self.store.set_password(account.email, hash_password(new))
+        self.accounts.set_password(account.email, hash_password(new))
         keep = token_hash(session_id) if session_id and len(session_id) <= 128 else None
-        ended = self.store.delete_sessions_of(account.email, keep=keep)
+        ended = self.sessions.delete_sessions_of(account.email, keep=keep)
         logger.info("password changed", extra={"sessions_ended": ended})
         return ended
 

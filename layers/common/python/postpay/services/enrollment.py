@@ -13,7 +13,9 @@ from postpay.observability import logger, metrics
 from postpay.security import address_key, hash_password, new_token, token_hash, verify_password
 
 if TYPE_CHECKING:
-    from postpay.adapters.dynamo import DynamoStore
+    from postpay.adapters.accounts_store import AccountsStore
+    from postpay.adapters.counters_store import CountersStore
+    from postpay.adapters.sessions_store import SessionsStore
     from postpay.services.guard import PasswordGuard
 
 HOUR = timedelta(hours=1)
@@ -35,10 +37,20 @@ class WrongSignupPassword(Exception):
 
 class Enrollment:
     def __init__(
-        self, *, settings: Settings, store: DynamoStore, mailer: Mailer, clock: Clock, guard: PasswordGuard
+        self,
+        *,
+        settings: Settings,
+        accounts: AccountsStore,
+        sessions: SessionsStore,
+        counters: CountersStore,
+        mailer: Mailer,
+        clock: Clock,
+        guard: PasswordGuard,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.accounts = accounts
+        self.sessions = sessions
+        self.counters = counters
         self.mailer = mailer
         self.clock = clock
         self.guard = guard
@@ -51,16 +63,16 @@ class Enrollment:
         Every attempt is its own record: it never changes another attempt or an account. Same observable
         outcome whether or not the address is known: no enumeration."""
         now = self.clock.now()
-        if self.store.hit(f"signup-ip#{source_ip}", HOUR, now) > self.settings.signups_per_ip_per_hour:
+        if self.counters.hit(f"signup-ip#{source_ip}", HOUR, now) > self.settings.signups_per_ip_per_hour:
             raise RateLimited("sign-ups from this address")
         self._count_email(form.email, now)
         password_hash = hash_password(form.password)  # always: the same work on every branch
-        account = self.store.get_account(form.email)
+        account = self.accounts.get_account(form.email)
         if account is not None and account.status is not AccountStatus.PENDING:
             self._already_registered(account)
             return
         token = new_token()
-        self.store.create_attempt(
+        self.accounts.create_attempt(
             form,
             password_hash=password_hash,
             token_hash=token_hash(token),
@@ -72,7 +84,7 @@ class Enrollment:
     def _count_email(self, email: str, now: datetime) -> None:
         """One more verification email to this address this hour, or RateLimited past the limit."""
         if (
-            self.store.hit(f"signup-email#{address_key(email)}", HOUR, now)
+            self.counters.hit(f"signup-email#{address_key(email)}", HOUR, now)
             > self.settings.signup_emails_per_address_per_hour
         ):
             raise RateLimited("emails to this address")
@@ -101,17 +113,17 @@ class Enrollment:
         """The sign-up attempt behind ``token``, or TokenInvalid / TokenExpired / TokenUsed."""
         if not token or len(token) > 128:
             raise TokenInvalid()
-        record = self.store.get_token(token_hash(token), "verify")
+        record = self.accounts.get_token(token_hash(token), "verify")
         if record is None:
             raise TokenInvalid()
         if record.used_at is not None:
             raise TokenUsed(record.email)
         if record.expires_at <= self.clock.now():
             raise TokenExpired()
-        attempt = self.store.get_attempt(token_hash(token))
+        attempt = self.accounts.get_attempt(token_hash(token))
         if attempt is None:  # a link of the earlier model, or used a moment ago
             raise TokenInvalid()
-        existing = self.store.get_account(attempt.email)
+        existing = self.accounts.get_account(attempt.email)
         if existing is not None and existing.status is not AccountStatus.PENDING:
             raise TokenUsed(attempt.email)  # verified through another attempt: "already confirmed, log in"
         return attempt
@@ -145,7 +157,7 @@ class Enrollment:
             self.guard.failed(subject, source_ip)
             raise WrongSignupPassword()
         now = self.clock.now()
-        client_id = self.store.next_value("client_id")
+        client_id = self.counters.next_value("client_id")
         acceptances = [
             Acceptance(
                 client_id=client_id,
@@ -160,7 +172,7 @@ class Enrollment:
             for doc in self.settings.terms
         ]
         try:
-            account = self.store.complete_verification(
+            account = self.accounts.complete_verification(
                 token_hash=token_hash(token),
                 attempt=attempt,
                 client_id=client_id,
@@ -170,15 +182,15 @@ class Enrollment:
             )
         except AccountExists:
             # The address was verified through another attempt first: this one is void.
-            self.store.discard_attempt(token_hash(token))
+            self.accounts.discard_attempt(token_hash(token))
             raise TokenUsed(attempt.email) from None
         # Nothing may stay signed in to an address from before its owner proved it (sessions of the
         # earlier model, where a pending account could log in).
-        self.store.delete_sessions_of(account.email)
+        self.sessions.delete_sessions_of(account.email)
         logger.info("email verified", extra={"client_id": account.client_id})
         metrics.add_metric(name="Verifications", unit="Count", value=1)
         return account
 
     def _used_by(self, token: str) -> str | None:
-        record = self.store.get_token(token_hash(token), "verify")
+        record = self.accounts.get_token(token_hash(token), "verify")
         return record.used_by if record else None

@@ -17,13 +17,13 @@ from postpay.observability import logger, metrics
 from postpay.security import address_key
 
 if TYPE_CHECKING:
-    from postpay.adapters.dynamo import DynamoStore
+    from postpay.adapters.counters_store import CountersStore
 
 
 class PasswordGuard:
-    def __init__(self, *, settings: Settings, store: DynamoStore, clock: Clock) -> None:
+    def __init__(self, *, settings: Settings, counters: CountersStore, clock: Clock) -> None:
         self.settings = settings
-        self.store = store
+        self.counters = counters
         self.clock = clock
         self.window = timedelta(minutes=settings.login_failure_window_minutes)
 
@@ -36,9 +36,9 @@ class PasswordGuard:
         """RateLimited when this account or this source has failed too often in the window."""
         account_key, ip_key = self._keys(subject, source_ip)
         now = self.clock.now()
-        if self.store.hits(ip_key, self.window, now) >= self.settings.login_failures_per_ip or (
+        if self.counters.hits(ip_key, self.window, now) >= self.settings.login_failures_per_ip or (
             per_account
-            and self.store.hits(account_key, self.window, now) >= self.settings.login_failures_per_account
+            and self.counters.hits(account_key, self.window, now) >= self.settings.login_failures_per_account
         ):
             metrics.add_metric(name="PasswordChecksRefused", unit="Count", value=1)
             raise RateLimited("password guesses")
@@ -46,11 +46,11 @@ class PasswordGuard:
     def failed(self, subject: str, source_ip: str) -> None:
         account_key, ip_key = self._keys(subject, source_ip)
         now = self.clock.now()
-        self.store.hit(account_key, self.window, now)
-        self.store.hit(ip_key, self.window, now)
+        self.counters.hit(account_key, self.window, now)
+        self.counters.hit(ip_key, self.window, now)
         logger.info("password check failed")
 
     def forgive(self, email: str) -> None:
         """The owner proved they hold the mailbox (a reset): their account's failures are cleared."""
         account_key, _ = self._keys(email, "")
-        self.store.clear_hits(account_key, self.window, self.clock.now())
+        self.counters.clear_hits(account_key, self.window, self.clock.now())

@@ -19,7 +19,7 @@ from postpay.models import Account, AccountStatus, SolusUser
 from postpay.observability import logger, metrics
 
 if TYPE_CHECKING:
-    from postpay.adapters.dynamo import DynamoStore
+    from postpay.adapters.accounts_store import AccountsStore
     from postpay.services.enrollment import Mailer
 
 # Longer than the worst case of one attempt (a few SolusVM calls of at most 10 s each).
@@ -41,10 +41,10 @@ class RetrySummary:
 
 class Provisioner:
     def __init__(
-        self, *, settings: Settings, store: DynamoStore, solus: SolusUsers, mailer: Mailer, clock: Clock
+        self, *, settings: Settings, accounts: AccountsStore, solus: SolusUsers, mailer: Mailer, clock: Clock
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.accounts = accounts
         self.solus = solus
         self.mailer = mailer
         self.clock = clock
@@ -53,12 +53,12 @@ class Provisioner:
         """Enrolls a verified account. Raises AlreadyProvisioning, SolusUnavailable or SolusRejected.
 
         ``notify_if_later``: the client was told "we will email you", so a later success sends that email."""
-        if not self.store.lock_provisioning(email, self.clock.now(), LOCK_HOLD):
-            current = self.store.get_account(email)
+        if not self.accounts.lock_provisioning(email, self.clock.now(), LOCK_HOLD):
+            current = self.accounts.get_account(email)
             if current is not None and current.enrolled:
                 return current
             raise AlreadyProvisioning(email)
-        account = self.store.get_account(email)
+        account = self.accounts.get_account(email)
         assert account is not None and account.status is AccountStatus.VERIFIED
         try:
             user = self._find_or_create(account)
@@ -67,12 +67,12 @@ class Provisioner:
                 "provisioning failed", extra={"client_id": account.client_id, "reason": str(error)}
             )
             metrics.add_metric(name="ProvisioningFailures", unit="Count", value=1)
-            self.store.mark_provisioning_failed(email, str(error), notify_when_enrolled=notify_if_later)
+            self.accounts.mark_provisioning_failed(email, str(error), notify_when_enrolled=notify_if_later)
             raise
-        self.store.mark_enrolled(email, user.id, self.clock.now())
+        self.accounts.mark_enrolled(email, user.id, self.clock.now())
         logger.info("account enrolled", extra={"client_id": account.client_id, "solus_user_id": user.id})
         metrics.add_metric(name="Enrollments", unit="Count", value=1)
-        enrolled = self.store.get_account(email)
+        enrolled = self.accounts.get_account(email)
         assert enrolled is not None
         return enrolled
 
@@ -80,7 +80,7 @@ class Provisioner:
         """For a second request of the same browser: wait for the first one's attempt to finish."""
         deadline = time.monotonic() + seconds
         while True:
-            account = self.store.get_account(email)
+            account = self.accounts.get_account(email)
             if account is None or account.enrolled or time.monotonic() >= deadline:
                 return account
             if account.provisioning_error and account.provisioning_attempts > 0 and not self._locked(email):
@@ -88,7 +88,7 @@ class Provisioner:
             time.sleep(0.25)
 
     def _locked(self, email: str) -> bool:
-        return self.store.provisioning_locked(email, self.clock.now())
+        return self.accounts.provisioning_locked(email, self.clock.now())
 
     def _find_or_create(self, account: Account) -> SolusUser:
         existing = self.solus.find_user_by_email(account.email)
@@ -107,7 +107,7 @@ class Provisioner:
         """The daily automation's hook: provision every verified account that is not enrolled yet,
         and email those that were told they would hear from us."""
         summary = RetrySummary()
-        for account in self.store.accounts_with_status(AccountStatus.VERIFIED):
+        for account in self.accounts.accounts_with_status(AccountStatus.VERIFIED):
             summary.attempted += 1
             try:
                 enrolled = self.provision(account.email, notify_if_later=False)

@@ -1,10 +1,11 @@
-"""DynamoDB for accounts, sign-up attempts, link tokens, sessions, acceptances, counters and rate limits.
+"""DynamoDB for accounts, sign-up attempts, link tokens and terms acceptances: one aggregate, because
+verification writes the token, the account and the acceptances in one transaction.
 
 A sign-up attempt is its own item in the tokens table, keyed by the hash of its link's token: name, company
 and password hash wait there until the link is followed, so no attempt ever touches another attempt or an
 account, and one nobody follows expires (TTL, and the daily upkeep) without leaving a trace.
 
-PynamoDB models live in the adapters and never leak out: the store returns plain domain models.
+The store returns plain domain models; the PynamoDB items stay in ``postpay.adapters.tables``.
 """
 
 from __future__ import annotations
@@ -12,187 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from pynamodb.attributes import (
-    BooleanAttribute,
-    NumberAttribute,
-    UnicodeAttribute,
-    UTCDateTimeAttribute,
-)
-from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.transactions import TransactWrite
 
-from postpay.adapters.tables import Base, bind, connection
+from postpay.adapters.tables import AcceptanceItem, AccountItem, TokenItem, conditional_failed, connection
+from postpay.adapters.tables import epoch as _epoch
 from postpay.errors import AccountExists, TokenExpired, TokenInvalid, TokenUsed
-from postpay.models import Acceptance, Account, AccountStatus, Session, SignupAttempt, SignupForm, TokenRecord
-
-# ---------------------------------------------------------------------------------------------- models
-
-
-class AccountsByStatus(GlobalSecondaryIndex["AccountItem"]):
-    class Meta:
-        index_name = "status-index"
-        projection = AllProjection()
-
-    status = UnicodeAttribute(hash_key=True)
-    created_at = UTCDateTimeAttribute(range_key=True)
-
-
-class SuspendedAccounts(GlobalSecondaryIndex["AccountItem"]):
-    class Meta:
-        index_name = "suspended-index"
-        projection = AllProjection()
-
-    suspended = UnicodeAttribute(hash_key=True)
-
-
-class AccountItem(Base):
-    class Meta:
-        table_name = ""
-        billing_mode = "PAY_PER_REQUEST"
-
-    logical_name = "accounts"
-    ttl_attribute = "expires_at"
-
-    email = UnicodeAttribute(hash_key=True)
-    client_id = NumberAttribute()
-    name = UnicodeAttribute()
-    company = UnicodeAttribute(default="")
-    password_hash = UnicodeAttribute()
-    status = UnicodeAttribute()
-    created_at = UTCDateTimeAttribute()
-    verified_at = UTCDateTimeAttribute(null=True)
-    enrolled_at = UTCDateTimeAttribute(null=True)
-    solus_user_id = NumberAttribute(null=True)
-    verify_token_hash = UnicodeAttribute(null=True)
-    reset_token_hash = UnicodeAttribute(null=True)  # only the newest reset link works
-    provisioning_error = UnicodeAttribute(null=True)
-    provisioning_attempts = NumberAttribute(default=0)
-    provisioning_lock_until = NumberAttribute(null=True)
-    notify_when_enrolled = BooleanAttribute(default=False)
-    # Epoch seconds; set only while the sign-up is pending, so DynamoDB's TTL removes abandoned sign-ups.
-    expires_at = NumberAttribute(null=True)
-    # Set only while the product keeps the SolusVM user suspended for an overdue invoice (a sparse index).
-    suspended = UnicodeAttribute(null=True)
-    suspended_for = UnicodeAttribute(null=True)
-    suspended_at = UTCDateTimeAttribute(null=True)
-    # Billing details the client edits on /account: address lines (newline-separated) and tax id.
-    billing_address = UnicodeAttribute(null=True)
-    tax_id = UnicodeAttribute(null=True)
-    by_status = AccountsByStatus()
-    by_suspension = SuspendedAccounts()
-
-
-class TokenItem(Base):
-    class Meta:
-        table_name = ""
-        billing_mode = "PAY_PER_REQUEST"
-
-    logical_name = "tokens"
-    ttl_attribute = "expires_at"
-
-    token_hash = UnicodeAttribute(hash_key=True)
-    purpose = UnicodeAttribute()
-    email = UnicodeAttribute()
-    expires_at = NumberAttribute()
-    used_at = UTCDateTimeAttribute(null=True)
-    used_by = UnicodeAttribute(null=True)
-    # A sign-up attempt's details (purpose "verify"), removed when its link is used.
-    name = UnicodeAttribute(null=True)
-    company = UnicodeAttribute(null=True)
-    password_hash = UnicodeAttribute(null=True)
-
-
-class SessionsByEmail(GlobalSecondaryIndex["SessionItem"]):
-    class Meta:
-        index_name = "email-index"
-        projection = KeysOnlyProjection()
-
-    email = UnicodeAttribute(hash_key=True)
-
-
-class SessionItem(Base):
-    class Meta:
-        table_name = ""
-        billing_mode = "PAY_PER_REQUEST"
-
-    logical_name = "sessions"
-    ttl_attribute = "expires_at"
-
-    session_hash = UnicodeAttribute(hash_key=True)
-    email = UnicodeAttribute()
-    created_at = UTCDateTimeAttribute()
-    last_seen_at = UTCDateTimeAttribute()
-    absolute_expires_at = NumberAttribute()
-    expires_at = NumberAttribute()  # idle expiry, pushed forward on use
-    by_email = SessionsByEmail()
-
-
-class AcceptanceItem(Base):
-    """Append-only record of terms acceptance, kept forever: one item per (client, document, version)."""
-
-    class Meta:
-        table_name = ""
-        billing_mode = "PAY_PER_REQUEST"
-
-    logical_name = "acceptances"
-
-    client_id = NumberAttribute(hash_key=True)
-    document_version = UnicodeAttribute(range_key=True)
-    email = UnicodeAttribute()
-    document = UnicodeAttribute()
-    version = UnicodeAttribute()
-    url = UnicodeAttribute()
-    accepted_at = UTCDateTimeAttribute()
-    source_ip = UnicodeAttribute()
-    user_agent = UnicodeAttribute()
-
-
-class RateLimitItem(Base):
-    class Meta:
-        table_name = ""
-        billing_mode = "PAY_PER_REQUEST"
-
-    logical_name = "rate-limits"
-    ttl_attribute = "expires_at"
-
-    key = UnicodeAttribute(hash_key=True)
-    hits = NumberAttribute(default=0)
-    expires_at = NumberAttribute()
-
-
-class CounterItem(Base):
-    class Meta:
-        table_name = ""
-        billing_mode = "PAY_PER_REQUEST"
-
-    logical_name = "counters"
-
-    name = UnicodeAttribute(hash_key=True)
-    value = NumberAttribute(default=0)
-
-
-ACCOUNT_TABLES: list[type[Base]] = [
-    AccountItem,
-    TokenItem,
-    SessionItem,
-    AcceptanceItem,
-    RateLimitItem,
-    CounterItem,
-]
-
-
-# ------------------------------------------------------------------------------------------- helpers
-
-
-def _epoch(moment: datetime) -> int:
-    return int(moment.timestamp())
-
-
-def conditional_failed(error: Exception) -> bool:
-    """A PynamoDB write refused by its condition (not a transport or capacity error)."""
-    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+from postpay.models import Acceptance, Account, AccountStatus, SignupAttempt, SignupForm, TokenRecord
 
 
 def _to_account(item: AccountItem) -> Account:
@@ -216,46 +44,8 @@ def _to_account(item: AccountItem) -> Account:
     )
 
 
-# --------------------------------------------------------------------------------------------- store
-
-
-class DynamoStore:
-    """Accounts, link tokens, terms acceptances, counters and rate limits."""
-
-    def __init__(self, table_prefix: str) -> None:
-        bind(table_prefix)
-
-    # counters and rate limits ---------------------------------------------------------------------
-
-    def next_value(self, name: str) -> int:
-        """Atomic counter: concurrent callers always get distinct values."""
-        item = CounterItem(name)
-        item.update(actions=[CounterItem.value.add(1)])
-        return int(item.value)
-
-    def hit(self, key: str, window: timedelta, now: datetime) -> int:
-        """Counts one hit in the fixed window that contains ``now``; returns the window's count so far."""
-        seconds = int(window.total_seconds())
-        start = _epoch(now) // seconds * seconds
-        item = RateLimitItem(f"{key}#{start}")
-        item.update(actions=[RateLimitItem.hits.add(1), RateLimitItem.expires_at.set(start + seconds)])
-        return int(item.hits)
-
-    def hits(self, key: str, window: timedelta, now: datetime) -> int:
-        """The count of the current window, without adding to it."""
-        seconds = int(window.total_seconds())
-        start = _epoch(now) // seconds * seconds
-        try:
-            return int(RateLimitItem.get(f"{key}#{start}", consistent_read=True).hits or 0)
-        except RateLimitItem.DoesNotExist:
-            return 0
-
-    def clear_hits(self, key: str, window: timedelta, now: datetime) -> None:
-        seconds = int(window.total_seconds())
-        start = _epoch(now) // seconds * seconds
-        RateLimitItem(f"{key}#{start}").delete()
-
-    # accounts --------------------------------------------------------------------------------------
+class AccountsStore:
+    """Accounts, sign-up attempts and link tokens, terms acceptances, provisioning locks and suspensions."""
 
     def get_account(self, email: str) -> Account | None:
         try:
@@ -609,60 +399,3 @@ class DynamoStore:
         AccountItem(email).update(
             actions=actions, condition=AccountItem.status == AccountStatus.VERIFIED.value
         )
-
-    # sessions --------------------------------------------------------------------------------------
-
-    def create_session(
-        self,
-        session_hash: str,
-        *,
-        email: str,
-        now: datetime,
-        idle: timedelta,
-        absolute: timedelta,
-    ) -> None:
-        try:
-            SessionItem(
-                session_hash,
-                email=email,
-                created_at=now,
-                last_seen_at=now,
-                absolute_expires_at=_epoch(now + absolute),
-                expires_at=_epoch(now + idle),
-            ).save(condition=SessionItem.session_hash.does_not_exist())
-        except PutError as error:  # a 256-bit collision: never, but never overwrite a session either
-            raise RuntimeError("session id collision") from error
-
-    def get_session(self, session_hash: str, now: datetime) -> Session | None:
-        """A live session (neither idle nor absolute expiry passed; TTL deletion lags, so check here)."""
-        try:
-            item = SessionItem.get(session_hash, consistent_read=True)
-        except SessionItem.DoesNotExist:
-            return None
-        if item.expires_at <= _epoch(now) or item.absolute_expires_at <= _epoch(now):
-            return None
-        return Session(email=item.email, created_at=item.created_at, last_seen_at=item.last_seen_at)
-
-    def touch_session(self, session_hash: str, now: datetime, idle: timedelta) -> None:
-        try:
-            SessionItem(session_hash).update(
-                actions=[SessionItem.last_seen_at.set(now), SessionItem.expires_at.set(_epoch(now + idle))],
-                condition=SessionItem.session_hash.exists(),
-            )
-        except UpdateError as error:
-            if not conditional_failed(error):
-                raise
-
-    def delete_session(self, session_hash: str) -> None:
-        SessionItem(session_hash).delete()
-
-    def delete_sessions_of(self, email: str, *, keep: str | None = None) -> int:
-        """Ends every session of an account but ``keep`` (a session hash): after verification, a password
-        change or a reset."""
-        count = 0
-        for item in SessionItem.by_email.query(email):
-            if item.session_hash == keep:
-                continue
-            SessionItem(item.session_hash).delete()
-            count += 1
-        return count
