@@ -10,7 +10,6 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postpay.billing.periods import local_date
 from postpay.config import Settings
 from postpay.container import Container
 from postpay.errors import (
@@ -24,6 +23,7 @@ from postpay.errors import (
 )
 from postpay.models import Account, AccountStatus, Session
 from postpay.observability import logger, metrics, tracer
+from postpay.periods import local_date
 from postpay.routes import FUNCTION_ROUTES
 from postpay.services.client_area import LoginFailed, PasswordRejected
 from postpay.services.sessions import SESSION_COOKIE

@@ -15,7 +15,8 @@ import pytest
 from local.events import LambdaContext
 from local.poller import sqs_event
 from postpay.adapters import tables
-from postpay.adapters.billing_store import BillingStore, OutcomeItem, RunItem
+from postpay.adapters.billing_store import BillingStore
+from postpay.adapters.tables import OutcomeItem, RunItem
 from postpay.limits import WORKER_TIMEOUT_SECONDS
 from tests.integration.billing_helpers import (
     all_invoice_numbers,

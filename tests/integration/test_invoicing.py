@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 import requests
 
-from postpay.adapters.params import Pricing
 from postpay.adapters.tables import InvoiceItem, OutcomeItem, RunItem
 from postpay.billing.commands import PayloadError
 from postpay.billing.invoicing import invoice_lines
+from postpay.models import Pricing
 from tests.integration.billing_helpers import counter, drain, enrolled_account, invoices_of, invoke
 from tests.integration.conftest import fault
 
@@ -129,7 +129,7 @@ def test_one_failing_account_does_not_stop_the_others_and_is_reported(stack, fun
     # When SolusVM is back and the dead-lettered job is redriven, the account is invoiced once
     requests.delete(f"{stack.emulator.root}/_emulator/faults", timeout=5)
     from postpay.billing.invoicing import Job
-    from postpay.billing.periods import Period
+    from postpay.periods import Period
 
     job = Job(
         run["runId"], broken.client_id, broken.email, broken.solus_user_id, Period.from_dict(run["period"])

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postpay.adapters.params import Pricing
-from postpay.billing import money
+from postpay import money
 from postpay.billing.invoicing import UsageError, invoice_lines
-from postpay.billing.periods import Period, local_date, month_before
+from postpay.models import Pricing
+from postpay.periods import Period, local_date, month_before
 
 ZONES = [
     "UTC",

@@ -13,15 +13,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postpay import models
+from postpay import models, money
 from postpay.adapters.billing_store import _to_invoice, invoice_document
-from postpay.adapters.params import NO_PROFILE, InvoiceProfile, ParameterError, profile_from
+from postpay.adapters.params import ParameterError, profile_from
 from postpay.adapters.tables import InvoiceItem
-from postpay.billing import money
 from postpay.billing import pdf as pdf_module
 from postpay.billing.invoicing import charges
 from postpay.billing.pdf import invoice_pdf
-from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller, TaxRule, tax_country
+from postpay.models import (
+    NO_PROFILE,
+    Buyer,
+    Invoice,
+    InvoiceLine,
+    InvoiceProfile,
+    InvoiceStatus,
+    Seller,
+    TaxRule,
+    tax_country,
+)
 
 D = Decimal
 rates = st.decimals(min_value=D("0"), max_value=D("99.99"), places=2)

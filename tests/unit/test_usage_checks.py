@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postpay.adapters.params import Pricing
 from postpay.billing.invoicing import UsageError, UsageMismatch, check_usage, invoice_lines
-from postpay.billing.periods import Period
+from postpay.models import Pricing
+from postpay.periods import Period
 
 OCTOBER = Period(date(2022, 10, 1), date(2022, 10, 31), "UTC")
 USER = 12

@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from postpay.clock import Clock, SystemClock
 from postpay.config import Settings
+from postpay.models import Invoice, InvoiceProfile, Pricing, Seller
+from postpay.ports import (
+    AccountStore,
+    Counters,
+    Dispatcher,
+    InvoiceStore,
+    Mailer,
+    Queue,
+    SessionStore,
+    SolusVM,
+)
 
 if TYPE_CHECKING:
-    from postpay.adapters.params import InvoiceProfile, Pricing
+    from postpay.billing.automation import Automation
+    from postpay.billing.invoicing import Invoicing
+    from postpay.billing.upkeep import Upkeep
+    from postpay.services.client_area import ClientArea
+    from postpay.services.enrollment import Enrollment
+    from postpay.services.guard import PasswordGuard
+    from postpay.services.provisioning import Provisioner
+    from postpay.services.sessions import Sessions
 
 
 @dataclass(frozen=True)
 class Stores:
-    accounts: Any
-    sessions: Any
-    counters: Any
-    billing: Any
+    accounts: AccountStore
+    sessions: SessionStore
+    counters: Counters
+    billing: InvoiceStore
 
 
 class Container:
@@ -52,23 +71,23 @@ class Container:
         )
 
     @cached_property
-    def accounts(self) -> Any:
+    def accounts(self) -> AccountStore:
         return self.stores.accounts
 
     @cached_property
-    def session_store(self) -> Any:
+    def session_store(self) -> SessionStore:
         return self.stores.sessions
 
     @cached_property
-    def counters(self) -> Any:
+    def counters(self) -> Counters:
         return self.stores.counters
 
     @cached_property
-    def billing(self) -> Any:
+    def billing(self) -> InvoiceStore:
         return self.stores.billing
 
     @cached_property
-    def solus(self) -> Any:
+    def solus(self) -> SolusVM:
         from postpay.adapters import params
         from postpay.adapters.solusvm import SolusVMClient
 
@@ -80,7 +99,7 @@ class Container:
         )
 
     @cached_property
-    def mailer(self) -> Any:
+    def mailer(self) -> Mailer:
         from postpay.adapters.mailer import SesMailer
 
         return SesMailer(self.settings.mail_from, configuration_set=self.settings.ses_configuration_set)
@@ -95,7 +114,7 @@ class Container:
 
         return params.invoice_profile(self.settings.invoice_parameters_path)
 
-    def seller(self) -> Any:
+    def seller(self) -> Seller | None:
         """The seller for page footers; None when none is configured or SSM cannot be read right now."""
         try:
             return self.invoice_profile().seller
@@ -105,13 +124,13 @@ class Container:
             logger.exception("invoice profile unavailable")
             return None
 
-    def invoice_pdf(self, invoice: Any, *, today: Any) -> bytes:
+    def invoice_pdf(self, invoice: Invoice, *, today: date) -> bytes:
         from postpay.billing.pdf import invoice_pdf
 
         return invoice_pdf(invoice, today=today)
 
     @cached_property
-    def enrollment(self) -> Any:
+    def enrollment(self) -> Enrollment:
         from postpay.services.enrollment import Enrollment
 
         return Enrollment(
@@ -125,13 +144,13 @@ class Container:
         )
 
     @cached_property
-    def guard(self) -> Any:
+    def guard(self) -> PasswordGuard:
         from postpay.services.guard import PasswordGuard
 
         return PasswordGuard(settings=self.settings, counters=self.counters, clock=self.clock)
 
     @cached_property
-    def provisioner(self) -> Any:
+    def provisioner(self) -> Provisioner:
         from postpay.services.provisioning import Provisioner
 
         return Provisioner(
@@ -143,20 +162,20 @@ class Container:
         )
 
     @cached_property
-    def queue(self) -> Any:
+    def queue(self) -> Queue | None:
         from postpay.adapters.queue import SqsQueue
 
         return SqsQueue(self.settings.invoice_queue_url) if self.settings.invoice_queue_url else None
 
     @cached_property
-    def dispatcher(self) -> Any:
+    def dispatcher(self) -> Dispatcher | None:
         from postpay.adapters.dispatch import LambdaDispatcher
 
         name = self.settings.automation_function_name
         return LambdaDispatcher(name) if name else None
 
     @cached_property
-    def invoicing(self) -> Any:
+    def invoicing(self) -> Invoicing:
         from postpay.billing.invoicing import Invoicing
 
         return Invoicing(
@@ -173,7 +192,7 @@ class Container:
         )
 
     @cached_property
-    def upkeep(self) -> Any:
+    def upkeep(self) -> Upkeep:
         from postpay.billing.upkeep import Upkeep
 
         return Upkeep(
@@ -187,7 +206,7 @@ class Container:
         )
 
     @cached_property
-    def automation(self) -> Any:
+    def automation(self) -> Automation:
         from postpay.billing.automation import Automation
 
         return Automation(
@@ -199,7 +218,7 @@ class Container:
         )
 
     @cached_property
-    def client_area(self) -> Any:
+    def client_area(self) -> ClientArea:
         from postpay.services.client_area import ClientArea
 
         return ClientArea(
@@ -215,7 +234,7 @@ class Container:
         )
 
     @cached_property
-    def sessions(self) -> Any:
+    def sessions(self) -> Sessions:
         from postpay.services.sessions import Sessions
 
         return Sessions(settings=self.settings, store=self.session_store, clock=self.clock)

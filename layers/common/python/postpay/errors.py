@@ -48,3 +48,11 @@ class SolusRejected(PostPayError):
 
 class AccountExists(PostPayError):
     """A conditional create found the email already taken."""
+
+
+class AlreadyBilled(Exception):
+    """The (client, period) already has an invoice or a nothing-to-bill record."""
+
+
+class OutcomeRecorded(Exception):
+    """This run already recorded an outcome for this account (a redelivered job)."""

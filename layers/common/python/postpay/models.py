@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -474,3 +475,70 @@ class Invoice:
         if self.status is InvoiceStatus.UNPAID and today > self.due_on:
             return "overdue"
         return self.status.value
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """The token price and currency in force (operator-set, read from SSM)."""
+
+    token_price: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class InvoiceProfile:
+    """Who sells, the tax rule in force and the payment instructions (operator-set, read from SSM)."""
+
+    seller: Seller | None
+    tax: TaxRule
+    payment_instructions: str
+
+
+NO_PROFILE = InvoiceProfile(seller=None, tax=TaxRule(), payment_instructions="")
+
+
+# What a run records per account: each run counts each account once, under one of these.
+OUTCOMES = ("invoiced", "already_invoiced", "nothing_to_bill", "failed", "would_invoice")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """An invoicing run as read back: its counts per outcome and its first failures."""
+
+    run_id: str
+    trigger: str
+    period: dict[str, str]
+    state: str
+    counts: dict[str, int]
+    started_at: datetime
+    updated_at: datetime
+    failures: dict[int, str]
+    dry_run: bool = False
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts[o] for o in OUTCOMES)
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "queued" and self.done >= self.counts["queued"]
+
+
+@dataclass
+class ToIssue:
+    """One account's invoice, or its nothing-to-bill record, waiting for its place in a transaction."""
+
+    client_id: int
+    period_key: str
+    run_id: str
+    email: str
+    usage: str  # the raw SolusVM answer, JSON
+    # builds the invoice for its number; None: nothing to bill
+    invoice_for: Callable[[int], Invoice] | None = None
+    # the operator's re-bill: may replace the period's nothing-to-bill record (never an invoice)
+    replace_nothing: bool = False
+
+    @property
+    def key(self) -> str:
+        """The (client, period) it bills, as invoices are keyed."""
+        return f"{self.client_id}#{self.period_key}"

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from postpay.billing.money import format_amount, format_count
+from postpay.money import format_amount, format_count
 
 
 def _money(amount: Decimal | str, currency: str) -> str:

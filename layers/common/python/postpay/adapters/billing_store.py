@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,21 +27,13 @@ from postpay.adapters.tables import (
     conditional_failed,
     connection,
 )
-from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller
+from postpay.errors import AlreadyBilled, OutcomeRecorded
+from postpay.models import OUTCOMES, Buyer, Invoice, InvoiceLine, InvoiceStatus, RunRecord, Seller, ToIssue
 from postpay.observability import logger
 
 INVOICE_COUNTER = "invoice_number"
 DAILY_HEARTBEAT = "daily-heartbeat"  # an invoice-runs item: when the last scheduled daily run happened
-OUTCOMES = ("invoiced", "already_invoiced", "nothing_to_bill", "failed", "would_invoice")
 FAILURES_SHOWN = 100  # a run's summary lists this many failures; runStatus pages show every outcome
-
-
-class AlreadyBilled(Exception):
-    """The (client, period) already has an invoice or a nothing-to-bill record."""
-
-
-class OutcomeRecorded(Exception):
-    """This run already recorded an outcome for this account (a redelivered job)."""
 
 
 # A batch's entries per transaction: 2 items each (record, outcome), the counter and one update per run stay
@@ -51,46 +42,6 @@ MAX_PER_TRANSACTION = 33
 MAX_ATTEMPTS = 50
 # what a cancelled batch transaction is retried for at once (None / "None": the item passed)
 _RETRIED_CODES = {None, "None", "ConditionalCheckFailed", "TransactionConflict"}
-
-
-@dataclass
-class ToIssue:
-    """One account's invoice, or its nothing-to-bill record, waiting for its place in a transaction."""
-
-    client_id: int
-    period_key: str
-    run_id: str
-    email: str
-    usage: str  # the raw SolusVM answer, JSON
-    # builds the invoice for its number; None: nothing to bill
-    invoice_for: Callable[[int], Invoice] | None = None
-    # the operator's re-bill: may replace the period's nothing-to-bill record (never an invoice)
-    replace_nothing: bool = False
-
-    @property
-    def key(self) -> str:
-        return account_period(self.client_id, self.period_key)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    trigger: str
-    period: dict[str, str]
-    state: str
-    counts: dict[str, int]
-    started_at: datetime
-    updated_at: datetime
-    failures: dict[int, str]
-    dry_run: bool = False
-
-    @property
-    def done(self) -> int:
-        return sum(self.counts[o] for o in OUTCOMES)
-
-    @property
-    def finished(self) -> bool:
-        return self.state == "queued" and self.done >= self.counts["queued"]
 
 
 def account_period(client_id: int, period_key: str) -> str:

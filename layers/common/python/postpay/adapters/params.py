@@ -13,10 +13,9 @@ the invoice profile (who sells, the tax in force, payment instructions) under on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from postpay.models import Seller, TaxRule
+from postpay.models import NO_PROFILE, InvoiceProfile, Pricing, Seller, TaxRule
 
 _CACHE_SECONDS = 300
 UNSET_SECRET = "SET-ME"  # noqa: S105 - a marker: what the stack creates the secret with (infra/components/settings.py)
@@ -24,12 +23,6 @@ UNSET_SECRET = "SET-ME"  # noqa: S105 - a marker: what the stack creates the sec
 
 class ParameterError(RuntimeError):
     """An operator-set value is missing or malformed; the message names it."""
-
-
-@dataclass(frozen=True)
-class Pricing:
-    token_price: Decimal
-    currency: str
 
 
 def secret(name: str) -> str:
@@ -62,14 +55,6 @@ def pricing(price_parameter: str, currency_parameter: str) -> Pricing:
     return Pricing(token_price=price, currency=currency)
 
 
-@dataclass(frozen=True)
-class InvoiceProfile:
-    seller: Seller | None
-    tax: TaxRule
-    payment_instructions: str
-
-
-NO_PROFILE = InvoiceProfile(seller=None, tax=TaxRule(), payment_instructions="")
 _LOGO_PREFIXES = ("data:image/png;base64,", "data:image/jpeg;base64,")
 
 

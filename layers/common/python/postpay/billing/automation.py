@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from postpay.adapters.billing_store import BillingStore, RunRecord
 from postpay.billing.commands import (
     Daily,
     InvoiceMonth,
@@ -16,14 +15,16 @@ from postpay.billing.commands import (
     parse,
 )
 from postpay.billing.invoicing import RebillRefused
-from postpay.billing.periods import local_date, month_before
 from postpay.clock import Clock
 from postpay.config import Settings
+from postpay.models import RunRecord
 from postpay.observability import logger, metrics
+from postpay.periods import local_date, month_before
 
 if TYPE_CHECKING:
     from postpay.billing.invoicing import Invoicing
     from postpay.billing.upkeep import Upkeep
+    from postpay.ports import InvoiceStore
 
 
 PAGE_SIZE = 100  # accounts per runStatus answer, well under Lambda's 6 MB response limit
@@ -52,7 +53,7 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
 
 class Automation:
     def __init__(
-        self, *, settings: Settings, invoicing: Invoicing, upkeep: Upkeep, billing: BillingStore, clock: Clock
+        self, *, settings: Settings, invoicing: Invoicing, upkeep: Upkeep, billing: InvoiceStore, clock: Clock
     ) -> None:
         self.settings = settings
         self.invoicing = invoicing

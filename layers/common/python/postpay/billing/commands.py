@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from postpay.billing.periods import Period, local_date, month_before
+from postpay.periods import Period, local_date, month_before
 
 
 class PayloadError(ValueError):

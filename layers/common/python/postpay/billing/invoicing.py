@@ -17,28 +17,30 @@ from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from postpay import limits
-from postpay.adapters.billing_store import AlreadyBilled, BillingStore, OutcomeRecorded, RunRecord, ToIssue
-from postpay.adapters.params import NO_PROFILE, InvoiceProfile, Pricing
-from postpay.billing import money
+from postpay import limits, money
 from postpay.billing.pdf import invoice_pdf
-from postpay.billing.periods import Period, local_date
 from postpay.clock import Clock
 from postpay.config import Settings
+from postpay.errors import AlreadyBilled, OutcomeRecorded
 from postpay.models import (
+    NO_PROFILE,
     Account,
     AccountStatus,
     Buyer,
     Invoice,
     InvoiceLine,
+    InvoiceProfile,
     InvoiceStatus,
+    Pricing,
+    RunRecord,
+    ToIssue,
     reverse_charge_applies,
 )
 from postpay.observability import logger, metrics
+from postpay.periods import Period, local_date
 
 if TYPE_CHECKING:
-    from postpay.adapters.accounts_store import AccountsStore
-    from postpay.services.enrollment import Mailer
+    from postpay.ports import AccountStore, InvoiceStore, Mailer
 
 # Longer than one attempt to send an email; shorter than the queue's visibility timeout, so a redelivered
 # job after a crash finds the lease expired and sends the email.
@@ -290,8 +292,8 @@ class Invoicing:
         self,
         *,
         settings: Settings,
-        accounts: AccountsStore,
-        billing: BillingStore,
+        accounts: AccountStore,
+        billing: InvoiceStore,
         solus: Usage,
         mailer: Mailer,
         clock: Clock,

@@ -15,8 +15,8 @@ from datetime import date
 from io import BytesIO
 from pathlib import Path
 
-from postpay.billing.money import format_amount, format_count
 from postpay.models import Buyer, Invoice, Seller
+from postpay.money import format_amount, format_count
 
 FONT = "DejaVu"
 _FONTS = Path(__file__).resolve().parent.parent / "fonts"  # shipped in the layer with the package

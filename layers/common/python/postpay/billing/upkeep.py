@@ -12,10 +12,7 @@ from postpay.errors import SolusRejected, SolusUnavailable
 from postpay.observability import logger
 
 if TYPE_CHECKING:
-    from postpay.adapters.accounts_store import AccountsStore
-    from postpay.adapters.billing_store import BillingStore
-    from postpay.adapters.solusvm import SolusVMClient
-    from postpay.services.enrollment import Mailer
+    from postpay.ports import AccountStore, InvoiceStore, Mailer, SolusVM
     from postpay.services.provisioning import Provisioner
 
 
@@ -44,9 +41,9 @@ class Upkeep:
         self,
         *,
         settings: Settings,
-        accounts: AccountsStore,
-        billing: BillingStore,
-        solus: SolusVMClient,
+        accounts: AccountStore,
+        billing: InvoiceStore,
+        solus: SolusVM,
         provisioner: Provisioner,
         mailer: Mailer,
         clock: Clock,

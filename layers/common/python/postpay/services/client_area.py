@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from postpay.adapters.params import Pricing
-from postpay.billing import money
-from postpay.billing.periods import local_date
+from postpay import money
 from postpay.clock import Clock
 from postpay.config import Settings
 from postpay.errors import RateLimited, SolusRejected, SolusUnavailable, TokenExpired, TokenInvalid, TokenUsed
 from postpay.models import Account, AccountStatus, TokenRecord
 from postpay.observability import logger
+from postpay.periods import local_date
 from postpay.security import address_key, hash_password, needs_rehash, new_token, token_hash, verify_password
 from postpay.validation import normalize_email, password_problem
 
 if TYPE_CHECKING:
-    from postpay.adapters.accounts_store import AccountsStore
-    from postpay.adapters.counters_store import CountersStore
-    from postpay.adapters.sessions_store import SessionsStore
-    from postpay.services.enrollment import Mailer
+    from postpay.ports import AccountStore, Counters, Mailer, PricingSource, SessionStore, SolusVM
     from postpay.services.guard import PasswordGuard
 
 USAGE_CACHE_SECONDS = 300
@@ -57,13 +52,13 @@ class ClientArea:
         self,
         *,
         settings: Settings,
-        accounts: AccountsStore,
-        sessions: SessionsStore,
-        counters: CountersStore,
-        solus: Any,
+        accounts: AccountStore,
+        sessions: SessionStore,
+        counters: Counters,
+        solus: SolusVM,
         mailer: Mailer,
         clock: Clock,
-        pricing: Callable[[], Pricing],
+        pricing: PricingSource,
         guard: PasswordGuard,
     ) -> None:
         self.settings = settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from postpay.clock import Clock
 from postpay.config import Settings
@@ -13,16 +13,10 @@ from postpay.observability import logger, metrics
 from postpay.security import address_key, hash_password, new_token, token_hash, verify_password
 
 if TYPE_CHECKING:
-    from postpay.adapters.accounts_store import AccountsStore
-    from postpay.adapters.counters_store import CountersStore
-    from postpay.adapters.sessions_store import SessionsStore
+    from postpay.ports import AccountStore, Counters, Mailer, SessionStore
     from postpay.services.guard import PasswordGuard
 
 HOUR = timedelta(hours=1)
-
-
-class Mailer(Protocol):
-    def send(self, to: str, template: str, **context: object) -> str: ...
 
 
 class TermsNotAccepted(Exception):
@@ -40,9 +34,9 @@ class Enrollment:
         self,
         *,
         settings: Settings,
-        accounts: AccountsStore,
-        sessions: SessionsStore,
-        counters: CountersStore,
+        accounts: AccountStore,
+        sessions: SessionStore,
+        counters: Counters,
         mailer: Mailer,
         clock: Clock,
         guard: PasswordGuard,

@@ -17,11 +17,11 @@ from postpay.observability import logger, metrics
 from postpay.security import address_key
 
 if TYPE_CHECKING:
-    from postpay.adapters.counters_store import CountersStore
+    from postpay.ports import Counters
 
 
 class PasswordGuard:
-    def __init__(self, *, settings: Settings, counters: CountersStore, clock: Clock) -> None:
+    def __init__(self, *, settings: Settings, counters: Counters, clock: Clock) -> None:
         self.settings = settings
         self.counters = counters
         self.clock = clock

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from postpay.clock import Clock
 from postpay.config import Settings
@@ -19,17 +19,10 @@ from postpay.models import Account, AccountStatus, SolusUser
 from postpay.observability import logger, metrics
 
 if TYPE_CHECKING:
-    from postpay.adapters.accounts_store import AccountsStore
-    from postpay.services.enrollment import Mailer
+    from postpay.ports import AccountStore, Mailer, SolusVM
 
 # Longer than the worst case of one attempt (a few SolusVM calls of at most 10 s each).
 LOCK_HOLD = timedelta(seconds=90)
-
-
-class SolusUsers(Protocol):
-    def find_user_by_email(self, email: str) -> SolusUser | None: ...
-    def create_user(self, *, email: str, billing_user_id: int, limit_group_id: int | None) -> SolusUser: ...
-    def link_user(self, user_id: int, billing_user_id: int) -> SolusUser: ...
 
 
 @dataclass
@@ -41,7 +34,7 @@ class RetrySummary:
 
 class Provisioner:
     def __init__(
-        self, *, settings: Settings, accounts: AccountsStore, solus: SolusUsers, mailer: Mailer, clock: Clock
+        self, *, settings: Settings, accounts: AccountStore, solus: SolusVM, mailer: Mailer, clock: Clock
     ) -> None:
         self.settings = settings
         self.accounts = accounts

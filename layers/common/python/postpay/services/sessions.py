@@ -11,7 +11,7 @@ from postpay.models import Session
 from postpay.security import new_token, token_hash
 
 if TYPE_CHECKING:
-    from postpay.adapters.sessions_store import SessionsStore
+    from postpay.ports import SessionStore
 
 SESSION_COOKIE = "__Host-session"
 # Refresh the idle expiry at most this often, so a page view is not a write.
@@ -19,7 +19,7 @@ _TOUCH_EVERY = timedelta(minutes=5)
 
 
 class Sessions:
-    def __init__(self, *, settings: Settings, store: SessionsStore, clock: Clock) -> None:
+    def __init__(self, *, settings: Settings, store: SessionStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
         self.idle = timedelta(hours=settings.session_idle_hours)
