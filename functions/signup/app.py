@@ -12,6 +12,7 @@ from postpay.config import Settings
 from postpay.container import Container
 from postpay.errors import RateLimited
 from postpay.observability import logger, metrics, tracer
+from postpay.routes import methods_of
 from postpay.validation import validate_signup
 from postpay.web.pages import Web, at_least, catch_all
 
@@ -21,7 +22,7 @@ app = APIGatewayRestResolver()
 web = Web(
     app,
     settings,
-    routes={"/": {"GET"}, "/signup": {"GET", "POST"}},
+    routes=methods_of("signup"),
     seller=container.seller,
     signed_in=lambda session: container.sessions.live(session),
 )

@@ -24,7 +24,7 @@ from postpay.errors import (
 from postpay.models import Account, AccountStatus, Session
 from postpay.observability import logger, metrics, tracer
 from postpay.periods import local_date
-from postpay.routes import FUNCTION_ROUTES
+from postpay.routes import methods_of
 from postpay.services.client_area import LoginFailed, PasswordRejected
 from postpay.services.sessions import SESSION_COOKIE
 from postpay.validation import validate_billing_details
@@ -33,20 +33,10 @@ from postpay.web.pages import Web, at_least, catch_all, cookie
 settings = Settings.from_env()
 container = Container(settings)
 app = APIGatewayRestResolver()
-POST_ONLY = {"/sso", "/logout", "/account/password", "/account/billing", "/finish"}
 web = Web(
     app,
     settings,
-    routes={
-        p: (
-            {"POST"}
-            if p in POST_ONLY
-            else {"GET", "POST"}
-            if p in ("/login", "/forgot", "/reset")
-            else {"GET"}
-        )
-        for p in FUNCTION_ROUTES["sso"]
-    },
+    routes=methods_of("sso"),
     seller=container.seller,
     signed_in=lambda session: container.sessions.live(session),
 )

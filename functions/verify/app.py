@@ -18,6 +18,7 @@ from postpay.errors import (
     TokenUsed,
 )
 from postpay.observability import logger, metrics, tracer
+from postpay.routes import methods_of
 from postpay.services.enrollment import TermsNotAccepted, WrongSignupPassword
 from postpay.services.sessions import SESSION_COOKIE
 from postpay.web.pages import Web, catch_all, cookie
@@ -28,7 +29,7 @@ app = APIGatewayRestResolver()
 web = Web(
     app,
     settings,
-    routes={"/verify": {"GET", "POST"}},
+    routes=methods_of("verify"),
     seller=container.seller,
     signed_in=lambda session: container.sessions.live(session),
 )

@@ -19,7 +19,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from postpay.routes import FALLBACK_FUNCTION, FUNCTION_ROUTES
+from postpay.routes import FALLBACK_FUNCTION, ROUTES
 
 STAGE_NAME = "live"
 RATE_LIMITED_PATHS = ["/signup", "/verify", "/login", "/forgot", "/reset", "/account/password"]
@@ -147,10 +147,8 @@ class Site(Construct):
         """Every route of ``postpay.routes`` to its function; anything else to the fallback's 404 page."""
         integrations = {name: apigw.LambdaIntegration(fn, proxy=True) for name, fn in functions.items()}
         # Every method is ANY: a handler answers a wrong method with a 405 page, never the gateway.
-        for name, paths in FUNCTION_ROUTES.items():
-            for path in paths:
-                resource = self.api.root.resource_for_path(path)
-                resource.add_method("ANY", integrations[name])
+        for path, route in ROUTES.items():
+            self.api.root.resource_for_path(path).add_method("ANY", integrations[route.function])
         self.api.root.add_proxy(default_integration=integrations[FALLBACK_FUNCTION], any_method=True)
         # After the methods exist: suppressions reach only the children present when they are added.
         NagSuppressions.add_resource_suppressions(

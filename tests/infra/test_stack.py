@@ -13,7 +13,7 @@ from aws_cdk.assertions import Annotations, Match
 from infra.components.automation import RUN_ACCESS, RUN_INDEXES, WORKER_ACCESS
 from infra.stack import PAGE_INDEXES, READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM
 from postpay.adapters.tables import table_specs
-from postpay.routes import FALLBACK_FUNCTION, FUNCTION_ROUTES
+from postpay.routes import FALLBACK_FUNCTION, ROUTES
 from tests.infra.conftest import VARIANTS
 
 # postpay-<stage>-<first part of the stack's UUID>-: unique per stack creation (infra/components/data.py)
@@ -75,7 +75,7 @@ def test_every_route_reaches_the_right_function(resources):
         uri = json.dumps(props["Integration"]["Uri"])
         [target] = [name for name in TABLE_ACCESS if _function_id(resources, name) in uri]
         routed[path] = target
-    expected = {path: name for name, paths_ in FUNCTION_ROUTES.items() for path in paths_}
+    expected = {path: route.function for path, route in ROUTES.items()}
     expected["/{proxy+}"] = FALLBACK_FUNCTION
     assert routed == expected
 

@@ -1,36 +1,55 @@
-"""Which function serves which path: read by the CDK stack and by the local gateway alike.
+"""The routes table: path -> methods -> function. One table read by the CDK stack (which function each
+API Gateway resource integrates), the local gateway (which function a request goes to) and the page
+functions (which methods a path accepts: any other is answered 405 with an ``Allow`` header).
 
-Paths are API Gateway resource paths; anything not listed goes to the signup function, whose
-not-found page answers it (so an unknown address is a clear 404 page, not a gateway error)."""
+Paths are API Gateway resource paths; anything not listed goes to the signup function, whose not-found
+page answers it (so an unknown address is a clear 404 page, not a gateway error). Every method of a path
+goes to one function: the gateway integrates ANY, so a wrong method reaches the page's 405 answer."""
 
 from __future__ import annotations
 
-FUNCTION_ROUTES: dict[str, list[str]] = {
-    "signup": ["/", "/signup"],
-    "verify": ["/verify"],
-    "sso": [
-        "/sso",
-        "/login",
-        "/logout",
-        "/dashboard",
-        "/invoices",
-        "/invoices/{number}",
-        "/forgot",
-        "/reset",
-        "/account",
-        "/account/password",
-        "/account/billing",
-        "/finish",
-    ],
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Route:
+    function: str
+    methods: frozenset[str]
+
+
+def _route(function: str, *methods: str) -> Route:
+    return Route(function, frozenset(methods))
+
+
+ROUTES: dict[str, Route] = {
+    "/": _route("signup", "GET"),
+    "/signup": _route("signup", "GET", "POST"),
+    "/verify": _route("verify", "GET", "POST"),
+    "/sso": _route("sso", "POST"),
+    "/login": _route("sso", "GET", "POST"),
+    "/logout": _route("sso", "POST"),
+    "/dashboard": _route("sso", "GET"),
+    "/invoices": _route("sso", "GET"),
+    "/invoices/{number}": _route("sso", "GET"),
+    "/forgot": _route("sso", "GET", "POST"),
+    "/reset": _route("sso", "GET", "POST"),
+    "/account": _route("sso", "GET"),
+    "/account/password": _route("sso", "POST"),
+    "/account/billing": _route("sso", "POST"),
+    "/finish": _route("sso", "POST"),
 }
 FALLBACK_FUNCTION = "signup"
 
 
+def methods_of(function: str) -> dict[str, set[str]]:
+    """The paths a function serves, each with the methods it accepts."""
+    return {path: set(route.methods) for path, route in ROUTES.items() if route.function == function}
+
+
 def function_for(path: str) -> str:
-    for function, paths in FUNCTION_ROUTES.items():
-        for pattern in paths:
-            if matches(pattern, path):
-                return function
+    for pattern, route in ROUTES.items():
+        if matches(pattern, path):
+            return route.function
     return FALLBACK_FUNCTION
 
 
