@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_RATIO = 1.2
@@ -126,7 +127,7 @@ def measure(runs: int, importtime: bool, only: list[str] | None = None) -> dict:
     # compile every module once so the runs measure imports, not the first compilation
     for path, _ in FUNCTIONS.values():
         cpu_of(_LOAD.format(path=str(ROOT / path)), env, 1)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for name, (path, dependencies) in FUNCTIONS.items():
         if only and name not in only:
             continue

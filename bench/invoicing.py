@@ -166,7 +166,7 @@ def create_tables_directly(prefix: str) -> None:
     client = boto3.client("dynamodb")
     for spec in table_specs():
         schema = spec.schema
-        extra = {}
+        extra: dict[str, Any] = {}
         if schema.get("global_secondary_indexes"):
             extra["GlobalSecondaryIndexes"] = [
                 {"IndexName": i["index_name"], "KeySchema": i["key_schema"], "Projection": i["projection"]}
@@ -467,7 +467,11 @@ def main(argv: list[str] | None = None) -> int:
             return answer.returncode
         results.append(json.loads(answer.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    report_all = {"latencyMs": latency, "serversPerAccount": SERVERS_PER_ACCOUNT, "runs": results}
+    report_all: dict[str, Any] = {
+        "latencyMs": latency,
+        "serversPerAccount": SERVERS_PER_ACCOUNT,
+        "runs": results,
+    }
     at_goal = [r for r in results if r["workers"] == GOALS_AT]
     if at_goal:
         report_all["goals"] = goals(at_goal[0])

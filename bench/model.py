@@ -117,7 +117,7 @@ class RequestModel:
                         )
             return response
 
-        urllib3.connectionpool.HTTPConnectionPool.urlopen = urlopen  # type: ignore[method-assign]
+        urllib3.connectionpool.HTTPConnectionPool.urlopen = urlopen  # type: ignore[method-assign,assignment]
 
     def forget_last(self, kind: str) -> None:
         """Un-counts the last request of a kind (an empty poll of the queue: the event source's, not ours)."""

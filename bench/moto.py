@@ -46,7 +46,7 @@ def undo_copy(table: Any) -> Any:
 def install() -> None:
     import moto.dynamodb.models as models
 
-    models.copy = types.SimpleNamespace(deepcopy=undo_copy)  # type: ignore[attr-defined]
+    models.copy = types.SimpleNamespace(deepcopy=undo_copy)  # type: ignore[attr-defined,assignment]
 
 
 def main() -> None:

@@ -33,14 +33,14 @@ class DynamoRequests:
     def install(self) -> None:
         import botocore.client
 
-        original = botocore.client.BaseClient._make_api_call
+        original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
         counts = self.counts
 
         def counted(client: Any, operation: str, params: dict) -> Any:
             counts[f"{client.meta.service_model.service_name}:{operation}"] += 1
             return original(client, operation, params)
 
-        botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = counted  # type: ignore[attr-defined]
 
 
 def seed(invoices: int) -> tuple[str, str]:

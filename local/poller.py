@@ -73,7 +73,7 @@ class QueuePoller:
         messages = answer.get("Messages", [])
         if not messages:
             return 0
-        event = sqs_event(messages, self.queue_arn)
+        event = sqs_event([dict(m) for m in messages], self.queue_arn)
         try:
             context = LambdaContext(
                 function_name="automation-worker", timeout_ms=WORKER_TIMEOUT_SECONDS * 1000

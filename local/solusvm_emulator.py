@@ -483,7 +483,7 @@ class EmulatorServer:
     @property
     def root(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def url(self) -> str:

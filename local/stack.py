@@ -140,7 +140,7 @@ def _raw_mail(message: Any) -> Mail:
     parsed = BytesParser(policy=policy.default).parsebytes(message.raw_data.encode("utf-8"))
     body = parsed.get_body(preferencelist=("html", "plain"))
     attachments = {
-        part.get_filename() or "attachment": part.get_payload(decode=True)
+        part.get_filename() or "attachment": bytes(part.get_payload(decode=True))
         for part in parsed.iter_attachments()
     }
     return Mail(

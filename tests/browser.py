@@ -83,10 +83,10 @@ class Browser:
                 self.jar.pop(key, None)
             else:
                 self.jar[key] = value
-        body = result.get("body") or ""
+        answer: str = result.get("body") or ""
         if result.get("isBase64Encoded"):
-            return Page(result["statusCode"], headers_out, cookies, "", base64.b64decode(body))
-        return Page(result["statusCode"], headers_out, cookies, body)
+            return Page(result["statusCode"], headers_out, cookies, "", base64.b64decode(answer))
+        return Page(result["statusCode"], headers_out, cookies, answer)
 
     def get(self, url: str) -> Page:
         return self.request("GET", url)

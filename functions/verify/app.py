@@ -17,6 +17,7 @@ from postpay.errors import (
     TokenInvalid,
     TokenUsed,
 )
+from postpay.models import Account
 from postpay.observability import logger, metrics, tracer
 from postpay.routes import methods_of
 from postpay.services.enrollment import TermsNotAccepted, WrongSignupPassword
@@ -125,6 +126,7 @@ def outcome(email: str, *, wait: bool) -> Response:
     """Enrolls the client and shows the outcome: enrolled, or "we are finishing your setup".
 
     Never starts a session: a used link is no proof of anything."""
+    account: Account | None
     try:
         account = container.provisioner.provision(email, notify_if_later=True)
     except AlreadyProvisioning:

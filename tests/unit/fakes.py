@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postpay.errors import (
     AccountExists,
@@ -36,6 +36,7 @@ from postpay.models import (
     SignupAttempt,
     SignupForm,
     SolusUser,
+    ToIssue,
     TokenRecord,
 )
 
@@ -84,6 +85,9 @@ class FakeAccounts:
 
     def get_account(self, email: str) -> Account | None:
         return self.accounts.get(email)
+
+    def get_accounts(self, emails: list[str]) -> dict[str, Account]:
+        return {email: self.accounts[email] for email in emails if email in self.accounts}
 
     def accounts_with_status(self, status: AccountStatus) -> Iterator[Account]:
         yield from [a for a in self.accounts.values() if a.status is status]
@@ -568,6 +572,42 @@ class FakeBilling:
         self._write_outcome(run_id, client_id, outcome, now, number=number, reason=reason, detail=detail)
         return True
 
+    def issue_batch(
+        self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
+    ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
+        """Each entry as its own transaction would write it, in order; a copy of an earlier entry is
+        AlreadyBilled, as the store leaves it out of the batch."""
+        results: list[Invoice | AlreadyBilled | OutcomeRecorded | None] = []
+        seen: set[str] = set()
+        for entry in entries:
+            if entry.key in seen:
+                results.append(AlreadyBilled(entry.key))
+                continue
+            seen.add(entry.key)
+            try:
+                if entry.invoice_for is None:
+                    self.record_nothing(
+                        client_id=entry.client_id,
+                        email=entry.email,
+                        period_key=entry.period_key,
+                        usage=entry.usage,
+                        run_id=entry.run_id,
+                        now=now,
+                    )
+                    results.append(None)
+                else:
+                    invoice = self.issue(
+                        entry.invoice_for,
+                        run_id=entry.run_id,
+                        now=now,
+                        email_lease=email_lease,
+                        replace_nothing=entry.replace_nothing,
+                    )
+                    results.append(invoice)
+            except (AlreadyBilled, OutcomeRecorded) as refused:
+                results.append(refused)
+        return results
+
     def outcome_of(self, run_id: str, client_id: int) -> str | None:
         item = self.outcome_items.get((run_id, client_id))
         return item["outcome"] if item else None
@@ -581,6 +621,10 @@ class FakeBilling:
         return next(
             (r.invoice for r in self.records.values() if r.invoice and r.invoice.number == number), None
         )
+
+    def invoice_of(self, client_id: int, number: str) -> Invoice | None:
+        invoice = self.invoice_by_number(number)
+        return invoice if invoice is not None and invoice.client_id == client_id else None
 
     def invoices_of(self, client_id: int) -> list[Invoice]:
         return [
@@ -631,3 +675,15 @@ class FakeQueue:
     def send_all(self, messages: list[dict[str, Any]]) -> int:
         self.messages.extend(messages)
         return len(messages)
+
+
+if TYPE_CHECKING:  # mypy (make typecheck) holds every fake to its port
+    from postpay import ports
+
+    _accounts: ports.AccountStore = FakeAccounts()
+    _sessions: ports.SessionStore = FakeSessions()
+    _counters: ports.Counters = FakeCounters()
+    _billing: ports.InvoiceStore = FakeBilling()
+    _solus: ports.SolusVM = FakeSolus()
+    _mailer: ports.Mailer = FakeMailer()
+    _queue: ports.Queue = FakeQueue()
