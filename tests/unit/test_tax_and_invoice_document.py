@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postpay import models, money
-from postpay.adapters.billing_store import _to_invoice, invoice_document
+from postpay.adapters.invoice_documents import invoice_document, to_invoice
 from postpay.adapters.params import ParameterError, profile_from
 from postpay.adapters.tables import InvoiceItem
 from postpay.billing import pdf as pdf_module
@@ -248,7 +248,7 @@ def item_for(document: str, status: str = "unpaid") -> InvoiceItem:
 
 def test_the_document_keeps_seller_buyer_and_tax_exactly():
     original = invoice()
-    assert _to_invoice(item_for(invoice_document(original))) == original
+    assert to_invoice(item_for(invoice_document(original))) == original
     assert original.subtotal == D("12.50") and original.shows_tax
 
 
@@ -266,7 +266,7 @@ def test_an_invoice_stored_before_tax_existed_still_loads_with_no_tax():
     ):
         del doc[key]
     doc["total"] = "12.50"
-    old = _to_invoice(item_for(json.dumps(doc)))
+    old = to_invoice(item_for(json.dumps(doc)))
     assert old.seller is None and old.buyer is None
     assert (old.tax, old.subtotal, old.total, old.shows_tax) == (D("0"), D("12.50"), D("12.50"), False)
 

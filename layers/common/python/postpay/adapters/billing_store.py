@@ -1,4 +1,4 @@
-"""DynamoDB for invoices, invoicing runs and their per-account outcomes.
+"""DynamoDB for invoices and the per-account outcomes of the runs that issue them.
 
 Exactly once is the database's job here, not a check-then-insert:
 - ``invoices`` is keyed by (client, period): a conditional put makes a second invoice impossible;
@@ -9,16 +9,16 @@ Exactly once is the database's job here, not a check-then-insert:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from postpay.adapters.invoice_documents import account_period, invoice_document, to_invoice
+from postpay.adapters.runs_store import RunsStore
 from postpay.adapters.tables import (
     CounterItem,
     InvoiceItem,
@@ -28,12 +28,10 @@ from postpay.adapters.tables import (
     connection,
 )
 from postpay.errors import AlreadyBilled, OutcomeRecorded
-from postpay.models import OUTCOMES, Buyer, Invoice, InvoiceLine, InvoiceStatus, RunRecord, Seller, ToIssue
+from postpay.models import Invoice, InvoiceStatus, ToIssue
 from postpay.observability import logger
 
 INVOICE_COUNTER = "invoice_number"
-DAILY_HEARTBEAT = "daily-heartbeat"  # an invoice-runs item: when the last scheduled daily run happened
-FAILURES_SHOWN = 100  # a run's summary lists this many failures; runStatus pages show every outcome
 
 
 # A batch's entries per transaction: 2 items each (record, outcome), the counter and one update per run stay
@@ -42,106 +40,6 @@ MAX_PER_TRANSACTION = 33
 MAX_ATTEMPTS = 50
 # what a cancelled batch transaction is retried for at once (None / "None": the item passed)
 _RETRIED_CODES = {None, "None", "ConditionalCheckFailed", "TransactionConflict"}
-
-
-def account_period(client_id: int, period_key: str) -> str:
-    return f"{client_id}#{period_key}"
-
-
-def _dec(value: Decimal) -> str:
-    return format(value, "f")
-
-
-def _seller_doc(seller: Seller | None) -> dict[str, Any] | None:
-    if seller is None:
-        return None
-    return {
-        "name": seller.name,
-        "address": list(seller.address),
-        "tax_id": seller.tax_id,
-        "email": seller.email,
-        "website": seller.website,
-        "logo": seller.logo,
-    }
-
-
-def _buyer_doc(buyer: Buyer | None) -> dict[str, Any] | None:
-    if buyer is None:
-        return None
-    return {
-        "name": buyer.name,
-        "company": buyer.company,
-        "email": buyer.email,
-        "address": list(buyer.address),
-        "tax_id": buyer.tax_id,
-    }
-
-
-def _seller(doc: dict[str, Any] | None) -> Seller | None:
-    if not doc:
-        return None
-    return Seller(
-        name=doc["name"],
-        address=tuple(doc.get("address") or ()),
-        tax_id=doc.get("tax_id", ""),
-        email=doc.get("email", ""),
-        website=doc.get("website", ""),
-        logo=doc.get("logo", ""),
-    )
-
-
-def _buyer(doc: dict[str, Any] | None) -> Buyer | None:
-    if not doc:
-        return None
-    return Buyer(
-        name=doc["name"],
-        company=doc.get("company", ""),
-        email=doc.get("email", ""),
-        address=tuple(doc.get("address") or ()),
-        tax_id=doc.get("tax_id", ""),
-    )
-
-
-def invoice_document(invoice: Invoice) -> str:
-    return json.dumps(
-        {
-            "seller": _seller_doc(invoice.seller),
-            "buyer": _buyer_doc(invoice.buyer),
-            "tax_rate": _dec(invoice.tax_rate),
-            "tax_label": invoice.tax_label,
-            "tax_inclusive": invoice.tax_inclusive,
-            "reverse_charge": invoice.reverse_charge,
-            "tax": _dec(invoice.tax),
-            "payment_instructions": invoice.payment_instructions,
-            "number": invoice.number,
-            "client_id": invoice.client_id,
-            "email": invoice.email,
-            "solus_user_id": invoice.solus_user_id,
-            "period_start": invoice.period_start.isoformat(),
-            "period_end": invoice.period_end.isoformat(),
-            "timezone": invoice.timezone,
-            "currency": invoice.currency,
-            "token_price": _dec(invoice.token_price),
-            "total": _dec(invoice.total),
-            "issued_on": invoice.issued_on.isoformat(),
-            "due_on": invoice.due_on.isoformat(),
-            "run_id": invoice.run_id,
-            "lines": [
-                {
-                    "server_id": ln.server_id,
-                    "name": ln.name,
-                    "plan": ln.plan,
-                    "hours": ln.hours,
-                    "tokens": ln.tokens,
-                    "unit_price": _dec(ln.unit_price),
-                    "amount": _dec(ln.amount),
-                    "deleted": ln.deleted,
-                }
-                for ln in invoice.lines
-            ],
-        },
-        sort_keys=True,
-    )
 
 
 def invoice_item(invoice: Invoice, *, run_id: str, now: datetime, lease: timedelta) -> InvoiceItem:
@@ -190,161 +88,11 @@ def _run_counts(
     return counts
 
 
-def _to_invoice(item: InvoiceItem) -> Invoice:
-    doc = json.loads(item.document or "{}")
-    return Invoice(
-        number=doc["number"],
-        client_id=doc["client_id"],
-        email=doc["email"],
-        solus_user_id=doc["solus_user_id"],
-        period_start=date.fromisoformat(doc["period_start"]),
-        period_end=date.fromisoformat(doc["period_end"]),
-        timezone=doc["timezone"],
-        currency=doc["currency"],
-        token_price=Decimal(doc["token_price"]),
-        lines=tuple(
-            InvoiceLine(
-                server_id=ln["server_id"],
-                name=ln["name"],
-                plan=ln["plan"],
-                hours=ln["hours"],
-                tokens=ln["tokens"],
-                unit_price=Decimal(ln["unit_price"]),
-                amount=Decimal(ln["amount"]),
-                deleted=ln["deleted"],
-            )
-            for ln in doc["lines"]
-        ),
-        total=Decimal(doc["total"]),
-        status=InvoiceStatus(item.status),
-        issued_on=date.fromisoformat(doc["issued_on"]),
-        due_on=date.fromisoformat(doc["due_on"]),
-        usage=item.usage,
-        run_id=doc["run_id"],
-        paid_at=item.paid_at,
-        payment_reference=item.payment_reference,
-        # Invoices issued before seller, buyer and tax were recorded have none of these: no tax.
-        seller=_seller(doc.get("seller")),
-        buyer=_buyer(doc.get("buyer")),
-        tax_rate=Decimal(doc.get("tax_rate", "0")),
-        tax_label=doc.get("tax_label", ""),
-        tax_inclusive=bool(doc.get("tax_inclusive", False)),
-        reverse_charge=bool(doc.get("reverse_charge", False)),
-        tax=Decimal(doc.get("tax", "0")),
-        payment_instructions=doc.get("payment_instructions", ""),
-    )
+class BillingStore(RunsStore):
+    """Issuing, reading, emailing and paying invoices; the runs they count in come from RunsStore."""
 
-
-class BillingStore:
     # The counter value this process last saw: the first guess for the next number (saves a read per invoice).
     _counter_hint: int | None = None
-
-    # runs ------------------------------------------------------------------------------------------
-
-    def start_run(
-        self, run_id: str, *, trigger: str, period: dict[str, str], now: datetime, dry_run: bool = False
-    ) -> bool:
-        """Creates the run record; False if it exists (a duplicate scheduled event)."""
-        try:
-            RunItem(
-                run_id,
-                trigger=trigger,
-                period=json.dumps(period),
-                state="queuing",
-                dry_run=dry_run or None,
-                started_at=now,
-                updated_at=now,
-            ).save(condition=RunItem.run_id.does_not_exist())
-        except PutError as error:
-            if conditional_failed(error):
-                return False
-            raise
-        return True
-
-    def claim_request(self, key: str, run_id: str, *, now: datetime, window: timedelta) -> str:
-        """The run for an operator's request: ``run_id`` if no identical request came within ``window``,
-        else the run that one started (the second request joins it)."""
-        item_key = f"request#{key}"
-        try:
-            RunItem(
-                item_key,
-                trigger="request",
-                period="{}",
-                state="request",
-                joins=run_id,
-                started_at=now,
-                updated_at=now,
-            ).save(condition=RunItem.run_id.does_not_exist() | (RunItem.updated_at < now - window))
-        except PutError as error:
-            if not conditional_failed(error):
-                raise
-            return RunItem.get(item_key, consistent_read=True).joins or run_id
-        return run_id
-
-    def outcomes(
-        self, run_id: str, *, after: int | None, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        """One page of a run's per-account outcomes, by client id; the last client id if there may be more."""
-        condition = OutcomeItem.client_id > after if after is not None else None
-        page: list[dict[str, Any]] = []
-        for item in OutcomeItem.query(run_id, condition, consistent_read=True, limit=limit):
-            entry: dict[str, Any] = {"clientId": int(item.client_id), "outcome": item.outcome}
-            if item.invoice_number:
-                entry["invoice"] = item.invoice_number
-            if item.reason:
-                entry["reason"] = item.reason
-            if item.detail:
-                entry.update(json.loads(item.detail))
-            page.append(entry)
-            if len(page) == limit:
-                return page, int(item.client_id)
-        return page, None
-
-    def finish_queuing(self, run_id: str, queued: int, now: datetime) -> None:
-        RunItem(run_id).update(
-            actions=[RunItem.queued.set(queued), RunItem.state.set("queued"), RunItem.updated_at.set(now)]
-        )
-
-    def run(self, run_id: str) -> RunRecord | None:
-        try:
-            item = RunItem.get(run_id, consistent_read=True)
-        except RunItem.DoesNotExist:
-            return None
-        failures: dict[int, str] = {}
-        for o in OutcomeItem.query(
-            run_id, filter_condition=OutcomeItem.outcome == "failed", consistent_read=True
-        ):
-            failures[int(o.client_id)] = o.reason or ""
-            if len(failures) >= FAILURES_SHOWN:
-                break
-        counts = {name: int(getattr(item, name) or 0) for name in ("queued", *OUTCOMES)}
-        return RunRecord(
-            item.run_id,
-            item.trigger,
-            json.loads(item.period),
-            item.state,
-            counts,
-            item.started_at,
-            item.updated_at,
-            failures,
-            bool(item.dry_run),
-        )
-
-    def daily_heartbeat(self, now: datetime) -> datetime | None:
-        """Records a scheduled daily run; returns when the previous one ran (None before the first)."""
-        try:
-            previous: datetime | None = RunItem.get(DAILY_HEARTBEAT, consistent_read=True).updated_at
-        except RunItem.DoesNotExist:
-            previous = None
-        RunItem(
-            DAILY_HEARTBEAT,
-            trigger="schedule",
-            period="{}",
-            state="heartbeat",
-            started_at=previous or now,
-            updated_at=now,
-        ).save()
-        return previous
 
     # issuing ---------------------------------------------------------------------------------------
 
@@ -612,24 +360,24 @@ class BillingStore:
             item = InvoiceItem.get(account_period(client_id, period_key), consistent_read=True)
         except InvoiceItem.DoesNotExist:
             return None
-        return (item.outcome, _to_invoice(item) if item.outcome == "invoiced" else None)
+        return (item.outcome, to_invoice(item) if item.outcome == "invoiced" else None)
 
     def invoice_by_number(self, number: str) -> Invoice | None:
         if not number:  # DynamoDB refuses an empty key value: there is no such invoice
             return None
         for key in InvoiceItem.by_number.query(number):
-            return _to_invoice(InvoiceItem.get(key.account_period, consistent_read=True))
+            return to_invoice(InvoiceItem.get(key.account_period, consistent_read=True))
         return None
 
     def invoice_of(self, client_id: int, number: str) -> Invoice | None:
         """The client's invoice with that number, in one read (another client's invoice is not found)."""
         for item in InvoiceItem.by_client.query(client_id, filter_condition=InvoiceItem.number == number):
-            return _to_invoice(item)
+            return to_invoice(item)
         return None
 
     def invoices_of(self, client_id: int) -> list[Invoice]:
         return [
-            _to_invoice(item)
+            to_invoice(item)
             for item in InvoiceItem.by_client.query(client_id, scan_index_forward=False)
             if item.outcome == "invoiced"
         ]
@@ -638,7 +386,7 @@ class BillingStore:
         for item in InvoiceItem.by_status.query(
             InvoiceStatus.UNPAID.value, InvoiceItem.due_on < day.isoformat()
         ):
-            yield _to_invoice(item)
+            yield to_invoice(item)
 
     # email and payment -----------------------------------------------------------------------------
 
@@ -693,4 +441,4 @@ class BillingStore:
                 current = InvoiceItem.get(keys[0].account_period, consistent_read=True)
                 raise ValueError(f"invoice {number} is {current.status}, not unpaid") from error
             raise
-        return _to_invoice(InvoiceItem.get(keys[0].account_period, consistent_read=True))
+        return to_invoice(InvoiceItem.get(keys[0].account_period, consistent_read=True))
