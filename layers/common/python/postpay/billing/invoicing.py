@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from postpay import limits, money
 from postpay.billing.pdf import invoice_pdf
@@ -40,23 +40,11 @@ from postpay.observability import logger, metrics
 from postpay.periods import Period, local_date
 
 if TYPE_CHECKING:
-    from postpay.ports import AccountStore, InvoiceStore, Mailer
+    from postpay.ports import AccountStore, Dispatcher, InvoiceStore, Mailer, Queue, SolusVM
 
 # Longer than one attempt to send an email; shorter than the queue's visibility timeout, so a redelivered
 # job after a crash finds the lease expired and sends the email.
 EMAIL_LEASE = timedelta(minutes=5)
-
-
-class Usage(Protocol):
-    def usage(self, user_id: int, date_from: date, date_to: date) -> dict: ...
-
-
-class Queue(Protocol):
-    def send_all(self, messages: list[dict[str, Any]]) -> int: ...
-
-
-class Dispatcher(Protocol):
-    def queue_run(self, run_id: str) -> None: ...
 
 
 class EmailPending(Exception):
@@ -294,7 +282,7 @@ class Invoicing:
         settings: Settings,
         accounts: AccountStore,
         billing: InvoiceStore,
-        solus: Usage,
+        solus: SolusVM,
         mailer: Mailer,
         clock: Clock,
         pricing: Callable[[], Pricing],
