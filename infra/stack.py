@@ -46,7 +46,7 @@ TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
             "dynamodb:DeleteItem",
             "dynamodb:Query",
         ],
-        "tokens": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+        "tokens": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],  # reset links
         "rate-limits": ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
         "invoices": ["dynamodb:GetItem", "dynamodb:Query"],
     },

@@ -9,10 +9,14 @@ import sys
 from typing import Any
 
 
-def init(paths: list[str]) -> None:
+def init(paths: list[str], table_prefix: str | None = None) -> None:
     for path in reversed(paths):
         if path not in sys.path:
             sys.path.insert(0, path)
+    if table_prefix is not None:  # record the AWS calls of the handlers run here (tests/aws_calls.py)
+        from tests import aws_calls
+
+        aws_calls.install(table_prefix, spill=True)
 
 
 def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import re
 import sys
 import uuid
@@ -17,7 +18,7 @@ import requests
 
 from local.events import load_function
 from local.stack import LocalStack
-from tests import workers
+from tests import aws_calls, workers
 from tests.browser import Browser
 
 FUNCTIONS = ("signup", "verify", "sso")
@@ -25,13 +26,16 @@ AUTOMATION = ("automation",)
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     local = LocalStack(
         solusvm_timeout=1.0,
         # RUN_JOIN_MINUTES 0: each test's invoicing request starts its own run (tests/integration/
         # test_operations.py turns joining on where it is the subject)
         settings={"SIGNUP_MIN_RESPONSE_MS": "0", "SIGNUPS_PER_IP_PER_HOUR": "20", "RUN_JOIN_MINUTES": "0"},
     ).start()
+    # What each function calls, here and in the Lambda pool's processes: the IAM test's evidence.
+    aws_calls.install(os.environ["TABLE_PREFIX"])
+    os.environ[aws_calls.SPILL] = str(tmp_path_factory.mktemp("aws-calls"))
     yield local
     local.stop()
 
@@ -49,7 +53,10 @@ def lambda_pool(functions: dict[str, Any]) -> Iterator[ProcessPoolExecutor]:
     """Four execution environments in their own processes, warmed (settings read, modules imported)."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=4, mp_context=context, initializer=workers.init, initargs=(list(sys.path),)
+        max_workers=4,
+        mp_context=context,
+        initializer=workers.init,
+        initargs=(list(sys.path), os.environ["TABLE_PREFIX"]),
     ) as pool:
         list(pool.map(workers.warm, [name for name in (*FUNCTIONS, "automation") for _ in range(4)]))
         yield pool
