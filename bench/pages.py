@@ -48,8 +48,8 @@ def seed(invoices: int) -> tuple[str, str]:
     import requests
 
     from local.stack import SOLUSVM_TOKEN
-    from postpay.adapters.billing_store import BillingStore, RunItem
-    from postpay.adapters.dynamo import AccountItem
+    from postpay.adapters.billing_store import BillingStore
+    from postpay.adapters.tables import AccountItem, RunItem
     from postpay.models import Invoice, InvoiceLine, InvoiceStatus
     from postpay.security import hash_password
 

@@ -48,7 +48,7 @@ TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
         ],
         "tokens": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],  # reset links
         "rate-limits": ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-        "invoices": ["dynamodb:GetItem", "dynamodb:Query"],
+        "invoices": ["dynamodb:Query"],  # by client: the list and one invoice
     },
 }
 # The indexes each page function queries.
