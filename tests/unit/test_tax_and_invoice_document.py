@@ -302,3 +302,25 @@ def test_the_pdf_loads_the_large_fallback_font_only_when_a_text_needs_it():
         patch.setattr(pdf_module, "_fallback_font_path", lambda: calls.append("x") or original())
         assert "Ada" in pdf_text(invoice_pdf(invoice(), today=date(2026, 11, 2)))
     assert calls == []
+
+
+def test_the_fonts_are_parsed_once_per_process_and_every_pdf_still_embeds_its_own_glyphs():
+    """fpdf2 subsets the embedded font in place: a parsed font shared as is would lose the glyphs that the
+    first document did not use."""
+    import fpdf.fonts
+
+    invoice_pdf(invoice(), today=date(2026, 11, 2))  # parses DejaVu (regular and bold), if not yet
+    parsed: list[str] = []
+    original = fpdf.fonts.TTFFont.__init__
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            fpdf.fonts.TTFFont,
+            "__init__",
+            lambda self, *a, **k: parsed.append("x") or original(self, *a, **k),
+        )
+        first = pdf_text(invoice_pdf(invoice(), today=date(2026, 11, 2)))
+        other = Buyer(name="Zoë Quintus-Wyatt", address=("9 Jump Road", "Växjö"))
+        second = pdf_text(invoice_pdf(invoice(buyer=other), today=date(2026, 11, 2)))
+    assert parsed == []
+    assert "Ada" in first
+    assert "Zoë Quintus-Wyatt" in second and "Växjö" in second

@@ -7,22 +7,31 @@ import hashlib
 import hmac
 import secrets
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
-# argon2id with OWASP's first recommendation (m=19 MiB, t=2, p=1): ~25 ms of one core, so a few hundred
-# ms at Lambda's CPU share, well inside the response floor (README, Security). Parameters live in the hash.
-_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
 # Hashes written before argon2id: still verified, replaced at the next successful log-in.
 _SCRYPT_MAXMEM = 256 * 1024 * 1024
 # Longer input is cut before hashing: the cost of a check must not grow with what an attacker sends.
 PASSWORD_INPUT_MAX = 256
 
 
+@lru_cache(maxsize=1)
+def _hasher() -> PasswordHasher:
+    """argon2id with OWASP's first recommendation (m=19 MiB, t=2, p=1): ~25 ms of one core, so a few hundred
+    ms at Lambda's CPU share, well inside the response floor (README, Security). Parameters live in the hash.
+    Imported on the first password check: loading argon2's C binding is ~0.1 s of a cold start that most
+    requests (a page, a single sign-on, a token) do not need."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
+
+
 def hash_password(password: str) -> str:
     """``$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>``, a fresh random salt per call."""
-    return _HASHER.hash(password[:PASSWORD_INPUT_MAX])
+    return _hasher().hash(password[:PASSWORD_INPUT_MAX])
 
 
 def verify_password(password: str, stored: str | None) -> bool:
@@ -36,19 +45,23 @@ def verify_password(password: str, stored: str | None) -> bool:
 
 def needs_rehash(stored: str) -> bool:
     """True for a hash made with other parameters or the old scheme: store a new one at the next log-in."""
+    from argon2.exceptions import InvalidHashError
+
     if not stored.startswith("$argon2id$"):
         return True
     try:
-        return _HASHER.check_needs_rehash(stored)
+        return _hasher().check_needs_rehash(stored)
     except InvalidHashError:
         return True
 
 
 def _check(password: str, stored: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     if stored.startswith("scrypt$"):
         return _check_scrypt(password, stored)
     try:
-        return _HASHER.verify(stored, password)
+        return _hasher().verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from zxcvbn import zxcvbn
-
 from postpay.models import SignupForm
 
 NAME_MAX = 100
@@ -70,6 +68,8 @@ def password_problem(password: str, email: str, *, name: str = "", company: str 
     personal += [word for value in (name, company) for word in value.split() if len(word) > 2]
     personal += ["".join(value.split()) for value in (name, company) if value]  # "adalovelace1"
     estimated = password[:PASSWORD_ESTIMATE_LENGTH]
+    from zxcvbn import zxcvbn  # its dictionaries cost a page's cold start more than the rest of the product
+
     strength = zxcvbn(estimated, user_inputs=personal, max_length=PASSWORD_ESTIMATE_LENGTH)
     if strength["score"] < PASSWORD_MIN_SCORE:
         warning = (

@@ -5,24 +5,39 @@ shipped with the layer, so any name or address prints (not only Latin-1); Chines
 script, which DejaVu lacks, print in Droid Sans Fallback, loaded only for an invoice that needs it (it is
 3.4 MB: parsing it costs about half a second). The same figures as the page:
 both read the stored invoice, nothing is recomputed here.
+
+Each font file is parsed once per process (``_parsed_font``), not once per PDF: fpdf2 has no cache of its own
+across documents, so each document gets a copy of the parsed font (``_add_font``) that shares what fpdf2
+itself treats as immutable (the widths, the character map, the descriptor: see ``TTFFont.__deepcopy__``) and
+has its own subset and its own fontTools font over the cached file bytes, because fpdf2 subsets that font in
+place when it writes the document.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import copy
+import functools
+from collections import defaultdict
 from datetime import date
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from postpay.models import Buyer, Invoice, Seller
 from postpay.money import format_amount, format_count
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
+    from fpdf.fonts import TTFFont
 
 FONT = "DejaVu"
 _FONTS = Path(__file__).resolve().parent.parent / "fonts"  # shipped in the layer with the package
 _WIDTH = 170.0  # A4 is 210 mm wide, Letter 216 mm: 20 mm margins fit both
 _COLUMNS = (("Server", 46.0), ("Plan", 26.0), ("Hours", 18.0), ("Tokens", 24.0), ("Unit price", 26.0))
 _AMOUNT_COLUMN = _WIDTH - sum(w for _, w in _COLUMNS)
+_DROPPED_TABLES = {"FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx"}
 
 
 def _font(name: str) -> str:
@@ -31,6 +46,43 @@ def _font(name: str) -> str:
 
 def _fallback_font_path() -> str:
     return _font("DroidSansFallback.ttf")
+
+
+@functools.cache
+def _parsed_font(family: str, style: str, path: str) -> tuple[TTFFont, bytes]:
+    """The font as fpdf2 parses it (character map, widths, glyph ids, descriptor) and the file's bytes."""
+    from fontTools import ttLib
+    from fpdf import FPDF
+    from fpdf.fonts import TTFFont
+
+    # the tables fpdf2 drops from every embedded subset (layout, maths, timestamps: fpdf.output's
+    # _add_fonts), dropped here once so that no document reads them again; and 'kern', which fontTools'
+    # subsetter drops when the font has GPOS
+    stripped = ttLib.TTFont(path, recalcTimestamp=False, lazy=True)
+    dropped = _DROPPED_TABLES | ({"kern"} if "GPOS" in stripped else set())
+    for tag in dropped & set(stripped.keys()):
+        del stripped[tag]
+    data = BytesIO()
+    stripped.save(data)
+    return TTFFont(FPDF(), Path(path), f"{family.lower()}{style}", style), data.getvalue()
+
+
+def _add_font(pdf: FPDF, family: str, style: str, path: str) -> None:
+    """``pdf.add_font(family, style, path)`` without parsing the file again in this process."""
+    from fontTools import ttLib
+    from fpdf.fonts import SubsetMap
+
+    parsed, data = _parsed_font(family, style, path)
+    font = copy.copy(parsed)
+    font.i = len(pdf.fonts) + 1
+    font.cw = defaultdict(parsed.cw.default_factory, parsed.cw)  # type: ignore[attr-defined]  # looking up a missing width inserts it
+    font.missing_glyphs = []
+    font.biggest_size_pt = 0
+    font._hbfont = None
+    # written (subset in place) when the document is output: a fresh, lazily read one per document
+    font.ttfont = ttLib.TTFont(BytesIO(data), recalcTimestamp=False, lazy=True)
+    font.subset = SubsetMap(font)
+    pdf.fonts[font.fontkey] = font
 
 
 def _invoice_text(invoice: Invoice, buyer: Buyer | None) -> str:
@@ -79,12 +131,12 @@ def invoice_pdf(invoice: Invoice, *, today: date, fallback_buyer: Buyer | None =
     pdf = FPDF(format="A4", unit="mm")
     pdf.set_margins(20, 20, 20)
     pdf.set_auto_page_break(auto=True, margin=38)  # Letter is 18 mm shorter than A4
-    pdf.add_font(FONT, "", _font("DejaVuSans.ttf"))
-    pdf.add_font(FONT, "B", _font("DejaVuSans-Bold.ttf"))
+    _add_font(pdf, FONT, "", _font("DejaVuSans.ttf"))
+    _add_font(pdf, FONT, "B", _font("DejaVuSans-Bold.ttf"))
     seller, buyer = invoice.seller, invoice.buyer or fallback_buyer
     glyphs = getattr(pdf.fonts[FONT.lower()], "cmap", {})  # a TTFFont: code point -> glyph
     if any(ord(ch) not in glyphs for ch in _invoice_text(invoice, buyer) if not ch.isspace()):
-        pdf.add_font("Fallback", "", _fallback_font_path())
+        _add_font(pdf, "Fallback", "", _fallback_font_path())
         pdf.set_fallback_fonts(["Fallback"], exact_match=False)  # bold falls back to the regular face
     pdf.set_title(f"Invoice {invoice.number}")
     pdf.set_author(seller.name if seller else "Post-Pay")
