@@ -48,6 +48,15 @@ def kill_once(
     return calls
 
 
+def settle_month(functions, worker, invoicing_date: str) -> None:
+    """Bills the month for every account the shared stack holds so far, by a run of its own (the 15th: not
+    the test's run, which it would otherwise join). Each fault test has a month of its own, so another test's
+    half-finished month (an email whose lease still lives) cannot hold up its drain or its counts, and its
+    run then finds every other account settled, as the old shared October did."""
+    invoke(functions, {"invoicingDate": invoicing_date[:8] + "15"})
+    drain(worker)
+
+
 def _invoicing(functions):
     return functions["worker"].container.invoicing
 
@@ -70,9 +79,8 @@ def _invoicing(functions):
 def test_worker_killed_between_steps_still_ends_with_one_invoice_and_one_email(
     stack, functions, worker, monkeypatch, where, target, name, after, lease_passes, invoicing_date
 ):
-    # (each fault test bills a month of its own: a run queues every account of the shared stack, and another
-    # test's half-finished month, such as an email whose lease still lives, must not hold this one up)
     # Given an account with usage (or none, for the nothing-to-bill case) and a worker that dies once
+    settle_month(functions, worker, invoicing_date)
     servers = [] if "nothing-to-bill" in where else OCTOBER_SERVERS
     account = enrolled_account(stack, functions, servers=servers)
     invoicing = _invoicing(functions)
@@ -104,9 +112,10 @@ def test_killed_after_sending_the_email_does_not_resend_it_while_its_lease_lives
     """The one window SES leaves open: accepted by SES, killed before the "sent" mark. The job keeps retrying
     and sends nothing while the 5-minute lease lives (longer than any live attempt); only a job still
     unconfirmed after it would send again: at least once, never silently lost (README, Invoicing)."""
+    settle_month(functions, worker, "2024-06-01")  # its email stays leased: a month of its own
     account = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
     calls = kill_once(_invoicing(functions).billing, "mark_emailed", monkeypatch)
-    run = invoke(functions, {"invoicingDate": "2024-06-01"})  # its email stays leased: a month of its own
+    run = invoke(functions, {"invoicingDate": "2024-06-01"})
     drain(worker, rounds=4)
     assert calls
     assert len(invoices_of(account.client_id)) == 1
@@ -131,9 +140,10 @@ def test_the_same_job_delivered_twice_at_once_bills_once(stack, functions, lambd
 
 
 def test_overlapping_runs_in_parallel_workers_issue_one_gapless_invoice_per_account(
-    stack, functions, lambda_pool
+    stack, functions, worker, lambda_pool
 ):
     # Given several accounts and two runs of the same month queued at once (schedule and operator)
+    settle_month(functions, worker, "2024-05-01")
     accounts = [enrolled_account(stack, functions, servers=OCTOBER_SERVERS[:1]) for _ in range(6)]
     first = invoke(functions, {"invoicingDate": "2024-05-01"})
     second = invoke(functions, {"invoicingDate": "2024-05-02"})
