@@ -9,14 +9,14 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)
 
-PHONY_EXTRA := invoice bench
+PHONY_EXTRA := invoice op bench
 .PHONY: help install run test lint typecheck unit integration infra e2e browser browser-tools layer synth clean $(PHONY_EXTRA)
 
 help:
 	@echo "make run   - the whole product on localhost (moto server, SolusVM emulator, pages)"
 	@echo "make test  - every check and test (lint, types, unit, integration, infra, browser)"
 	@echo "make invoice DATE=2022-11-01 [DRY_RUN=1] - invoice a month on the running local stack"
-	@echo "make invoice PAYLOAD='{\"rebill\": ...}' - send any operator payload to it (see README, Operating)"
+	@echo "make op PAYLOAD='{\"account\": 2}' [NOW=...] - send any operator payload to it (see README, Operating)"
 	@echo "make bench [WORKERS=\"1 5 20\"] [ACCOUNTS=1000] - invoicing throughput in a model of AWS"
 
 $(UV):
@@ -72,6 +72,13 @@ invoice: install
 		"| make invoice PAYLOAD='<operator payload, JSON>' [NOW=ISO-8601 time]"; exit 2; }
 	$(PY) -m local.invoice $(if $(DATE),--date "$(DATE)") $(if $(PAYLOAD),--payload '$(PAYLOAD)') \
 		$(if $(DRY_RUN),--dry-run) $(if $(NOW),--now "$(NOW)")
+
+# Any operator payload against `make run` (whatever its ports: it reads make run's state file):
+# make op PAYLOAD='{"listInvoices": {"status": "unpaid"}}' [NOW=2026-12-01T00:05:00Z]
+op: install
+	@test -n '$(PAYLOAD)' || { echo "usage: make op PAYLOAD='<operator payload, JSON>' [NOW=ISO-8601 time]" \
+		"(payloads: README, Operating)"; exit 2; }
+	@$(PY) -m local.invoice --payload '$(PAYLOAD)' $(if $(NOW),--now "$(NOW)")
 
 # Invoicing throughput in a model of AWS (bench/invoicing.py): ACCOUNTS=1000, WORKERS="1 5 20" by default;
 # LATENCY="dynamodb=8,transaction=15,ses=40,sqs=10,solusvm=80" (ms) overrides the modelled round trips.

@@ -1,10 +1,12 @@
-"""``make invoice DATE=2022-11-01``: the operator's override against ``make run``'s local stack.
+"""``make invoice DATE=2022-11-01`` and ``make op PAYLOAD='{…}'``: operator payloads against ``make run``.
 
 Invokes the automation function with ``{"invoicingDate": DATE}`` (``DRY_RUN=1`` adds ``"dryRun": true``),
 or with any operator payload given as ``PAYLOAD='{"rebill": {"client": 2, "period": "2022-10"}}'``,
-follows the run it starts with ``{"runStatus": …}`` until the local worker has finished it, prints the
-summary, and exits non-zero when the payload is refused. ``NOW=2026-12-01T00:05:00Z`` moves the function's
-clock, so a user who signed up today can be invoiced for the current month in a local demo.
+follows the run it starts with ``{"runStatus": …}`` until the local worker has finished it (a progress bar
+on stderr), prints the answer as JSON on stdout, and exits non-zero when the payload is refused. The ports
+come from the state file ``make run`` writes (local/state.py), so any ``PORT``/``MOTO_PORT`` works.
+``NOW=2026-12-01T00:05:00Z`` moves the function's clock, so a user who signed up today can be invoiced
+for the current month in a local demo.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+from local import state
 from local.events import LambdaContext, load_function
 from local.stack import INVOICE_QUEUE, _fake_credentials, local_settings
 
@@ -40,12 +44,19 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
 
-    port, moto_port, emulator_port = (
-        os.environ.get(k, d) for k, d in (("PORT", "8080"), ("MOTO_PORT", "5000"), ("EMULATOR_PORT", "8081"))
-    )
+    running = state.read()
+    if running is not None:
+        base, endpoint, emulator = running["publicBaseUrl"], running["awsEndpoint"], running["emulatorRoot"]
+    else:  # no state file (an older make run, or another checkout's): the ports from the environment
+        port, moto_port, emulator_port = (
+            os.environ.get(k, d)
+            for k, d in (("PORT", "8080"), ("MOTO_PORT", "5000"), ("EMULATOR_PORT", "8081"))
+        )
+        base, endpoint = f"http://localhost:{port}", f"http://127.0.0.1:{moto_port}"
+        emulator = f"http://127.0.0.1:{emulator_port}"
     os.environ.update(_fake_credentials())
-    os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{moto_port}"
-    os.environ.update(local_settings(f"http://localhost:{port}", f"http://127.0.0.1:{emulator_port}"))
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    os.environ.update(local_settings(base, emulator))
     import boto3
     import botocore.exceptions
 
@@ -54,9 +65,7 @@ def main() -> int:
             "QueueUrl"
         ]
     except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ClientError):
-        print(
-            f"the local stack is not running on port {moto_port}: start it with `make run`", file=sys.stderr
-        )
+        print(f"the local stack is not running at {endpoint}: start it with `make run`", file=sys.stderr)
         return 2
 
     automation = load_function("automation")
@@ -75,17 +84,11 @@ def main() -> int:
     except (ValueError, TypeError) as error:  # not JSON, or a PayloadError: the payload is refused
         print(f"refused: {error}", file=sys.stderr)
         return 1
-    if "runId" not in result:  # a payment: no run to follow
-        print(json.dumps(result, indent=2))
+    if "runId" not in result or "runStatus" in payload:  # a payment, a listing, a run's page: as it is
+        show(result)
         return 0
-    deadline = time.monotonic() + args.timeout
-    while not result.get("finished") and time.monotonic() < deadline:
-        print(
-            f"run {result['runId']}: {done(result)} of {result.get('queued', '?')} accounts done", flush=True
-        )
-        time.sleep(1)
-        result = invoke({"runStatus": result["runId"]})
-    if args.dry_run:  # the report: every page of the run's accounts, as an operator reads it on AWS
+    result = follow(result, invoke, args.timeout)
+    if result.get("dryRun"):  # the report: every page of the run's accounts, as an operator reads it on AWS
         accounts = list(result.pop("accounts", []))
         while result.get("next") is not None:
             page = invoke({"runStatus": result["runId"], "after": result["next"]})
@@ -93,8 +96,35 @@ def main() -> int:
             result["next"] = page["next"]
         result["accounts"] = accounts
     result.pop("next", None)
-    print(json.dumps(result, indent=2))
+    show(result)
     return 0 if result.get("finished") and not result.get("failed") else 3
+
+
+def follow(result: dict, invoke: Callable[[dict], dict], timeout: float) -> dict:
+    """Polls the run until the worker has finished it, with a progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    deadline = time.monotonic() + timeout
+    columns = (TextColumn("run {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(result["runId"], total=result.get("queued"), completed=done(result))
+        while not result.get("finished") and time.monotonic() < deadline:
+            time.sleep(1)
+            result = invoke({"runStatus": result["runId"]})
+            progress.update(task, total=result.get("queued"), completed=done(result))
+    return result
+
+
+def show(result: dict) -> None:
+    """Readable JSON: highlighted on a terminal, plain (and still parseable) when piped."""
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        Console().print_json(text)
+    else:
+        print(text, flush=True)
 
 
 def done(summary: dict) -> int:

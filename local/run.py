@@ -7,7 +7,9 @@ import os
 import signal
 import time
 import warnings
+from datetime import UTC, date, datetime
 
+from local import state
 from local.gateway import serve
 from local.stack import EXAMPLE_INVOICE_PROFILE, LocalStack
 
@@ -31,13 +33,28 @@ def main() -> None:
     ).start()
     server = serve(stack, args.port)
     worker = stack.worker().start()
+    state_file = state.write(
+        {
+            "port": args.port,
+            "publicBaseUrl": base,
+            "motoPort": stack.moto.port,
+            "awsEndpoint": stack.aws_endpoint,
+            "emulatorRoot": stack.emulator.root,
+            "startedAt": datetime.now(UTC).isoformat(),
+        }
+    )
+    today = datetime.now(UTC).date()
+    first = date(today.year + today.month // 12, today.month % 12 + 1, 1)  # the first of next month
     print(
         "\nPost-Pay is running locally:\n"
         f"  site              {base}/\n"
         f"  local mailbox     {base}/_local/mail\n"
         f"  SolusVM emulator  {stack.emulator.url}  (state: {stack.emulator.root}/_emulator/state)\n"
         f"  AWS (moto server) {stack.aws_endpoint}\n"
-        "Invoice a month:   make invoice DATE=2026-11-01  (DRY_RUN=1: dry run; NOW=...: move the clock)\n"
+        f"  ports recorded in {state_file} (make invoice and make op read it)\n"
+        "Invoice this month for whoever signed up today (the clock moved to the 1st of next month):\n"
+        f"  make invoice DATE={first} NOW={first}T00:05:00Z\n"
+        'Any operator payload:  make op PAYLOAD=\'{"listInvoices": {"status": "unpaid"}}\'\n'
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
@@ -51,6 +68,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     while not stopping:
         time.sleep(0.2)
+    state.remove()
     server.shutdown()
     worker.stop()
     stack.stop()

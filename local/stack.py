@@ -20,6 +20,7 @@ from postpay.limits import DEAD_LETTER_MAX_RECEIVE_COUNT, INVOICE_MAX_ATTEMPTS  
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 INVOICE_QUEUE = "postpay-local-invoice-jobs"
+EXPORT_BUCKET = "postpay-local-exports"
 SOLUSVM_TOKEN = "local-solusvm-api-token"  # noqa: S105 - the emulator's own, local only
 INVOICE_PARAMETERS_PATH = "/postpay/local/invoice/"
 # What `make run` puts under INVOICE_PARAMETERS_PATH: an example seller, 20 % VAT on top, bank details.
@@ -72,6 +73,7 @@ def local_settings(
         "POSTPAY_TERMS_URL": f"{public_base_url}/_local/terms/postpay",
         "POSTPAY_TERMS_VERSION": "2026-01",
         "INVOICE_MAX_ATTEMPTS": str(INVOICE_MAX_ATTEMPTS),
+        "EXPORT_BUCKET": EXPORT_BUCKET,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
@@ -247,7 +249,8 @@ class LocalStack:
 
 
 def bootstrap_services() -> None:
-    """Everything but the tables: SES identity, the SolusVM token secret, the price parameters, the queues."""
+    """Everything but the tables: SES identity, the SolusVM token secret, the price parameters, the queues,
+    the exports bucket."""
     import boto3
 
     env = os.environ
@@ -256,6 +259,7 @@ def bootstrap_services() -> None:
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name=env["TOKEN_PRICE_PARAMETER"], Value="0.001", Type="String", Overwrite=True)
     ssm.put_parameter(Name=env["CURRENCY_PARAMETER"], Value="USD", Type="String", Overwrite=True)
+    boto3.client("s3").create_bucket(Bucket=env["EXPORT_BUCKET"])
     sqs = boto3.client("sqs")
     dlq = sqs.create_queue(QueueName="postpay-local-invoice-jobs-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from postpay.billing.automation import invoker_of
 from postpay.config import Settings
 from postpay.container import Container
 from postpay.observability import logger, metrics, tracer
@@ -24,4 +25,4 @@ container = Container(settings)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
-    return container.automation.handle(event)
+    return container.automation.handle(event, invoker_of(context))

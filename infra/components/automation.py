@@ -11,8 +11,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
+from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from infra.components.functions import PythonFunction
@@ -25,16 +27,35 @@ from postpay.limits import (
     WORKER_TIMEOUT_SECONDS,
 )
 
+EXPORT_DAYS = 7  # an export (a presigned link works an hour) is deleted by the bucket's lifecycle after this
+EXPORT_PREFIX = "exports/"
+EXPORT_ACTIONS = ["s3:PutObject", "s3:GetObject"]  # write the export; sign the link that reads it
 # Every attempt of a job, each after a visibility timeout, and an hour of queue ahead of it.
 JOBS_MAX_AGE_SECONDS = (DEAD_LETTER_MAX_RECEIVE_COUNT * QUEUE_VISIBILITY_TIMEOUT_SECONDS) + 3600
 
 # Table actions of each automation function (the run handler and the worker), and nothing more.
 RUN_ACCESS: dict[str, list[str]] = {
-    "accounts": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+    # Query on the table: an account by client id, through its acceptances; Scan: that lookup's fallback
+    "accounts": [
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ],
     "tokens": ["dynamodb:Scan", "dynamodb:DeleteItem"],  # the daily sweep of expired sign-up attempts
-    "invoices": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+    # PutItem: a credit note (voidInvoice); Scan: listInvoices with no client or status filter
+    "invoices": [
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ],
     "invoice-runs": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
     "run-outcomes": ["dynamodb:Query"],
+    "counters": ["dynamodb:GetItem", "dynamodb:UpdateItem"],  # the credit note series
+    "acceptances": ["dynamodb:Query"],  # the terms an account accepted (account)
 }
 WORKER_ACCESS: dict[str, list[str]] = {
     "accounts": ["dynamodb:BatchGetItem"],  # the batch's buyers' details, copied onto their invoices
@@ -44,7 +65,10 @@ WORKER_ACCESS: dict[str, list[str]] = {
     "counters": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
 }
 # The indexes each function queries.
-RUN_INDEXES = {"accounts": ["status-index", "suspended-index"], "invoices": ["number-index", "status-index"]}
+RUN_INDEXES = {
+    "accounts": ["status-index", "suspended-index"],
+    "invoices": ["number-index", "status-index", "client-index"],
+}
 
 
 class Automation(Construct):
@@ -83,8 +107,10 @@ class Automation(Construct):
         # A known name: the run handler invokes itself (asynchronously, to queue a run's jobs), and a
         # policy naming its own ARN by reference would be a dependency cycle.
         run_name = f"postpay-{stage}-automation"
+        self.exports = self._exports_bucket()
         env = {
             **environment,
+            "EXPORT_BUCKET": self.exports.bucket_name,
             "INVOICE_QUEUE_URL": self.queue.queue_url,
             "INVOICE_MAX_ATTEMPTS": str(INVOICE_MAX_ATTEMPTS),
             "AUTOMATION_FUNCTION_NAME": run_name,
@@ -132,6 +158,7 @@ class Automation(Construct):
         for table, actions in WORKER_ACCESS.items():
             self.worker.grant_table(tables[table], actions)
         self.queue.grant_send_messages(self.run.role)
+        self._grant_exports()
         self.worker.function.add_event_source(
             sources.SqsEventSource(
                 self.queue,
@@ -216,6 +243,53 @@ class Automation(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description="An invoicing job has waited longer than all its attempts should take: its run "
             "is not finishing (is the worker throttled or failing?).",
+        )
+
+    def _exports_bucket(self) -> s3.Bucket:
+        """The operator's large exports: private, encrypted, TLS only, deleted after EXPORT_DAYS."""
+        bucket = s3.Bucket(
+            self,
+            "Exports",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            versioned=False,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=Duration.days(EXPORT_DAYS),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )
+        NagSuppressions.add_resource_suppressions(
+            bucket,
+            [
+                {
+                    "id": "AwsSolutions-S1",
+                    "reason": "Short-lived operator exports; who asked for each is in the audit log line.",
+                }
+            ],
+        )
+        return bucket
+
+    def _grant_exports(self) -> None:
+        self.run.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=EXPORT_ACTIONS, resources=[self.exports.arn_for_objects(f"{EXPORT_PREFIX}*")]
+            )
+        )
+        bucket_id = Stack.of(self).get_logical_id(self.exports.node.default_child)  # type: ignore[arg-type]
+        NagSuppressions.add_resource_suppressions(
+            self.run.role,
+            [
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "appliesTo": [f"Resource::<{bucket_id}.Arn>/{EXPORT_PREFIX}*"],
+                    "reason": "Each export is a new object under exports/ whose name is made at export time.",
+                }
+            ],
+            apply_to_children=True,
         )
 
     def _daily_schedule(self, timezone: str) -> scheduler.CfnSchedule:

@@ -128,7 +128,8 @@ class Deployment:
     # creating the resources ----------------------------------------------------------------------
 
     def create(self) -> Deployment:
-        """Every table, queue, secret, parameter and SES resource of the template, from its properties."""
+        """Every table, queue, bucket, secret, parameter and SES resource of the template, from its
+        properties."""
         for logical_id in self.of_type("AWS::ApiGateway::RestApi"):
             self.physical[logical_id] = self.api_id
             self.attributes[(logical_id, "RootResourceId")] = "root"
@@ -142,6 +143,20 @@ class Deployment:
         queues = self.of_type("AWS::SQS::Queue")
         for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in queues[q]["Properties"]):
             self._queue(logical_id, queues[logical_id]["Properties"])
+        for logical_id, resource in self.of_type("AWS::S3::Bucket").items():
+            self._bucket(logical_id, self.resolve(resource["Properties"]))
+        for resource in self.of_type("AWS::S3::BucketPolicy").values():
+            props = self.resolve(resource["Properties"])
+            # moto is plain HTTP here, where AWS is HTTPS (boto3's default): the TLS-only deny would refuse
+            # every request, so it is left out (tests/infra/test_stack.py asserts the template has it)
+            policy = dict(props["PolicyDocument"])
+            policy["Statement"] = [
+                statement
+                for statement in policy["Statement"]
+                if "aws:SecureTransport" not in json.dumps(statement.get("Condition", {}))
+            ]
+            if policy["Statement"]:
+                self.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
         for logical_id, resource in self.of_type("AWS::SecretsManager::Secret").items():
             props = self.resolve(resource["Properties"])
             name = props.get("Name") or self.generated_name(logical_id)
@@ -191,6 +206,48 @@ class Deployment:
             dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
         self.physical[logical_id] = name
         self.attributes[(logical_id, "Arn")] = arn
+
+    def _bucket(self, logical_id: str, props: dict) -> None:
+        # CloudFormation's generated bucket names are lower case and at most 63 characters
+        name = props.get("BucketName") or self.generated_name(logical_id).lower()[:63].rstrip("-")
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=name)
+        if "BucketEncryption" in props:
+            s3.put_bucket_encryption(
+                Bucket=name,
+                ServerSideEncryptionConfiguration={  # CloudFormation's property names, the API's
+                    "Rules": [
+                        {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                        for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+                    ]
+                },
+            )
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
+        if "LifecycleConfiguration" in props:
+            rules = []
+            for rule in props["LifecycleConfiguration"]["Rules"]:
+                converted: dict[str, Any] = {
+                    "Status": rule["Status"],
+                    "Filter": {"Prefix": rule.get("Prefix", "")},
+                }
+                if "ExpirationInDays" in rule:
+                    converted["Expiration"] = {"Days": rule["ExpirationInDays"]}
+                if "AbortIncompleteMultipartUpload" in rule:
+                    converted["AbortIncompleteMultipartUpload"] = {
+                        "DaysAfterInitiation": rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+                    }
+                rules.append(converted)
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
+        self.physical[logical_id] = name
+        self.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+
+    def bucket(self) -> str:
+        """The physical name of the template's one bucket (the operator's exports)."""
+        [name] = [self.physical[k] for k in self.of_type("AWS::S3::Bucket")]
+        return name
 
     def _queue(self, logical_id: str, raw: dict) -> None:
         props = self.resolve(raw)

@@ -158,6 +158,8 @@ def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, lambda_serv
     provider = {  # the provider's SolusVM: the emulator stands in for it
         "SOLUSVM_URL": emulator.url,
         "SSO_URL_TEMPLATE": f"{emulator.root}/panel/login?token={{token}}",
+        # and an export of any size goes to the template's bucket (behind a presigned link), not inline
+        "EXPORT_INLINE_BYTES": "0",
     }
     with deployment.functions(provider, tmp_path, lambda_service) as functions:
         # When a person opens SiteUrl and goes through sign-up, the email link, the terms, the dashboard,
@@ -180,6 +182,8 @@ def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, lambda_serv
         if urlsplit(site).path == "/live/":
             assert journey.browser.get(f"{origin}/signup").status == 403  # no stage: not the site
         assert journey.browser.get(site + "no-such-page").status == 404  # the product's own 404 page
+        # And the operator's desk works on the deployed stack: find, export, void, re-bill
+        operate(deployment, functions, email, number)
 
 
 def walk(journey: Journey, email: str, *, panel: str) -> None:
@@ -284,3 +288,38 @@ def finish(deployment: Deployment, run: Function, worker: Function, run_id: str)
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
     raise AssertionError(f"run {run_id} did not finish: {status}")
+
+
+def operate(deployment: Deployment, functions: dict[str, Function], email: str, number: str) -> None:
+    """The operator's payloads against the template's resources: the account, a listing, an export to the
+    exports bucket, a void with its credit note, and the void month billed again once, with a new number."""
+    run = functions[deployment.function_id("app.handler", "AutomationRun")]
+    worker = functions[deployment.function_id("worker.handler", "AutomationWorker")]
+    account = run.invoke({"account": email})
+    [invoice] = [i for i in account["invoices"] if i["number"] == number]
+    client, period = account["client"], invoice["period"]
+    assert invoice["status"] == "unpaid" and account["terms"], account
+    listed = run.invoke({"listInvoices": {"client": client, "status": "unpaid"}})
+    assert [i["number"] for i in listed["invoices"]] == [number] and listed["after"] is None
+    # the export: an object in the template's bucket, encrypted, read through its presigned link
+    export = run.invoke({"exportInvoices": period})
+    assert export["key"].startswith("exports/") and "csv" not in export, export
+    head = deployment.client("s3").head_object(Bucket=deployment.bucket(), Key=export["key"])
+    assert head["ServerSideEncryption"] == "AES256"
+    csv_text = requests.get(export["url"], timeout=10)
+    assert csv_text.status_code == 200 and f"invoice,{number}," in csv_text.text
+    # void: a credit note, emailed; then the month billed again, once, with a new number
+    voided = run.invoke({"voidInvoice": number, "reason": "rehearsal: wrong plan"})
+    note = voided["creditNote"]["number"]
+    assert voided["status"] == "void" and re.fullmatch(r"CN-\d{6}", note), voided
+    assert any(note in subject or note in html for subject, html in sent_mails(email))
+    with pytest.raises(FunctionError, match=note):
+        run.invoke({"voidInvoice": number, "reason": "twice"})  # refused, naming its credit note
+    rebill = run.invoke({"rebill": voided["rebill"]})
+    status = finish(deployment, run, worker, rebill["runId"])
+    assert status["invoiced"] == 1 and status["failed"] == 0, status
+    with pytest.raises(FunctionError, match="already has invoice"):
+        run.invoke({"rebill": voided["rebill"]})  # exactly once
+    numbers = {i["number"]: i["status"] for i in run.invoke({"account": client})["invoices"]}
+    [new] = [n for n, state in numbers.items() if state == "unpaid"]
+    assert numbers[number] == "void" and new != number, numbers

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
+from infra.components.automation import EXPORT_ACTIONS, EXPORT_DAYS
 from infra.stack import READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM
 from postpay.adapters.tables import table_specs
 from postpay.routes import FALLBACK_FUNCTION, ROUTES
@@ -328,3 +329,33 @@ def test_cfn_lint_finds_no_errors(synth, variant):
     # cfn-lint's exit code is a bit field: 2 errors, 4 warnings, 8 informational
     assert not result.returncode & ~(4 | 8), result.stdout + result.stderr
     assert not result.returncode & 2, result.stdout
+
+
+def test_the_exports_bucket_is_private_encrypted_expiring_and_written_only_by_the_run_handler(resources):
+    [(bucket_id, bucket)] = _of_type(resources, "AWS::S3::Bucket").items()
+    props = bucket["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"
+    ] == {"SSEAlgorithm": "AES256"}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    [rule] = props["LifecycleConfiguration"]["Rules"]
+    assert rule["ExpirationInDays"] == EXPORT_DAYS and rule["Status"] == "Enabled"
+    [policy] = [p for p in _of_type(resources, "AWS::S3::BucketPolicy").values()]
+    [deny] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # Only the run handler touches it: put and get, on exports/ only
+    for folder in ["AutomationRun", "AutomationWorker", *TABLE_ACCESS]:
+        s3 = [s for s in _statements(resources, folder) if any(a.startswith("s3:") for a in _actions(s))]
+        if folder != "AutomationRun":
+            assert s3 == [], folder
+            continue
+        [statement] = s3
+        assert _actions(statement) == set(EXPORT_ACTIONS)
+        assert json.dumps(statement["Resource"]) == json.dumps(
+            {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/exports/*"]]}
+        )

@@ -89,6 +89,9 @@ class FakeAccounts:
     def get_accounts(self, emails: list[str]) -> dict[str, Account]:
         return {email: self.accounts[email] for email in emails if email in self.accounts}
 
+    def account_by_client(self, client_id: int) -> Account | None:
+        return next((a for a in self.accounts.values() if a.client_id == client_id), None)
+
     def accounts_with_status(self, status: AccountStatus) -> Iterator[Account]:
         yield from [a for a in self.accounts.values() if a.status is status]
 
@@ -443,6 +446,7 @@ class FakeBilling:
         self.requests: dict[str, tuple[str, datetime]] = {}
         self.counter = 0
         self.heartbeat: datetime | None = None
+        self.kept: list[Invoice] = []  # void invoices re-bills replaced
 
     # runs
     def start_run(
@@ -536,10 +540,17 @@ class FakeBilling:
         invoice = invoice_for(self.counter + 1)
         key = (invoice.client_id, invoice.period_key)
         existing = self.records.get(key)
-        if existing is not None and not (replace_nothing and existing.outcome == "nothing_to_bill"):
+        void = (
+            existing is not None
+            and existing.invoice is not None
+            and existing.invoice.status is InvoiceStatus.VOID
+        )
+        if existing is not None and not (replace_nothing and (existing.outcome == "nothing_to_bill" or void)):
             raise AlreadyBilled(key)
         if not self._outcome_free(run_id, invoice.client_id, "invoiced"):
             raise OutcomeRecorded(key)
+        if void and existing is not None and existing.invoice is not None:
+            self.kept.append(existing.invoice)  # a re-bill keeps the void invoice it replaces
         self.counter += 1
         self.records[key] = _Record("invoiced", invoice, email_lease_until=now + email_lease)
         self._write_outcome(run_id, invoice.client_id, "invoiced", now, number=invoice.number)

@@ -6,7 +6,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postpay.billing.commands import Daily, InvoiceMonth, MarkPaid, PayloadError, Rebill, RunStatus, parse
+from postpay.billing.automation import HANDLERS
+from postpay.billing.commands import (
+    PAYLOADS,
+    AccountLookup,
+    Daily,
+    InvoiceMonth,
+    ListInvoices,
+    MarkPaid,
+    PayloadError,
+    Payment,
+    Rebill,
+    ResendInvoice,
+    RunStatus,
+    parse,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -36,7 +50,7 @@ def test_other_commands():
         "scheduled-2022-10"
     )
     assert parse({"markPaid": "INV-000001", "reference": "r"}, timezone="UTC", now=NOW) == MarkPaid(
-        "INV-000001", "r"
+        (Payment("INV-000001", "r"),)
     )
     assert parse({"source": "aws.events", "time": "2022-11-01T00:05:00Z"}, timezone="UTC", now=NOW) == Daily(
         date(2022, 11, 1)
@@ -116,3 +130,88 @@ def test_any_rebill_is_a_rebill_of_an_ended_month_or_a_clear_refusal(client, per
     else:
         assert isinstance(command, Rebill) and command.period.end < NOW.date()
         assert command.period.start == date(int(period[:4]), int(period[5:]), 1)
+
+
+def test_the_operator_desk_payloads():
+    assert parse({"account": "A@Example.com"}, timezone="UTC", now=NOW) == AccountLookup(
+        "a@example.com", None
+    )
+    assert parse({"account": 42}, timezone="UTC", now=NOW) == AccountLookup(None, 42)
+    assert parse({"account": "42"}, timezone="UTC", now=NOW) == AccountLookup(None, 42)
+    assert parse({"listInvoices": {}}, timezone="UTC", now=NOW) == ListInvoices(None, None, None, 100, None)
+    assert parse(
+        {
+            "listInvoices": {
+                "status": "overdue",
+                "period": "2022-10",
+                "client": 7,
+                "limit": 5,
+                "after": "INV-000009",
+            }
+        },
+        timezone="UTC",
+        now=NOW,
+    ) == ListInvoices("overdue", "2022-10", 7, 5, "INV-000009")
+    assert parse({"resendInvoice": "INV-000001"}, timezone="UTC", now=NOW) == ResendInvoice("INV-000001")
+    assert parse(
+        {"markPaid": [{"invoice": "INV-1", "reference": "a"}, {"invoice": "INV-2", "reference": "b"}]},
+        timezone="UTC",
+        now=NOW,
+    ) == MarkPaid((Payment("INV-1", "a"), Payment("INV-2", "b")))
+    assert parse({"schedule": "daily"}, timezone="UTC", now=NOW) == Daily(date(2026, 11, 25), scheduled=False)
+    assert parse(
+        {"schedule": "daily", "scheduledTime": "2022-11-01T00:05:00Z"}, timezone="UTC", now=NOW
+    ) == Daily(date(2022, 11, 1))
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"account": ""}, "account must be an email address or a client id"),
+        ({"account": 0}, "account must be an email address or a client id"),
+        ({"account": True}, "account must be an email address or a client id"),
+        ({"listInvoices": {"status": "late"}}, "status must be one of unpaid, overdue, paid"),
+        ({"listInvoices": {"period": "2022-1"}}, "period must be a month like 2022-10"),
+        ({"listInvoices": {"client": "7"}}, "client must be a client id"),
+        ({"listInvoices": {"limit": 0}}, "limit must be an integer from 1 to 1000"),
+        ({"listInvoices": {"limit": 1001}}, "limit must be an integer from 1 to 1000"),
+        ({"listInvoices": {"after": 3}}, "after must be the cursor"),
+        ({"listInvoices": {"sort": "number"}}, "listInvoices must be an object with optional"),
+        ({"listInvoices": "unpaid"}, "listInvoices must be an object with optional"),
+        ({"resendInvoice": ""}, "resendInvoice must be a non-empty string"),
+        ({"resendInvoice": "INV-1", "to": "x@example.com"}, "unknown keys ['to']"),
+        ({"markPaid": []}, "markPaid must be an invoice number or a list"),
+        ({"markPaid": [{"invoice": "INV-1"}]}, "markPaid[0] must be an object like"),
+        ({"markPaid": [{"invoice": "INV-1", "reference": ""}]}, "markPaid[0].reference must be a non-empty"),
+        ({"markPaid": [{"invoice": "INV-1", "reference": "r"}], "reference": "r"}, "a reference per payment"),
+        (
+            {"markPaid": [{"invoice": "INV-1", "reference": "a"}, {"invoice": "INV-1", "reference": "b"}]},
+            "markPaid names INV-1 more than once",
+        ),
+        ({"schedule": "hourly"}, 'schedule must be "daily"'),
+        ({"account": 1, "resendInvoice": "INV-1"}, "exactly one of"),
+    ],
+)
+def test_malformed_desk_payloads_are_refused_with_a_message(payload, message):
+    with pytest.raises(PayloadError) as error:
+        parse(payload, timezone="UTC", now=NOW)
+    assert message in str(error.value)
+
+
+def test_every_payload_has_a_handler():
+    # one example of each payload of the table parses to a command its handler table knows
+    examples = {
+        "schedule": {"schedule": "daily"},
+        "invoicingDate": {"invoicingDate": "2022-11-01"},
+        "runStatus": {"runStatus": "r"},
+        "queueRun": {"queueRun": "r"},
+        "markPaid": {"markPaid": "INV-1", "reference": "r"},
+        "rebill": {"rebill": {"client": 1, "period": "2022-10"}},
+        "account": {"account": 1},
+        "listInvoices": {"listInvoices": {}},
+        "resendInvoice": {"resendInvoice": "INV-1"},
+        "voidInvoice": {"voidInvoice": "INV-1", "reason": "r"},
+        "exportInvoices": {"exportInvoices": "2022-10"},
+    }
+    assert set(examples) == set(PAYLOADS)
+    assert {type(parse(e, timezone="UTC", now=NOW)) for e in examples.values()} == set(HANDLERS)

@@ -70,6 +70,10 @@ class Settings:
     # each worker invocation asks at most usage_parallelism of them at once (README, Speed and scale).
     solusvm_max_concurrency: int
     invoice_worker_concurrency: int
+    export_bucket: str | None = None  # where an export too large to return inline goes (presigned link)
+    export_inline_bytes: int = 200_000
+    # Credit notes are their own gapless series; a fixed format, so it never collides with invoice numbers.
+    credit_note_number_format: str = "CN-{number:06d}"
 
     @property
     def usage_parallelism(self) -> int:
@@ -236,6 +240,9 @@ class _Reader:
             run_join_minutes=self.integer("RUN_JOIN_MINUTES", 10, minimum=0),
             solusvm_max_concurrency=self.integer("SOLUSVM_MAX_CONCURRENCY", 4, minimum=1),
             invoice_worker_concurrency=self.integer("INVOICE_WORKER_CONCURRENCY", 1, minimum=1),
+            export_bucket=self.raw("EXPORT_BUCKET"),
+            # Lambda answers at most 6 MB; a spreadsheet a person opens is the point, not the answer's size.
+            export_inline_bytes=self.integer("EXPORT_INLINE_BYTES", 200_000, minimum=0),
         )
         if result.solusvm_max_concurrency < result.invoice_worker_concurrency:
             self.errors.append(

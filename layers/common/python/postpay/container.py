@@ -14,7 +14,8 @@ from postpay.ports import (
     AccountStore,
     Counters,
     Dispatcher,
-    InvoiceStore,
+    Exports,
+    InvoiceDesk,
     Mailer,
     Queue,
     SessionStore,
@@ -37,7 +38,7 @@ class Stores:
     accounts: AccountStore
     sessions: SessionStore
     counters: Counters
-    billing: InvoiceStore
+    billing: InvoiceDesk
 
 
 class Container:
@@ -83,7 +84,7 @@ class Container:
         return self.stores.counters
 
     @cached_property
-    def billing(self) -> InvoiceStore:
+    def billing(self) -> InvoiceDesk:
         return self.stores.billing
 
     @cached_property
@@ -214,8 +215,16 @@ class Container:
             invoicing=self.invoicing,
             upkeep=self.upkeep,
             billing=self.billing,
+            accounts=self.accounts,
             clock=self.clock,
+            exports=self.exports,
         )
+
+    @cached_property
+    def exports(self) -> Exports | None:
+        from postpay.adapters.exports import S3Exports
+
+        return S3Exports(self.settings.export_bucket) if self.settings.export_bucket else None
 
     @cached_property
     def client_area(self) -> ClientArea:

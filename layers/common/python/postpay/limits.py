@@ -57,3 +57,5 @@ QUEUE_VISIBILITY_TIMEOUT_SECONDS = 6 * WORKER_TIMEOUT_SECONDS
 INVOICE_MAX_ATTEMPTS = 5
 # SQS moves a message to the dead-letter queue when it is received once more than this.
 DEAD_LETTER_MAX_RECEIVE_COUNT = INVOICE_MAX_ATTEMPTS + 1
+# An export's presigned link works for an hour; the bucket's lifecycle removes the object later.
+EXPORT_LINK_SECONDS = 3600

@@ -35,6 +35,7 @@ class Account:
     # Billing details the client edits on /account (optional): printed on their next invoices.
     billing_address: tuple[str, ...] = ()
     tax_id: str = ""
+    suspended_at: datetime | None = None
 
     @property
     def enrolled(self) -> bool:
@@ -542,3 +543,28 @@ class ToIssue:
     def key(self) -> str:
         """The (client, period) it bills, as invoices are keyed."""
         return f"{self.client_id}#{self.period_key}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreditNote:
+    """Cancels an issued invoice: its own gapless series, the invoice's amounts with the opposite sign."""
+
+    number: str
+    invoice_number: str
+    client_id: int
+    email: str
+    period_start: date
+    period_end: date
+    currency: str
+    # The voided invoice's amounts with the opposite sign, and its seller and buyer as it printed them.
+    subtotal: Decimal
+    tax: Decimal
+    total: Decimal
+    issued_on: date
+    reason: str
+    seller: Seller | None = None
+    buyer: Buyer | None = None
+
+    @property
+    def period_key(self) -> str:
+        return f"{self.period_start:%Y-%m}"

@@ -16,6 +16,7 @@ from postpay.models import (
     Acceptance,
     Account,
     AccountStatus,
+    CreditNote,
     Invoice,
     InvoiceProfile,
     Pricing,
@@ -35,6 +36,10 @@ class AccountStore(Protocol):
     """Accounts, sign-up attempts and link tokens, terms acceptances, provisioning locks, suspensions."""
 
     def get_account(self, email: str) -> Account | None: ...
+    def account_by_client(self, client_id: int) -> Account | None:
+        """The account with this client id (an operator's lookup)."""
+        ...
+
     def get_accounts(self, emails: list[str]) -> dict[str, Account]:
         """The accounts of these emails, by email (missing ones left out)."""
         ...
@@ -157,6 +162,38 @@ class InvoiceStore(Protocol):
     def mark_paid(self, number: str, reference: str, now: datetime) -> Invoice: ...
 
 
+class InvoiceDesk(InvoiceStore, Protocol):
+    """The invoice store as the operator's commands use it: voids with their credit notes, an invoice's
+    history, listings across clients."""
+
+    def void(
+        self,
+        number: str,
+        *,
+        reason: str,
+        now: datetime,
+        credit_note_for: Callable[[int, Invoice], CreditNote],
+    ) -> tuple[Invoice, CreditNote]:
+        """unpaid -> void with its credit note (the next of its own gapless series), in one transaction.
+        Raises LookupError (unknown number) or ValueError (not unpaid)."""
+        ...
+
+    def mark_credit_note_emailed(self, note: CreditNote, message_id: str, now: datetime) -> None: ...
+    def credit_notes(
+        self, *, period_key: str | None = None, client_id: int | None = None
+    ) -> list[CreditNote]: ...
+    def invoice_history(self, number: str) -> list[dict[str, Any]]: ...
+    def add_history(self, invoice: Invoice, entry: dict[str, Any]) -> None: ...
+    def find_invoices(
+        self,
+        *,
+        status: str | None,
+        period_key: str | None,
+        client_id: int | None,
+        due_before: date | None = None,
+    ) -> list[Invoice]: ...
+
+
 # ---------------------------------------------------------------------------------- outside systems
 
 
@@ -185,6 +222,14 @@ class Queue(Protocol):
 
 class Dispatcher(Protocol):
     def queue_run(self, run_id: str) -> None: ...
+
+
+class Exports(Protocol):
+    """Where an operator's export too large to return inline goes."""
+
+    def publish(self, key: str, body: bytes, content_type: str) -> str:
+        """Stores the object, private and encrypted; returns a link that reads it for EXPORT_LINK_SECONDS."""
+        ...
 
 
 PricingSource = Callable[[], Pricing]

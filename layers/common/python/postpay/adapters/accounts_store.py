@@ -41,6 +41,7 @@ def _to_account(item: AccountItem) -> Account:
         suspended_for=item.suspended_for,
         billing_address=tuple((item.billing_address or "").splitlines()),
         tax_id=item.tax_id or "",
+        suspended_at=item.suspended_at if item.suspended_for else None,
     )
 
 
@@ -60,6 +61,17 @@ class AccountsStore:
         return {
             item.email: _to_account(item) for item in AccountItem.batch_get(set(emails), consistent_read=True)
         }
+
+    def account_by_client(self, client_id: int) -> Account | None:
+        """The account with this client id: through its acceptances (every verified account has them),
+        else a scan (an operator's lookup, rare)."""
+        for acceptance in AcceptanceItem.query(client_id, consistent_read=True, limit=1):
+            account = self.get_account(acceptance.email)
+            if account is not None and account.client_id == client_id:
+                return account
+        for item in AccountItem.scan(AccountItem.client_id == client_id):
+            return _to_account(item)
+        return None
 
     def accounts_with_status(self, status: AccountStatus) -> Iterator[Account]:
         for item in AccountItem.by_status.query(status.value):

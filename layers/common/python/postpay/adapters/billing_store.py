@@ -5,6 +5,10 @@ Exactly once is the database's job here, not a check-then-insert:
 - invoice numbers come from a counter updated *in the same transaction* as the invoice, conditioned on its
   previous value: a number is used only if its invoice is written, so numbers are sequential and gapless;
 - ``run-outcomes`` is keyed by (run, client): each run counts each account once, in that same transaction.
+
+A re-bill of a voided month replaces the void invoice (and only it, by its number) in that transaction and
+keeps it, unchanged, under "<client>#<period>#<its number>": the month is billed once more, with the next
+number of the same gapless counter. The operator's desk (voids, credit notes, listings) is InvoiceDeskStore.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from postpay.adapters.invoice_documents import account_period, invoice_document, to_invoice
+from postpay.adapters.invoice_desk_store import InvoiceDeskStore
+from postpay.adapters.invoice_documents import account_period, invoice_item, nothing_item, to_invoice
 from postpay.adapters.runs_store import RunsStore
 from postpay.adapters.tables import (
     CounterItem,
@@ -34,45 +39,13 @@ from postpay.observability import logger
 INVOICE_COUNTER = "invoice_number"
 
 
-# A batch's entries per transaction: 2 items each (record, outcome), the counter and one update per run stay
-# within DynamoDB's 100 items per TransactWriteItems even when every entry belongs to another run.
-MAX_PER_TRANSACTION = 33
+# A transaction's items: per entry its record, its outcome, its run's update (when every entry belongs to
+# another run) and, on the re-bill of a void month, the void invoice kept; and the counter. Within DynamoDB's
+# 100 items per TransactWriteItems: 33 entries of 3 items, fewer when some re-bill a void month.
+MAX_ITEMS_PER_TRANSACTION = 100
 MAX_ATTEMPTS = 50
 # what a cancelled batch transaction is retried for at once (None / "None": the item passed)
 _RETRIED_CODES = {None, "None", "ConditionalCheckFailed", "TransactionConflict"}
-
-
-def invoice_item(invoice: Invoice, *, run_id: str, now: datetime, lease: timedelta) -> InvoiceItem:
-    """How one invoice is stored (its email leased to the attempt that issued it)."""
-    return InvoiceItem(
-        account_period(invoice.client_id, invoice.period_key),
-        client_id=invoice.client_id,
-        period_key=invoice.period_key,
-        outcome="invoiced",
-        email=invoice.email,
-        run_id=run_id,
-        usage=invoice.usage,
-        created_at=now,
-        number=invoice.number,
-        status=invoice.status.value,
-        due_on=invoice.due_on.isoformat(),
-        document=invoice_document(invoice),
-        email_lease_until=int((now + lease).timestamp()),
-    )
-
-
-def nothing_item(entry: ToIssue, *, now: datetime) -> InvoiceItem:
-    """The record that (client, period) had nothing to bill."""
-    return InvoiceItem(
-        entry.key,
-        client_id=entry.client_id,
-        period_key=entry.period_key,
-        outcome="nothing_to_bill",
-        email=entry.email,
-        run_id=entry.run_id,
-        usage=entry.usage,
-        created_at=now,
-    )
 
 
 def _run_counts(
@@ -88,8 +61,23 @@ def _run_counts(
     return counts
 
 
-class BillingStore(RunsStore):
-    """Issuing, reading, emailing and paying invoices; the runs they count in come from RunsStore."""
+def _chunks(weights: list[int], chosen: list[int]) -> Iterator[list[int]]:
+    """The chosen entries in order, cut so each transaction stays within MAX_ITEMS_PER_TRANSACTION."""
+    chunk: list[int] = []
+    used = 1  # the counter
+    for index in chosen:
+        if chunk and used + weights[index] > MAX_ITEMS_PER_TRANSACTION:
+            yield chunk
+            chunk, used = [], 1
+        chunk.append(index)
+        used += weights[index]
+    if chunk:
+        yield chunk
+
+
+class BillingStore(InvoiceDeskStore, RunsStore):
+    """Issuing, reading, emailing and paying invoices; the runs they count in come from RunsStore, the
+    operator's desk on them from InvoiceDeskStore."""
 
     # The counter value this process last saw: the first guess for the next number (saves a read per invoice).
     _counter_hint: int | None = None
@@ -143,7 +131,7 @@ class BillingStore(RunsStore):
         self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
     ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
         """Writes a batch's invoices (numbered in order, gapless), nothing-to-bill records, their run outcomes
-        and the runs' counts in as few transactions as DynamoDB allows (MAX_PER_TRANSACTION entries each).
+        and the runs' counts in as few transactions as DynamoDB allows (MAX_ITEMS_PER_TRANSACTION items each).
 
         Per entry: the Invoice issued, None (nothing to bill recorded), or AlreadyBilled / OutcomeRecorded
         (the entry was left out: its (client, period) or its (run, client) was written before). A cancelled
@@ -157,8 +145,13 @@ class BillingStore(RunsStore):
             if first.setdefault(entry.key, index) != index:
                 later.add(index)  # one operation per item in a transaction: the copy waits for the first
         chosen = [i for i in range(len(entries)) if i not in later]
-        for start in range(0, len(chosen), MAX_PER_TRANSACTION):
-            self._issue_chunk(entries, chosen[start : start + MAX_PER_TRANSACTION], results, now, email_lease)
+        # the void invoices re-bills replace (read once: the transaction's condition names their number)
+        voids = {
+            i: v for i in chosen if entries[i].replace_nothing and (v := self._void_here(entries[i].key))
+        }
+        weights = [4 if i in voids else 3 for i in range(len(entries))]
+        for chunk in _chunks(weights, chosen):
+            self._issue_chunk(entries, chunk, results, now, email_lease, voids)
         for index in later:
             results[index] = AlreadyBilled(entries[index].key)  # the copy of an entry billed just before
         return results
@@ -170,6 +163,7 @@ class BillingStore(RunsStore):
         results: list[Invoice | AlreadyBilled | OutcomeRecorded | None],
         now: datetime,
         lease: timedelta,
+        voids: dict[int, InvoiceItem],
     ) -> None:
         current = self._counter_hint if self._counter_hint is not None else self.counter_value()
         replace_failed: set[int] = set()
@@ -184,7 +178,7 @@ class BillingStore(RunsStore):
                 invoices[index] = build(current + offset)
             try:
                 with TransactWrite(connection=connection()) as tx:
-                    # puts first, in entry order: [record 0, outcome 0, record 1, outcome 1, ...]
+                    # puts first, in entry order: [record, outcome, (void kept)] of entry 0, of entry 1, ...
                     for index in pending:
                         entry = entries[index]
                         invoice = invoices.get(index)
@@ -194,7 +188,12 @@ class BillingStore(RunsStore):
                             else nothing_item(entry, now=now)
                         )
                         free = InvoiceItem.account_period.does_not_exist()
-                        if entry.replace_nothing:
+                        void = voids.get(index)
+                        if void is not None:  # this void invoice, and nothing else, may be replaced
+                            free = (InvoiceItem.status == InvoiceStatus.VOID.value) & (
+                                InvoiceItem.number == void.number
+                            )
+                        elif entry.replace_nothing:
                             free = free | (InvoiceItem.outcome == "nothing_to_bill")
                         tx.save(item, condition=free)
                         tx.save(
@@ -210,6 +209,11 @@ class BillingStore(RunsStore):
                             else OutcomeItem.run_id.does_not_exist(),
                             return_values="ALL_OLD",
                         )
+                        if void is not None:
+                            kept = InvoiceItem(
+                                **{**void.attribute_values, "account_period": f"{entry.key}#{void.number}"}
+                            )
+                            tx.save(kept, condition=InvoiceItem.account_period.does_not_exist())
                     # then updates: [counter (when there are invoices), run, run, ...]
                     if invoices:
                         tx.update(
@@ -229,7 +233,7 @@ class BillingStore(RunsStore):
                 if not reasons:
                     raise  # not a cancellation (throttled, network): the queue retries the batch
                 current, pending = self._after_cancel(
-                    entries, pending, invoices, reasons, results, replace_failed, current
+                    entries, pending, invoices, reasons, results, replace_failed, current, voids
                 )
                 if attempt >= 1:
                     logger.info("invoice counter contended", extra={"attempt": attempt + 1})
@@ -249,6 +253,7 @@ class BillingStore(RunsStore):
         results: list[Invoice | AlreadyBilled | OutcomeRecorded | None],
         replace_failed: set[int],
         current: int,
+        voids: dict[int, InvoiceItem],
     ) -> tuple[int, list[int]]:
         """Reads which items a cancelled transaction refused: drops entries billed before, turns a redriven
         job's "failed" outcome into a replaceable one, takes the counter's value as it was."""
@@ -256,12 +261,16 @@ class BillingStore(RunsStore):
         unexpected = {code for code, _ in codes} - _RETRIED_CODES
         if unexpected:  # throttled, too large, invalid: not for this loop to retry at once
             raise RuntimeError(f"invoice transaction cancelled: {', '.join(sorted(map(str, unexpected)))}")
-        codes += [(None, None)] * (2 * len(pending) + 1 - len(codes))
+        puts = sum(3 if index in voids else 2 for index in pending)
+        codes += [(None, None)] * (puts + 1 - len(codes))
         retry: list[int] = []
-        for position, index in enumerate(pending):
-            (record_code, _), (outcome_code, old_outcome) = codes[2 * position], codes[2 * position + 1]
+        position = 0
+        for index in pending:
+            (record_code, _), (outcome_code, old_outcome) = codes[position], codes[position + 1]
+            kept_code = codes[position + 2][0] if index in voids else None
+            position += 3 if index in voids else 2
             key = entries[index].key
-            if record_code == "ConditionalCheckFailed":
+            if record_code == "ConditionalCheckFailed" or kept_code == "ConditionalCheckFailed":
                 results[index] = AlreadyBilled(key)
             elif outcome_code == "ConditionalCheckFailed":
                 old = (old_outcome or {}).get("outcome", {}).get("S")
@@ -272,7 +281,7 @@ class BillingStore(RunsStore):
                     retry.append(index)
             else:
                 retry.append(index)
-        updates = codes[2 * len(pending) :]
+        updates = codes[puts:]
         counter_code, counter_old = updates[0] if invoices else (None, None)
         if any(code == "ConditionalCheckFailed" for code, _ in updates[1 if invoices else 0 :]):
             raise RuntimeError("an invoicing run record is missing")
@@ -363,15 +372,22 @@ class BillingStore(RunsStore):
         return (item.outcome, to_invoice(item) if item.outcome == "invoiced" else None)
 
     def invoice_by_number(self, number: str) -> Invoice | None:
-        if not number:  # DynamoDB refuses an empty key value: there is no such invoice
+        item = self._invoice_item(number)
+        return to_invoice(item) if item is not None else None
+
+    def _void_here(self, key: str) -> InvoiceItem | None:
+        """The void invoice at (client, period) a re-bill would replace, if that is what is there."""
+        try:
+            item = InvoiceItem.get(key, consistent_read=True)
+        except InvoiceItem.DoesNotExist:
             return None
-        for key in InvoiceItem.by_number.query(number):
-            return to_invoice(InvoiceItem.get(key.account_period, consistent_read=True))
-        return None
+        return item if item.outcome == "invoiced" and item.status == InvoiceStatus.VOID.value else None
 
     def invoice_of(self, client_id: int, number: str) -> Invoice | None:
         """The client's invoice with that number, in one read (another client's invoice is not found)."""
-        for item in InvoiceItem.by_client.query(client_id, filter_condition=InvoiceItem.number == number):
+        for item in InvoiceItem.by_client.query(
+            client_id, filter_condition=(InvoiceItem.number == number) & (InvoiceItem.outcome == "invoiced")
+        ):
             return to_invoice(item)
         return None
 
@@ -420,25 +436,3 @@ class BillingStore(RunsStore):
                 InvoiceItem.email_lease_until.remove(),
             ]
         )
-
-    def mark_paid(self, number: str, reference: str, now: datetime) -> Invoice:
-        """unpaid -> paid, once. Raises LookupError (unknown number) or ValueError (not unpaid)."""
-        keys = list(InvoiceItem.by_number.query(number))
-        if not keys:
-            raise LookupError(number)
-        item = InvoiceItem(keys[0].account_period)
-        try:
-            item.update(
-                actions=[
-                    InvoiceItem.status.set(InvoiceStatus.PAID.value),
-                    InvoiceItem.paid_at.set(now),
-                    InvoiceItem.payment_reference.set(reference),
-                ],
-                condition=InvoiceItem.status == InvoiceStatus.UNPAID.value,
-            )
-        except UpdateError as error:
-            if conditional_failed(error):
-                current = InvoiceItem.get(keys[0].account_period, consistent_read=True)
-                raise ValueError(f"invoice {number} is {current.status}, not unpaid") from error
-            raise
-        return to_invoice(InvoiceItem.get(keys[0].account_period, consistent_read=True))

@@ -1,15 +1,16 @@
-"""How an invoice is stored: one JSON document with exact decimal strings, written once when it is issued
-and read back as the domain model (the seller, buyer and tax it was issued with, whatever changes later)."""
+"""How an invoice (or a credit note) is stored: one JSON document with exact decimal strings, written once
+when it is issued and read back as the domain model (the seller, buyer and tax it was issued with, whatever
+changes later); and the items of a batch's invoices and nothing-to-bill records."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from postpay.adapters.tables import InvoiceItem
-from postpay.models import Buyer, Invoice, InvoiceLine, InvoiceStatus, Seller
+from postpay.models import Buyer, CreditNote, Invoice, InvoiceLine, InvoiceStatus, Seller, ToIssue
 
 
 def account_period(client_id: int, period_key: str) -> str:
@@ -154,4 +155,79 @@ def to_invoice(item: InvoiceItem) -> Invoice:
         reverse_charge=bool(doc.get("reverse_charge", False)),
         tax=Decimal(doc.get("tax", "0")),
         payment_instructions=doc.get("payment_instructions", ""),
+    )
+
+
+def credit_note_document(note: CreditNote) -> str:
+    return json.dumps(
+        {
+            "number": note.number,
+            "invoice_number": note.invoice_number,
+            "client_id": note.client_id,
+            "email": note.email,
+            "period_start": note.period_start.isoformat(),
+            "period_end": note.period_end.isoformat(),
+            "currency": note.currency,
+            "subtotal": _dec(note.subtotal),
+            "tax": _dec(note.tax),
+            "total": _dec(note.total),
+            "issued_on": note.issued_on.isoformat(),
+            "reason": note.reason,
+            "seller": _seller_doc(note.seller),
+            "buyer": _buyer_doc(note.buyer),
+        },
+        sort_keys=True,
+    )
+
+
+def to_credit_note(item: InvoiceItem) -> CreditNote:
+    doc = json.loads(item.document or "{}")
+    return CreditNote(
+        number=doc["number"],
+        invoice_number=doc["invoice_number"],
+        client_id=doc["client_id"],
+        email=doc["email"],
+        period_start=date.fromisoformat(doc["period_start"]),
+        period_end=date.fromisoformat(doc["period_end"]),
+        currency=doc["currency"],
+        subtotal=Decimal(doc["subtotal"]),
+        tax=Decimal(doc["tax"]),
+        total=Decimal(doc["total"]),
+        issued_on=date.fromisoformat(doc["issued_on"]),
+        reason=doc["reason"],
+        seller=_seller(doc.get("seller")),
+        buyer=_buyer(doc.get("buyer")),
+    )
+
+
+def invoice_item(invoice: Invoice, *, run_id: str, now: datetime, lease: timedelta) -> InvoiceItem:
+    """How one invoice is stored (its email leased to the attempt that issued it)."""
+    return InvoiceItem(
+        account_period(invoice.client_id, invoice.period_key),
+        client_id=invoice.client_id,
+        period_key=invoice.period_key,
+        outcome="invoiced",
+        email=invoice.email,
+        run_id=run_id,
+        usage=invoice.usage,
+        created_at=now,
+        number=invoice.number,
+        status=invoice.status.value,
+        due_on=invoice.due_on.isoformat(),
+        document=invoice_document(invoice),
+        email_lease_until=int((now + lease).timestamp()),
+    )
+
+
+def nothing_item(entry: ToIssue, *, now: datetime) -> InvoiceItem:
+    """The record that (client, period) had nothing to bill."""
+    return InvoiceItem(
+        entry.key,
+        client_id=entry.client_id,
+        period_key=entry.period_key,
+        outcome="nothing_to_bill",
+        email=entry.email,
+        run_id=entry.run_id,
+        usage=entry.usage,
+        created_at=now,
     )

@@ -23,6 +23,7 @@ SUBJECTS = {
     "invoice": "Invoice {invoice.number} for {period}",
     "suspended": "Your servers are suspended: invoice {invoice.number} is overdue",
     "reactivated": "Your servers are active again",
+    "credit_note": "Credit note {credit_note.number}: invoice {invoice.number} is cancelled",
 }
 
 
@@ -48,7 +49,9 @@ class SesMailer:
         Links in ``context`` are absolute URLs built from the configured base URL by the caller."""
         invoice = context.get("invoice")
         period = f"{invoice.period_start:%B %Y}" if invoice is not None else ""
-        subject = SUBJECTS[template].format(invoice=invoice, period=period)
+        subject = SUBJECTS[template].format(
+            invoice=invoice, period=period, credit_note=context.get("credit_note")
+        )
         html = render(f"email/{template}.html", subject=subject, **context)
         text = render(f"email/{template}.txt", subject=subject, **context)
         request: dict[str, Any] = {

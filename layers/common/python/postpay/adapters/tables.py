@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
 from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
@@ -222,7 +228,9 @@ class InvoicesByStatus(GlobalSecondaryIndex["InvoiceItem"]):
 
 
 class InvoiceItem(Base):
-    """One item per (client, period): the invoice, or the record that there was nothing to bill."""
+    """One item per (client, period): the invoice, or the record that there was nothing to bill; and under
+    longer keys, a credit note ("<client>#<YYYY-MM>#<CN number>") and a void invoice a re-bill replaced
+    ("<client>#<YYYY-MM>#<its number>")."""
 
     class Meta:
         table_name = ""
@@ -233,7 +241,7 @@ class InvoiceItem(Base):
     account_period = UnicodeAttribute(hash_key=True)  # "<client id>#<YYYY-MM>"
     client_id = NumberAttribute()
     period_key = UnicodeAttribute()
-    outcome = UnicodeAttribute()  # "invoiced" or "nothing_to_bill"
+    outcome = UnicodeAttribute()  # "invoiced", "nothing_to_bill" or "credit_note"
     email = UnicodeAttribute()
     run_id = UnicodeAttribute()
     usage = UnicodeAttribute()  # the raw SolusVM answer, JSON
@@ -248,6 +256,11 @@ class InvoiceItem(Base):
     email_lease_until = NumberAttribute(null=True)
     email_sent_at = UTCDateTimeAttribute(null=True)
     email_message_id = UnicodeAttribute(null=True)
+    # What happened to the invoice after it was issued (emailed again, ...): JSON entries, appended only.
+    history = ListAttribute(of=UnicodeAttribute, null=True)
+    void_reason = UnicodeAttribute(null=True)
+    voided_at = UTCDateTimeAttribute(null=True)
+    credit_note = UnicodeAttribute(null=True)  # on a void invoice: the credit note that cancelled it
     by_number = InvoicesByNumber()
     by_client = InvoicesByClient()
     by_status = InvoicesByStatus()

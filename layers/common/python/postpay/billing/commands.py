@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,6 +21,9 @@ class PayloadError(ValueError):
 @dataclass(frozen=True)
 class Daily:
     today: date  # the local date of the scheduled run, in the billing time zone
+    # Sent by the schedule (with its scheduled time), not an operator's {"schedule": "daily"}: only these
+    # count as the heartbeat the MissedDailyRun alarm watches.
+    scheduled: bool = True
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,16 @@ class QueueRun:
 
 
 @dataclass(frozen=True)
-class MarkPaid:
+class Payment:
     number: str
     reference: str
+
+
+@dataclass(frozen=True)
+class MarkPaid:
+    """One payment, or a list of them (a bank statement): all are checked before any is recorded."""
+
+    payments: tuple[Payment, ...]
 
 
 @dataclass(frozen=True)
@@ -54,46 +65,206 @@ class Rebill:
     period: Period
 
 
-Command = Daily | InvoiceMonth | RunStatus | MarkPaid | Rebill | QueueRun
-_OPERATOR_KEYS = {
-    "invoicingDate": {"invoicingDate", "dryRun"},
-    "runStatus": {"runStatus", "after"},
-    "markPaid": {"markPaid", "reference"},
-    "rebill": {"rebill"},
-    "queueRun": {"queueRun"},
+@dataclass(frozen=True)
+class AccountLookup:
+    email: str | None
+    client_id: int | None
+
+
+@dataclass(frozen=True)
+class ListInvoices:
+    status: str | None  # unpaid | overdue | paid
+    period: str | None  # YYYY-MM
+    client_id: int | None
+    limit: int
+    after: str | None  # the cursor of the previous page
+
+
+@dataclass(frozen=True)
+class ResendInvoice:
+    number: str
+
+
+@dataclass(frozen=True)
+class VoidInvoice:
+    number: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ExportInvoices:
+    period: str  # YYYY-MM
+
+
+Command = (
+    ExportInvoices
+    | VoidInvoice
+    | Daily
+    | InvoiceMonth
+    | RunStatus
+    | QueueRun
+    | MarkPaid
+    | Rebill
+    | AccountLookup
+    | ListInvoices
+    | ResendInvoice
+)
+Parser = Callable[[dict[str, Any], str, datetime], Command]
+
+
+@dataclass(frozen=True)
+class Payload:
+    keys: frozenset[str]  # the keys the payload may have (its name among them)
+    parse: Parser
+
+
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII only: \d takes any Unicode digit
+_INVOICE_STATUSES = ("unpaid", "overdue", "paid")
+MAX_PAGE = 1000
+
+
+def _daily(event: dict[str, Any], timezone: str, now: datetime) -> Daily:
+    if event.get("schedule") != "daily":
+        raise PayloadError(f'schedule must be "daily", got {event.get("schedule")!r}')
+    scheduled = any(key in event for key in ("scheduledTime", "time"))
+    return Daily(local_date(_scheduled_time(event, now), timezone), scheduled)
+
+
+def _run_status(event: dict[str, Any], timezone: str, now: datetime) -> RunStatus:
+    after = event.get("after")
+    if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+        raise PayloadError(f"after must be a client id (a whole number), got {after!r}")
+    return RunStatus(_text(event, "runStatus"), after)
+
+
+def _mark_paid(event: dict[str, Any], timezone: str, now: datetime) -> MarkPaid:
+    body = event["markPaid"]
+    if isinstance(body, str):
+        return MarkPaid((Payment(_text(event, "markPaid"), _text(event, "reference")),))
+    if "reference" in event:
+        raise PayloadError("a markPaid list carries a reference per payment, not one for all")
+    shape = '[{"invoice": "INV-000123", "reference": "bank 2022-11-20"}, …]'
+    if not isinstance(body, list) or not 1 <= len(body) <= MAX_PAGE:
+        raise PayloadError(
+            f"markPaid must be an invoice number or a list like {shape} (1 to {MAX_PAGE}), got {body!r}"[:400]
+        )
+    payments = []
+    for index, entry in enumerate(body):
+        if not isinstance(entry, dict) or set(entry) != {"invoice", "reference"}:
+            raise PayloadError(f"markPaid[{index}] must be an object like {shape[1:-4]}, got {entry!r}"[:400])
+        payments.append(
+            Payment(
+                _text(entry, "invoice", f"markPaid[{index}].invoice"),
+                _text(entry, "reference", f"markPaid[{index}].reference"),
+            )
+        )
+    numbers = [p.number for p in payments]
+    duplicated = sorted({n for n in numbers if numbers.count(n) > 1})
+    if duplicated:
+        raise PayloadError(f"markPaid names {', '.join(duplicated)} more than once")
+    return MarkPaid(tuple(payments))
+
+
+def _account(event: dict[str, Any], timezone: str, now: datetime) -> AccountLookup:
+    raw = event["account"]
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        return AccountLookup(None, raw)
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
+        return AccountLookup(None, int(raw.strip()))
+    if isinstance(raw, str) and "@" in raw and len(raw) <= 320:
+        return AccountLookup(raw.strip().lower(), None)
+    raise PayloadError(f"account must be an email address or a client id, got {raw!r}"[:400])
+
+
+def _list_invoices(event: dict[str, Any], timezone: str, now: datetime) -> ListInvoices:
+    body = event["listInvoices"]
+    allowed = {"status", "period", "client", "limit", "after"}
+    if not isinstance(body, dict) or set(body) - allowed:
+        raise PayloadError(
+            "listInvoices must be an object with optional status (unpaid, overdue, paid), period (YYYY-MM), "
+            f"client, limit, after; got {body!r}"[:400]
+        )
+    status = body.get("status")
+    if status is not None and status not in _INVOICE_STATUSES:
+        raise PayloadError(
+            f"listInvoices status must be one of {', '.join(_INVOICE_STATUSES)}, got {status!r}"
+        )
+    period = body.get("period")
+    if period is not None:
+        period = _month(period, "listInvoices period").start.strftime("%Y-%m")
+    client = body.get("client")
+    if client is not None:
+        client = _client(client, "listInvoices client")
+    limit = body.get("limit", 100)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+        raise PayloadError(f"listInvoices limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
+    after = body.get("after")
+    if after is not None and (not isinstance(after, str) or not after or len(after) > 200):
+        raise PayloadError(f"listInvoices after must be the cursor of the previous page, got {after!r}"[:400])
+    return ListInvoices(status, period, client, limit, after)
+
+
+def _resend(event: dict[str, Any], timezone: str, now: datetime) -> ResendInvoice:
+    return ResendInvoice(_text(event, "resendInvoice"))
+
+
+def _rebill_payload(event: dict[str, Any], timezone: str, now: datetime) -> Rebill:
+    return _rebill(event["rebill"], timezone, now)
+
+
+# The one table of operator payloads: name -> the keys it takes and its parser. The automation function
+# maps each command type to its handler (Automation.HANDLERS); a new payload is one entry in each.
+PAYLOADS: dict[str, Payload] = {
+    "schedule": Payload(frozenset({"schedule", "scheduledTime", "time"}), _daily),
+    "invoicingDate": Payload(
+        frozenset({"invoicingDate", "dryRun"}), lambda e, tz, now: _invoice_month(e, tz, now)
+    ),
+    "runStatus": Payload(frozenset({"runStatus", "after"}), _run_status),
+    "markPaid": Payload(frozenset({"markPaid", "reference"}), _mark_paid),
+    "rebill": Payload(frozenset({"rebill"}), _rebill_payload),
+    "account": Payload(frozenset({"account"}), _account),
+    "listInvoices": Payload(frozenset({"listInvoices"}), _list_invoices),
+    "resendInvoice": Payload(frozenset({"resendInvoice"}), _resend),
+    # The automation function, to itself (an asynchronous invoke): queue the jobs of a run it accepted.
+    "queueRun": Payload(frozenset({"queueRun"}), lambda e, tz, now: QueueRun(_text(e, "queueRun"))),
+    "voidInvoice": Payload(
+        frozenset({"voidInvoice", "reason"}),
+        lambda e, tz, now: VoidInvoice(_text(e, "voidInvoice"), _text(e, "reason")),
+    ),
+    "exportInvoices": Payload(
+        frozenset({"exportInvoices"}),
+        lambda e, tz, now: ExportInvoices(_month(e["exportInvoices"], "exportInvoices").key),
+    ),
 }
+OPERATOR_PAYLOADS = [name for name in PAYLOADS if name != "queueRun"]  # what an operator may send
 # {"rebill": {"client": 123, "period": "2022-10"}}; later commands on one invoice may extend this object.
 _REBILL_KEYS = {"client", "period"}
-_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII only: \d takes any Unicode digit
 
 
 def parse(event: Any, *, timezone: str, now: datetime) -> Command:
     if not isinstance(event, dict):
         raise PayloadError("the payload must be a JSON object")
-    if event.get("source") == "aws.events" or "schedule" in event:
+    if event.get("source") == "aws.events":
         return Daily(local_date(_scheduled_time(event, now), timezone))
-    kinds = [key for key in _OPERATOR_KEYS if key in event]
+    kinds = [key for key in PAYLOADS if key in event]
     if len(kinds) != 1:
         raise PayloadError(
-            "the payload must have exactly one of: invoicingDate (with optional dryRun), runStatus (with "
-            f"optional after), markPaid (with reference), rebill; got keys {sorted(event)}"
+            f"the payload must have exactly one of: {', '.join(OPERATOR_PAYLOADS)} (see README, Operating); "
+            f"got keys {sorted(event)}"[:600]
         )
     kind = kinds[0]
-    unknown = set(event) - _OPERATOR_KEYS[kind]
+    payload = PAYLOADS[kind]
+    unknown = set(event) - payload.keys
     if unknown:
-        raise PayloadError(f"unknown keys {sorted(unknown)}; {kind} accepts {sorted(_OPERATOR_KEYS[kind])}")
-    if kind == "invoicingDate":
-        return _invoice_month(event, timezone, now)
-    if kind == "runStatus":
-        after = event.get("after")
-        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
-            raise PayloadError(f"after must be a client id (a whole number), got {after!r}")
-        return RunStatus(_text(event, "runStatus"), after)
-    if kind == "rebill":
-        return _rebill(event["rebill"], timezone, now)
-    if kind == "queueRun":
-        return QueueRun(_text(event, "queueRun"))
-    return MarkPaid(_text(event, "markPaid"), _text(event, "reference"))
+        raise PayloadError(f"unknown keys {sorted(unknown)}; {kind} accepts {sorted(payload.keys)}"[:600])
+    return payload.parse(event, timezone, now)
+
+
+def payload_name(event: dict[str, Any]) -> str:
+    """The name of an accepted payload (for the audit log)."""
+    if event.get("source") == "aws.events":
+        return "schedule"
+    return next(key for key in PAYLOADS if key in event)
 
 
 def _invoice_month(event: dict[str, Any], timezone: str, now: datetime) -> InvoiceMonth:
@@ -122,30 +293,35 @@ def _invoice_month(event: dict[str, Any], timezone: str, now: datetime) -> Invoi
 def _rebill(body: Any, timezone: str, now: datetime) -> Rebill:
     if not isinstance(body, dict) or set(body) != _REBILL_KEYS:
         raise PayloadError(
-            f'rebill must be an object like {{"client": 123, "period": "2022-10"}}, got {body!r}'
+            f'rebill must be an object like {{"client": 123, "period": "2022-10"}}, got {body!r}'[:400]
         )
-    client = body["client"]
-    if not isinstance(client, int) or isinstance(client, bool) or client < 1:
-        raise PayloadError(f"rebill client must be a client id (a positive integer), got {client!r}")
-    raw = body["period"]
-    match = _MONTH.fullmatch(raw) if isinstance(raw, str) else None
-    if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
-        raise PayloadError(f"rebill period must be a month like 2022-10, got {raw!r}")
-    year, month = int(match.group(1)), int(match.group(2))
-    start = date(year, month, 1)
-    period = Period(
-        start, start.replace(day=monthrange(year, month)[1]), timezone
-    )  # 9999-12 has no next month
+    client = _client(body["client"], "rebill client")
+    period = _month(body["period"], "rebill period", timezone)
     today = local_date(now, timezone)
     if period.end >= today:
         raise PayloadError(f"rebill period {period.label} has not ended yet in {timezone} (today is {today})")
     return Rebill(client, period)
 
 
-def _text(event: dict[str, Any], key: str) -> str:
+def _client(client: Any, what: str) -> int:
+    if not isinstance(client, int) or isinstance(client, bool) or client < 1:
+        raise PayloadError(f"{what} must be a client id (a positive integer), got {client!r}"[:400])
+    return client
+
+
+def _month(raw: Any, what: str, timezone: str = "UTC") -> Period:
+    match = _MONTH.fullmatch(raw) if isinstance(raw, str) else None
+    if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
+        raise PayloadError(f"{what} must be a month like 2022-10, got {raw!r}"[:400])
+    year, month = int(match.group(1)), int(match.group(2))
+    start = date(year, month, 1)
+    return Period(start, start.replace(day=monthrange(year, month)[1]), timezone)  # 9999-12 has no next month
+
+
+def _text(event: dict[str, Any], key: str, what: str | None = None) -> str:
     value = event.get(key)
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
-        raise PayloadError(f"{key} must be a non-empty string, got {value!r}")
+        raise PayloadError(f"{what or key} must be a non-empty string, got {value!r}"[:400])
     return value.strip()
 
 

@@ -372,8 +372,9 @@ class Invoicing:
         usage late), or never recorded (its job failed). A run of its own with one job on the queue, so
         retries, the email lease and the dead-letter queue work as for any job. Refused (RebillRefused)
         before anything is written when the client is unknown or was enrolled after the period, or the
-        period has an invoice; the database condition that replaces only a nothing-to-bill record makes
-        duplicates bill once."""
+        period has an invoice that is not void (a voided month is billed again, with a new number); the
+        database condition that replaces only a nothing-to-bill record or a void invoice makes duplicates
+        bill once."""
         account = next(
             (
                 a
@@ -389,9 +390,10 @@ class Invoicing:
                 f"client {client_id} was enrolled after {period.label} ended: nothing to bill"
             )
         billed = self.billing.billed(client_id, period.key)
-        if billed is not None and billed[1] is not None:
+        if billed is not None and billed[1] is not None and billed[1].status is not InvoiceStatus.VOID:
             raise RebillRefused(
                 f"client {client_id} already has invoice {billed[1].number} for {period.label}"
+                f" ({billed[1].status.value}; void it first to bill the month again)"
             )
         run_id = f"rebill-{period.key}-{client_id}-{uuid.uuid4().hex[:8]}"
         self.billing.start_run(run_id, trigger="rebill", period=period.as_dict(), now=self.clock.now())
@@ -528,7 +530,10 @@ class Invoicing:
             return prepared.outcome
         except UsageError as error:
             billed = self.billing.billed(job.client_id, job.period.key)
-            if billed is not None and (billed[1] is not None or not job.rebill):
+            settled = (
+                billed is not None and billed[1] is not None and billed[1].status is not InvoiceStatus.VOID
+            )
+            if billed is not None and (settled or not job.rebill):
                 # The month is settled (an invoice, or nothing to bill and this is no re-bill): the answer
                 # would compute nothing, so the job ends as on any re-run, and a redelivery after a crash
                 # still sends its invoice's email.
@@ -711,8 +716,13 @@ class Invoicing:
                 # Another attempt may be sending it right now. Retry later rather than finish: if that
                 # attempt died before sending, the email goes out once its lease has expired.
                 raise EmailPending(invoice.number)
-        today = local_date(now, self.settings.billing_timezone)
-        message_id = self.mailer.send(
+        message_id = self.send_invoice_email(invoice)
+        self.billing.mark_emailed(invoice, message_id, self.clock.now())
+
+    def send_invoice_email(self, invoice: Invoice) -> str:
+        """Sends the invoice's email (no lease: the caller decides it must go); returns the message id."""
+        today = local_date(self.clock.now(), self.settings.billing_timezone)
+        return self.mailer.send(
             invoice.email,
             "invoice",
             invoice=invoice,
@@ -721,4 +731,3 @@ class Invoicing:
             invoice_url=self.settings.url(f"invoices/{invoice.number}"),
             attachments=((f"{invoice.number}.pdf", "application/pdf", invoice_pdf(invoice, today=today)),),
         )
-        self.billing.mark_emailed(invoice, message_id, self.clock.now())
