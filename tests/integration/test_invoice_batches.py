@@ -242,3 +242,40 @@ def test_a_batch_is_prepared_together_only_as_far_as_the_time_left_allows(stack,
     client = {m["MessageId"]: json.loads(m["Body"])["clientId"] for m in messages}
     assert [len(invoices_of(client[m["MessageId"]])) for m in messages] == [1, 1, 0]
     assert OutcomeItem.count(run["runId"], OutcomeItem.client_id == client[messages[2]["MessageId"]]) == 0
+
+
+def test_a_void_months_rebill_in_a_batch_keeps_the_void_invoice_and_survives_a_cancelled_transaction(
+    stack, functions, monkeypatch
+):
+    # Given two accounts invoiced for December, and the first one's invoice voided
+    _, (voided, other), messages = queued_batch(stack, functions, 2)
+    assert run_worker(functions, messages) == {"batchItemFailures": []}
+    [first] = invoices_of(voided.client_id)
+    invoke(functions, {"voidInvoice": first.number, "reason": "wrong price"})
+    # and that month re-billed: its job queued
+    rebill = invoke(functions, {"rebill": {"client": voided.client_id, "period": "2022-12"}})
+    [job] = [m for m in receive_all(stack) if json.loads(m["Body"])["runId"] == rebill["runId"]]
+    [other_job] = [m for m in messages if json.loads(m["Body"])["clientId"] == other.client_id]
+    transactions = Transactions(monkeypatch)
+    billing = functions["worker"].container.invoicing.billing
+    issued: list[Any] = []
+    issue_batch = billing.issue_batch
+    monkeypatch.setattr(
+        billing, "issue_batch", lambda entries, **kw: issued.extend(issue_batch(entries, **kw)) or issued
+    )
+    # When one batch holds the re-bill, then a redelivery of the other account's settled job (its record is
+    # refused after the re-bill's three items: the cancellation is read at each entry's own positions)
+    result = run_worker(functions, [job, other_job])
+    # Then the first transaction was cancelled for the settled job only (found billed by its record), and
+    # the re-bill issued in the next
+    assert result == {"batchItemFailures": []}
+    assert (transactions.sent, transactions.cancelled) == (2, 1)
+    assert [type(r).__name__ for r in issued] == ["Invoice", "AlreadyBilled"]
+    current = tables.InvoiceItem.get(f"{voided.client_id}#2022-12")
+    assert current.status == "unpaid" and int(re.sub(r"\D", "", current.number)) == counter()
+    # and the void invoice is kept, unchanged, under its own key; the other account still has one invoice
+    kept = tables.InvoiceItem.get(f"{voided.client_id}#2022-12#{first.number}")
+    assert (kept.status, kept.number) == ("void", first.number)
+    assert len(invoices_of(other.client_id)) == 1
+    assert all_invoice_numbers() == list(range(1, counter() + 1)), "numbers stay gapless"
+    assert RunItem.get(rebill["runId"]).invoiced == 1
