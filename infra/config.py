@@ -53,6 +53,8 @@ class StackConfig:
     api_burst_limit: int = 100
     log_retention_days: int = 90
     alarm_email: str = ""
+    stripe_publishable_key: str = ""  # set (with both Stripe secrets filled) to turn card payments on
+    dunning_days: str = "3,7"  # retries of a failed automatic charge, days after issue
 
     def invoice_profile(self) -> dict[str, str]:
         """The SSM parameters (names relative to the invoice path) that the non-empty values become."""
@@ -137,6 +139,8 @@ class StackConfig:
             profile_from("", self.invoice_profile())
         except ParameterError as error:
             raise ContextError(f"context for the invoice profile (seller*, tax*, ...): {error}") from error
+        if self.stripe_publishable_key and not self.stripe_publishable_key.startswith("pk_"):
+            raise ContextError("context stripePublishableKey must be a publishable key (pk_...)")
         if self.waf_rate_limit < 10:
             raise ContextError("context wafRateLimit must be at least 10 (WAF's minimum)")
 

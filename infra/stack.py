@@ -48,18 +48,29 @@ TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
         ],
         "tokens": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],  # reset links
         "rate-limits": ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-        "invoices": ["dynamodb:Query"],  # by client: the list and one invoice
+        # Pay now marks the invoice paid (by number) and lifts a suspension (the overdue rule's query)
+        "invoices": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+        "payments": ["dynamodb:GetItem", "dynamodb:UpdateItem"],  # the card on file, Pay now's charge claim
+    },
+    # Stripe's webhook: events stored once, the invoice marked paid, a suspension lifted, a failure emailed
+    "payments": {
+        "payments": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        "invoices": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+        "accounts": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
     },
 }
 # The indexes each page function queries.
 PAGE_INDEXES: dict[str, dict[str, list[str]]] = {
     "verify": {"sessions": ["email-index"]},
-    "sso": {"sessions": ["email-index"], "invoices": ["client-index"]},
+    "sso": {"sessions": ["email-index"], "invoices": ["client-index", "number-index", "status-index"]},
+    "payments": {"invoices": ["number-index", "status-index"]},
 }
 # Which functions read the SolusVM API token, the price parameters, and send email.
-USES_SOLUSVM = {"verify", "sso"}
+USES_SOLUSVM = {"verify", "sso", "payments"}
 READS_PRICES = {"signup", "sso"}
-SENDS_MAIL = {"signup", "verify", "sso"}
+SENDS_MAIL = {"signup", "verify", "sso", "payments"}
+# Which functions read the Stripe secret key and webhook signing secret (sso: the card pages and Pay now).
+USES_STRIPE = {"payments", "sso"}
 
 
 class PostPayStack(Stack):
@@ -106,6 +117,7 @@ class PostPayStack(Stack):
             currency_parameter=operator.currency.parameter_name,
             configuration_set=mail.configuration_set.configuration_set_name,
             invoice_parameters_path=operator.invoice_path,
+            stripe_secrets=(operator.stripe_secret_key.secret_arn, operator.stripe_webhook_secret.secret_arn),
         )
         self.functions: dict[str, PythonFunction] = {}
         for name, access in TABLE_ACCESS.items():
@@ -129,6 +141,8 @@ class PostPayStack(Stack):
             if name in SENDS_MAIL:
                 mail.grant_send(function.role)
             operator.grant_invoice_profile(function.role)  # the seller in every page's footer
+            if name in USES_STRIPE:
+                operator.grant_stripe(function.role)
             self.functions[name] = function
 
         site.route({n: f.function for n, f in self.functions.items()})
@@ -148,6 +162,8 @@ class PostPayStack(Stack):
             operator.currency.grant_read(function.role)
             operator.grant_invoice_profile(function.role)
             mail.grant_send(function.role)
+        operator.grant_stripe(self.automation.worker.role)
+        operator.grant_stripe(self.automation.run.role)  # dunning retries
         monitoring = Monitoring(
             self,
             "Monitoring",
@@ -183,6 +199,18 @@ class PostPayStack(Stack):
         )
         CfnOutput(
             self,
+            "StripeSecretKeySecret",
+            value=operator.stripe_secret_key.secret_arn,
+            description="Put Stripe's secret key here to take cards (README, Deploying: card payments)",
+        )
+        CfnOutput(
+            self,
+            "StripeWebhookSecretSecret",
+            value=operator.stripe_webhook_secret.secret_arn,
+            description="Put the Stripe webhook's signing secret here (README, Deploying: card payments)",
+        )
+        CfnOutput(
+            self,
             "SolusVmTokenSecret",
             value=operator.solusvm_token.secret_arn,
             description="Put the SolusVM API token here (aws secretsmanager put-secret-value --secret-id …)",
@@ -199,6 +227,7 @@ def _environment(
     currency_parameter: str,
     configuration_set: str,
     invoice_parameters_path: str,
+    stripe_secrets: tuple[str, str],
 ) -> dict[str, str]:
     env = {
         "PUBLIC_BASE_URL": public_base_url,
@@ -218,6 +247,10 @@ def _environment(
         "GRACE_DAYS": str(config.grace_days),
         "INVOICE_NUMBER_FORMAT": config.invoice_number_format,
     }
+    if config.stripe_publishable_key:  # card payments on: the operator has put both Stripe secrets
+        env["STRIPE_SECRET_KEY_SECRET"], env["STRIPE_WEBHOOK_SECRET_SECRET"] = stripe_secrets
+        env["STRIPE_PUBLISHABLE_KEY"] = config.stripe_publishable_key
+        env["DUNNING_DAYS"] = config.dunning_days
     if config.solusvm_limit_group_id:
         env["SOLUSVM_LIMIT_GROUP_ID"] = config.solusvm_limit_group_id
     if config.postpay_terms_url:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from local import state
 from local.events import LambdaContext, load_function
-from local.stack import INVOICE_QUEUE, _fake_credentials, local_settings
+from local.stack import INVOICE_QUEUE, _fake_credentials, local_settings, stripe_settings
 
 
 class FixedClock:
@@ -47,16 +47,23 @@ def main() -> int:
     running = state.read()
     if running is not None:
         base, endpoint, emulator = running["publicBaseUrl"], running["awsEndpoint"], running["emulatorRoot"]
+        stripe = running.get("stripeUrl") or f"http://127.0.0.1:{os.environ.get('STRIPE_PORT', '8420')}"
     else:  # no state file (an older make run, or another checkout's): the ports from the environment
-        port, moto_port, emulator_port = (
+        port, moto_port, emulator_port, stripe_port = (
             os.environ.get(k, d)
-            for k, d in (("PORT", "8080"), ("MOTO_PORT", "5000"), ("EMULATOR_PORT", "8081"))
+            for k, d in (
+                ("PORT", "8080"),
+                ("MOTO_PORT", "5000"),
+                ("EMULATOR_PORT", "8081"),
+                ("STRIPE_PORT", "8420"),
+            )
         )
         base, endpoint = f"http://localhost:{port}", f"http://127.0.0.1:{moto_port}"
-        emulator = f"http://127.0.0.1:{emulator_port}"
+        emulator, stripe = f"http://127.0.0.1:{emulator_port}", f"http://127.0.0.1:{stripe_port}"
     os.environ.update(_fake_credentials())
     os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ.update(local_settings(base, emulator))
+    # the daily run's dunning charges and the refund payload go to localstripe
+    os.environ.update(local_settings(base, emulator, extra=stripe_settings(stripe)))
     import boto3
     import botocore.exceptions
 

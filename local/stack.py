@@ -37,6 +37,9 @@ EXAMPLE_INVOICE_PROFILE = {
     "payment-instructions": "Bank transfer to Example Hosting Ltd, IBAN GB33 BUKB 2020 1555 5555 55, "
     "BIC BUKBGB22. Put the invoice number in the reference.",
 }
+# localstripe accepts any key and signs its webhooks with the secret it is given: local only
+STRIPE_SECRET_KEY = "sk_test_local"  # noqa: S105
+STRIPE_WEBHOOK_SECRET = "whsec_local"  # noqa: S105
 
 
 def _fake_credentials() -> dict[str, str]:
@@ -78,6 +81,17 @@ def local_settings(
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         **(extra or {}),
+    }
+
+
+def stripe_settings(localstripe_url: str) -> dict[str, str]:
+    """Card payments through localstripe: what the stack sets once the operator has configured Stripe."""
+    return {
+        "STRIPE_SECRET_KEY_SECRET": "postpay/local/stripe-secret-key",
+        "STRIPE_WEBHOOK_SECRET_SECRET": "postpay/local/stripe-webhook-secret",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_local",
+        "STRIPE_API_BASE": localstripe_url,
+        "STRIPE_JS_URL": f"{localstripe_url}/js.stripe.com/v3/",
     }
 
 
@@ -165,6 +179,7 @@ class LocalStack:
         solusvm_timeout: float = 10.0,
         settings: dict[str, str] | None = None,
         invoice_profile: dict[str, str] | None = None,
+        stripe_port: int = 0,
     ) -> None:
         self.moto_port = moto_port
         self.emulator_port = emulator_port
@@ -173,8 +188,10 @@ class LocalStack:
         self.solusvm_timeout = solusvm_timeout
         self.extra_settings = settings or {}
         self.invoice_profile = invoice_profile or {}
+        self.stripe_port = stripe_port
         self.moto: Any = None
         self.emulator: Any = None
+        self.stripe: Any = None
 
     def start(self) -> LocalStack:
         import logging
@@ -190,11 +207,16 @@ class LocalStack:
         self.emulator = EmulatorServer(
             SOLUSVM_TOKEN, port=self.emulator_port, auto_servers=self.auto_servers
         ).start()
+        from local.localstripe_server import LocalStripe
+
+        self.stripe = LocalStripe(self.stripe_port).start()
         os.environ.update(self.settings())
         self.bootstrap()
         return self
 
     def stop(self) -> None:
+        if self.stripe:
+            self.stripe.stop()
         if self.emulator:
             self.emulator.stop()
         if self.moto:
@@ -206,7 +228,10 @@ class LocalStack:
 
     def settings(self) -> dict[str, str]:
         return local_settings(
-            self.public_base_url, self.emulator.root, self.solusvm_timeout, self.extra_settings
+            self.public_base_url,
+            self.emulator.root,
+            self.solusvm_timeout,
+            {**stripe_settings(self.stripe.url), **self.extra_settings},
         )
 
     def bootstrap(self) -> None:
@@ -216,6 +241,13 @@ class LocalStack:
         create_tables(os.environ["TABLE_PREFIX"])
         bootstrap_services()
         put_invoice_profile(self.invoice_profile)
+        import boto3
+
+        secrets = boto3.client("secretsmanager")
+        secrets.create_secret(Name=os.environ["STRIPE_SECRET_KEY_SECRET"], SecretString=STRIPE_SECRET_KEY)
+        secrets.create_secret(
+            Name=os.environ["STRIPE_WEBHOOK_SECRET_SECRET"], SecretString=STRIPE_WEBHOOK_SECRET
+        )
 
     def mails(self) -> list[Mail]:
         """Every email sent through SES so far, oldest first (read from moto's store in this process)."""

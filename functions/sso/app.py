@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from typing import Any
 from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from postpay.billing.collection import NotPayable
 from postpay.config import Settings
 from postpay.container import Container
 from postpay.errors import (
@@ -21,14 +23,16 @@ from postpay.errors import (
     TokenInvalid,
     TokenUsed,
 )
-from postpay.models import Account, AccountStatus, Session
+from postpay.models import Account, AccountStatus, Invoice, InvoiceStatus, Session
 from postpay.observability import logger, metrics, tracer
+from postpay.payments import CardNotSaved, GatewayError
 from postpay.periods import local_date
 from postpay.routes import methods_of
 from postpay.services.client_area import LoginFailed, PasswordRejected
 from postpay.services.sessions import SESSION_COOKIE
 from postpay.validation import validate_billing_details
-from postpay.web.pages import Web, at_least, catch_all, cookie
+from postpay.web.http import HttpError
+from postpay.web.pages import Web, at_least, catch_all, cookie, script, stripe_headers
 
 settings = Settings.from_env()
 container = Container(settings)
@@ -56,6 +60,13 @@ NOTICES = {
     "finishing": (
         "We are finishing your setup. Your email address is confirmed and your acceptance of the terms is "
         "recorded; we will email you as soon as your control panel account is ready.",
+        False,
+    ),
+    "card-saved": ("Your card is saved. New invoices are charged to it when they are issued.", False),
+    "card-removed": ("Your card is removed. Invoices are paid by bank transfer.", False),
+    "paid": ("Thank you: the invoice is paid.", False),
+    "processing": (
+        "Thank you: your payment is being processed. The invoice turns paid once it clears.",
         False,
     ),
 }
@@ -143,7 +154,22 @@ def dashboard() -> Response:
     _, account = signed_in()
     notice, is_error = NOTICES.get(web.request.query_value("notice") or "", (None, False))
     usage = container.client_area.usage_so_far(account) if account.enrolled else None
-    return web.page("dashboard.html", account=account, usage=usage, notice=notice, notice_is_error=is_error)
+    return web.page(
+        "dashboard.html",
+        account=account,
+        usage=usage,
+        notice=notice,
+        notice_is_error=is_error,
+        **card_on_file(account),
+    )
+
+
+def card_on_file(account: Account) -> dict[str, Any]:
+    """What the dashboard and the account page show of the card: nothing when Stripe is not configured."""
+    collection = container.collection
+    if collection is None or not account.enrolled:
+        return {"payments_enabled": False, "card": None}
+    return {"payments_enabled": True, "card": collection.card_of(account.client_id)}
 
 
 @app.post("/sso")
@@ -188,14 +214,97 @@ def invoice(number: str) -> Response:
     _, account = signed_in()
     pdf = number.endswith(".pdf")
     number = number.removesuffix(".pdf")
-    found = container.billing.invoice_of(account.client_id, number) if len(number) <= 64 else None
-    if found is None:  # another client's invoice does not exist
-        return web.error(404, "Invoice not found", "There is no such invoice in your account.")
+    found = own_invoice(account, number)
     if pdf:
         return web.download(
             container.invoice_pdf(found, today=today()), f"{found.number}.pdf", "application/pdf"
         )
-    return web.page("invoice.html", invoice=found, account=account, today=today())
+    notice, _ = NOTICES.get(web.request.query_value("notice") or "", (None, False))
+    pay_now = container.collection is not None and found.status is InvoiceStatus.UNPAID
+    return web.page(
+        "invoice.html", invoice=found, account=account, today=today(), pay_now=pay_now, notice=notice
+    )
+
+
+def own_invoice(account: Account, number: str) -> Invoice:
+    found = container.billing.invoice_of(account.client_id, number) if len(number) <= 64 else None
+    if found is None:  # another client's invoice does not exist
+        raise HttpError(404, "Invoice not found", "There is no such invoice in your account.")
+    return found
+
+
+def pay_page(account: Account, invoice: Invoice, *, status: int = 200, error: str | None = None) -> Response:
+    collection = container.collection
+    if collection is None:
+        raise HttpError(404, "Page not found", "There is no page at this address.")
+    if invoice.status is not InvoiceStatus.UNPAID:
+        return web.redirect(f"/invoices/{quote(invoice.number)}")
+    card = collection.card_of(account.client_id)
+    return web.page("pay.html", status=status, invoice=invoice, card=card, error=error)
+
+
+@app.get("/invoices/<number>/pay")
+def pay_form(number: str) -> Response:
+    _, account = signed_in()
+    return pay_page(account, own_invoice(account, number))
+
+
+@app.post("/invoices/<number>/pay")
+def pay(number: str) -> Response:
+    _, account = signed_in()
+    web.form()
+    found = own_invoice(account, number)
+    if container.collection is None:
+        raise HttpError(404, "Page not found", "There is no page at this address.")
+    try:
+        result = container.collection.pay_now(found)
+    except NotPayable as refusal:
+        return pay_page(account, found, status=409, error=str(refusal))
+    except GatewayError:
+        logger.exception("pay now unavailable")
+        return web.error(503, "Card payments are unavailable", "Please try again later, or pay by transfer.")
+    return paid_or_not(account, found, result.status, result.reason, result)
+
+
+@app.post("/invoices/<number>/authenticated")
+def authenticated(number: str) -> Response:
+    _, account = signed_in()
+    fields = web.form()
+    found = own_invoice(account, number)
+    if container.collection is None:
+        raise HttpError(404, "Page not found", "There is no page at this address.")
+    intent = fields.get("payment_intent", "")
+    if not intent.startswith("pi_") or len(intent) > 255:
+        return pay_page(account, found, status=400, error="The payment was not confirmed. Please try again.")
+    try:
+        status = container.collection.after_authentication(found, intent)
+    except NotPayable as refusal:
+        return pay_page(account, found, status=400, error=str(refusal))
+    except GatewayError:
+        logger.exception("pay now unavailable")
+        return web.error(503, "Card payments are unavailable", "Please try again later, or pay by transfer.")
+    return paid_or_not(account, found, status, None, None)
+
+
+def paid_or_not(account: Account, invoice: Invoice, status: str, reason: str | None, result: Any) -> Response:
+    if status == "succeeded":
+        return web.redirect(f"/invoices/{quote(invoice.number)}?notice=paid")
+    if status == "processing":
+        return web.redirect(f"/invoices/{quote(invoice.number)}?notice=processing")
+    if status == "requires_action" and result is not None and result.client_secret:
+        code, script_hash = script("authenticate.js")
+        return web.page(
+            "authenticate.html",
+            headers=stripe_headers(settings, script_hash),
+            invoice=invoice,
+            publishable_key=settings.stripe_publishable_key,
+            client_secret=result.client_secret,
+            payment_intent=result.intent_id,
+            stripe_js=settings.stripe_js_url,
+            script=code,
+        )
+    message = f"The payment did not go through: {reason}." if reason else "The payment did not go through."
+    return pay_page(account, invoice, status=402, error=message)
 
 
 # password reset and account -----------------------------------------------------------------------
@@ -279,7 +388,7 @@ def reset() -> Response:
 def account_page() -> Response:
     _, account = signed_in()
     notice, _ = NOTICES.get(web.request.query_value("notice") or "", (None, False))
-    return web.page("account.html", account=account, errors={}, notice=notice)
+    return web.page("account.html", account=account, errors={}, notice=notice, **card_on_file(account))
 
 
 @app.post("/account/billing")
@@ -296,6 +405,7 @@ def change_billing_details() -> Response:
             notice=None,
             billing_errors=errors,
             billing_values={k: fields.get(k, "")[:600] for k in ("billing_address", "tax_id")},
+            **card_on_file(account),
         )
     container.accounts.set_billing_details(account.email, address, tax_id)
     return web.redirect("/account?notice=billing-saved")
@@ -317,9 +427,86 @@ def change_password() -> Response:
         return web.error(429, "Too many attempts", "Too many wrong passwords. Please try again later.")
     except PasswordRejected as error:
         return web.page(
-            "account.html", status=400, account=account, errors={error.field: error.message}, notice=None
+            "account.html",
+            status=400,
+            account=account,
+            errors={error.field: error.message},
+            notice=None,
+            **card_on_file(account),
         )
     return web.redirect("/account?notice=password-changed")
+
+
+# card on file -------------------------------------------------------------------------------------
+
+
+def _collection(account: Account) -> Any:
+    if container.collection is None or not account.enrolled:
+        raise HttpError(404, "Page not found", "There is no page at this address.")
+    return container.collection
+
+
+def card_page(account: Account, *, status: int = 200, error: str | None = None) -> Response:
+    collection = _collection(account)
+    try:
+        secret = collection.start_card_setup(account.client_id, account.email)
+    except GatewayError:
+        logger.exception("card setup unavailable")
+        return web.error(
+            503, "Cards are unavailable", "We cannot save cards right now. Please try again later."
+        )
+    code, script_hash = script("card.js")
+    return web.page(
+        "card.html",
+        status=status,
+        headers=stripe_headers(settings, script_hash),
+        card=collection.card_of(account.client_id),
+        publishable_key=settings.stripe_publishable_key,
+        client_secret=secret,
+        stripe_js=settings.stripe_js_url,
+        script=code,
+        error=error,
+    )
+
+
+@app.get("/account/card")
+def card_form() -> Response:
+    _, account = signed_in()
+    return card_page(account)
+
+
+@app.post("/account/card")
+def save_card() -> Response:
+    _, account = signed_in()
+    fields = web.form()
+    collection = _collection(account)
+    setup_intent = fields.get("setup_intent", "")
+    if not setup_intent.startswith("seti_") or len(setup_intent) > 255:
+        return card_page(account, status=400, error="The card was not saved. Please enter it again.")
+    try:
+        collection.finish_card_setup(account.client_id, setup_intent)
+    except CardNotSaved:
+        return card_page(account, status=400, error="The card was not saved. Please enter it again.")
+    except GatewayError:
+        logger.exception("card not saved")
+        return web.error(
+            503, "Cards are unavailable", "We cannot save cards right now. Please try again later."
+        )
+    return web.redirect("/account?notice=card-saved")
+
+
+@app.post("/account/card/remove")
+def remove_card() -> Response:
+    _, account = signed_in()
+    web.form()
+    try:
+        _collection(account).remove_card(account.client_id)
+    except GatewayError:
+        logger.exception("card not removed")
+        return web.error(
+            503, "Cards are unavailable", "We cannot remove cards right now. Please try again later."
+        )
+    return web.redirect("/account?notice=card-removed")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

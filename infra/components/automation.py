@@ -56,19 +56,24 @@ RUN_ACCESS: dict[str, list[str]] = {
     "run-outcomes": ["dynamodb:Query"],
     "counters": ["dynamodb:GetItem", "dynamodb:UpdateItem"],  # the credit note series
     "acceptances": ["dynamodb:Query"],  # the terms an account accepted (account)
+    "payments": ["dynamodb:GetItem", "dynamodb:UpdateItem"],  # dunning: the charge's claim and outcome
 }
 WORKER_ACCESS: dict[str, list[str]] = {
-    "accounts": ["dynamodb:BatchGetItem"],  # the batch's buyers' details, copied onto their invoices
-    "invoices": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+    # the batch's buyers' details, copied onto their invoices; a suspension lifted once paid by card
+    "accounts": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+    # Query: the automatic charge marks the invoice paid by number and lifts a suspension (overdue rule)
+    "invoices": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"],
     "invoice-runs": ["dynamodb:UpdateItem"],
     "run-outcomes": ["dynamodb:GetItem", "dynamodb:PutItem"],
     "counters": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+    "payments": ["dynamodb:GetItem", "dynamodb:UpdateItem"],  # the card on file, the charge's claim
 }
 # The indexes each function queries.
 RUN_INDEXES = {
     "accounts": ["status-index", "suspended-index"],
     "invoices": ["number-index", "status-index", "client-index"],
 }
+WORKER_INDEXES = {"invoices": ["number-index", "status-index"]}
 
 
 class Automation(Construct):
@@ -156,7 +161,7 @@ class Automation(Construct):
         for table, actions in RUN_ACCESS.items():
             self.run.grant_table(tables[table], actions, indexes=RUN_INDEXES.get(table))
         for table, actions in WORKER_ACCESS.items():
-            self.worker.grant_table(tables[table], actions)
+            self.worker.grant_table(tables[table], actions, indexes=WORKER_INDEXES.get(table))
         self.queue.grant_send_messages(self.run.role)
         self._grant_exports()
         self.worker.function.add_event_source(

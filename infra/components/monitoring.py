@@ -63,6 +63,19 @@ class Monitoring(Construct):
                 threshold=1,
                 description=f"Lambda refused to run the {name} function (account or function concurrency).",
             )
+        self._alarm(
+            "ChargesFailed",
+            product_metric("ChargesFailed"),
+            threshold=5,
+            description="Five or more card charges failed in an hour: read the payments logs and Stripe.",
+        )
+        self._alarm(
+            "WebhookRefused",
+            product_metric("WebhookRefused", period_minutes=5),
+            threshold=5,
+            description="Stripe webhook requests refused (bad signature or stale): a wrong signing secret "
+            "after a roll, or someone forging events.",
+        )
         api_5xx = api.metric_server_error(period=Duration.minutes(5), statistic="Sum")
         self._alarm("Api5xx", api_5xx, threshold=5, description="The site answered 5xx errors.")
         bounce_rate = cloudwatch.Metric(
@@ -100,7 +113,12 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(title="SES bounce rate", left=[bounce_rate]),
             cloudwatch.GraphWidget(
                 title="Invoicing",
-                left=[product_metric("InvoicesIssued"), product_metric("InvoiceFailures")],
+                left=[
+                    product_metric("InvoicesIssued"),
+                    product_metric("InvoiceFailures"),
+                    product_metric("ChargesSucceeded"),
+                    product_metric("ChargesFailed"),
+                ],
                 right=[product_metric(f"AmountBilled{currency}")],
             ),
             cloudwatch.GraphWidget(

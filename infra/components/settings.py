@@ -1,5 +1,5 @@
-"""Operator-set values: the SolusVM API token (Secrets Manager); the token price and currency, and the
-invoice profile (seller, tax, payment instructions) under one path (SSM)."""
+"""Operator-set values: the SolusVM API token and Stripe's secrets (Secrets Manager); the token price and
+currency, and the invoice profile (seller, tax, payment instructions) under one path (SSM)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ class OperatorSettings(Construct):
                 }
             ],
         )
+        self.stripe_secret_key = self._stripe_secret("StripeSecretKey", stage, "secret key (sk_...)")
+        self.stripe_webhook_secret = self._stripe_secret(
+            "StripeWebhookSecret", stage, "webhook signing secret (whsec_...)"
+        )
         self.token_price = ssm.StringParameter(
             self,
             "TokenPrice",
@@ -82,3 +86,30 @@ class OperatorSettings(Construct):
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["ssm:GetParametersByPath"], resources=[base.rstrip("/"), base])
         )
+
+    def _stripe_secret(self, construct_id: str, stage: str, what: str) -> secretsmanager.Secret:
+        # No fixed name, like the SolusVM token's (its output says which): a retried first deploy never
+        # collides with a secret a rolled-back one left behind.
+        secret = secretsmanager.Secret(
+            self,
+            construct_id,
+            description=f"Post-Pay {stage}: Stripe {what}. Set it, then the stripePublishableKey context, "
+            "to take cards.",
+            secret_string_value=SecretValue.unsafe_plain_text(SECRET_PLACEHOLDER),
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+        )
+        NagSuppressions.add_resource_suppressions(
+            secret,
+            [
+                {
+                    "id": "AwsSolutions-SMG4",
+                    "reason": "Stripe's keys are issued and rolled in the Stripe dashboard; "
+                    "a Lambda cannot rotate them. Operators roll them by hand (README, Operating).",
+                }
+            ],
+        )
+        return secret
+
+    def grant_stripe(self, role: iam.IRole) -> None:
+        self.stripe_secret_key.grant_read(role)
+        self.stripe_webhook_secret.grant_read(role)

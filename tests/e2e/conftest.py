@@ -35,15 +35,21 @@ def free_port() -> int:
 
 
 class Site:
-    def __init__(self, port: int, emulator_port: int, moto_port: int = 0) -> None:
+    def __init__(self, port: int, emulator_port: int, moto_port: int = 0, stripe_port: int = 0) -> None:
         self.base = f"http://localhost:{port}"
         self.emulator = f"http://127.0.0.1:{emulator_port}"
-        self.ports = {"PORT": str(port), "EMULATOR_PORT": str(emulator_port), "MOTO_PORT": str(moto_port)}
+        self.stripe = f"http://127.0.0.1:{stripe_port}"
+        self.ports = {
+            "PORT": str(port),
+            "EMULATOR_PORT": str(emulator_port),
+            "MOTO_PORT": str(moto_port),
+            "STRIPE_PORT": str(stripe_port),
+        }
 
 
 @pytest.fixture(scope="session")
 def site() -> Iterator[Site]:
-    port, moto_port, emulator_port = free_port(), free_port(), free_port()
+    port, moto_port, emulator_port, stripe_port = free_port(), free_port(), free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common/python'}:{ROOT}"}
     process = subprocess.Popen(
         [
@@ -56,6 +62,8 @@ def site() -> Iterator[Site]:
             str(moto_port),
             "--emulator-port",
             str(emulator_port),
+            "--stripe-port",
+            str(stripe_port),
         ],
         cwd=ROOT,
         env=env,
@@ -63,7 +71,7 @@ def site() -> Iterator[Site]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    site = Site(port, emulator_port, moto_port)
+    site = Site(port, emulator_port, moto_port, stripe_port)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -15,10 +15,15 @@ from aws_cdk.assertions import Template
 ROOT = Path(__file__).resolve().parents[2]
 
 # The deployment variants every check runs against: the README's first deploy (the API's own URL, a new
-# SES identity), a second stage on the same domain (an existing identity), and a custom domain with DNS.
+# SES identity), a second stage on the same domain (an existing identity) that takes cards (Stripe), and a
+# custom domain with DNS.
 VARIANTS: dict[str, dict[str, object]] = {
     "stage-url": {},
-    "existing-ses-identity": {"stage": "test", "useExistingSesIdentity": True},
+    "existing-ses-identity": {
+        "stage": "test",
+        "useExistingSesIdentity": True,
+        "stripePublishableKey": "pk_test_rehearsal",
+    },
     "custom-domain": {
         "domainName": "billing.example.com",
         "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f6a2f1e-0000-4000-8000-0000000000",

@@ -11,6 +11,7 @@ layer holds every locked runtime dependency).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -493,6 +494,8 @@ class Gateway:
         self.base_path = parts.path.rstrip("/")
         self.functions = functions
         self.routes = self._routes(deployment.resources)
+        [api] = [v for v in deployment.resources.values() if v["Type"] == "AWS::ApiGateway::RestApi"]
+        self.binary_media_types: list[str] = api["Properties"].get("BinaryMediaTypes", [])
 
     @staticmethod
     def _routes(resources: dict) -> list[tuple[str, str]]:
@@ -566,7 +569,15 @@ class Gateway:
             request_path=path,
             path_parameters=params,
         )
+        if body and self._binary(headers.get("Content-Type", "")):
+            # a body whose type is one of the API's binary media types reaches the function base64-encoded
+            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode("ascii"), True
         return self.functions[function].invoke(event)
+
+    def _binary(self, content_type: str) -> bool:
+        kind = content_type.split(";")[0].strip().lower()
+        major = kind.split("/")[0]
+        return any(t in ("*/*", kind, f"{major}/*") for t in self.binary_media_types)
 
 
 def _normalized(name: str) -> str:

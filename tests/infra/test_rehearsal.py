@@ -6,8 +6,13 @@ cdk.out asset, with the layer asset and nothing else on its path, and with its t
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +27,7 @@ from local.poller import sqs_event
 from local.solusvm_emulator import EmulatorServer
 from local.stack import MotoServer
 from tests.browser import Browser, Page
-from tests.infra.conftest import ROOT
+from tests.infra.conftest import ROOT, VARIANTS
 from tests.infra.rehearsal import (
     ACCOUNT,
     REGION,
@@ -35,6 +40,8 @@ from tests.infra.rehearsal import (
 )
 
 SOLUSVM_TOKEN = "rehearsal-solusvm-token"
+STRIPE_SECRET_KEY = "sk_test_rehearsal"
+STRIPE_WEBHOOK_SECRET = "whsec_rehearsal"
 PASSWORD = "a long enough passphrase for the rehearsal"
 
 
@@ -50,6 +57,22 @@ def lambda_service() -> Iterator[LambdaService]:
     service = LambdaService()
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="module")
+def stripe_api() -> Iterator[str]:
+    """localstripe in a process of its own (one per process: the integration tests' stack has theirs)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.localstripe_server"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), f"localstripe did not start: {url!r}"
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +152,9 @@ class Journey:
 
 
 @pytest.mark.parametrize("variant", ["stage-url", "existing-ses-identity", "custom-domain"])
-def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, lambda_service, variant, tmp_path: Path):
+def test_a_first_deploy_works_at_its_site_url(
+    synth, moto, emulator, stripe_api, lambda_service, variant, tmp_path: Path
+):
     # Given the stack as `cdk deploy` creates it from the synthesized template …
     built = synth(variant)
     deployment = Deployment(
@@ -161,6 +186,18 @@ def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, lambda_serv
         # and an export of any size goes to the template's bucket (behind a presigned link), not inline
         "EXPORT_INLINE_BYTES": "0",
     }
+    cards = bool(VARIANTS[variant].get("stripePublishableKey"))
+    if cards:
+        # the README's card payments step: Stripe's keys in the secrets the stack names; Stripe itself is
+        # localstripe here, as SolusVM is the emulator
+        secrets = deployment.client("secretsmanager")
+        secrets.put_secret_value(
+            SecretId=deployment.output("StripeSecretKeySecret"), SecretString=STRIPE_SECRET_KEY
+        )
+        secrets.put_secret_value(
+            SecretId=deployment.output("StripeWebhookSecretSecret"), SecretString=STRIPE_WEBHOOK_SECRET
+        )
+        provider["STRIPE_API_BASE"] = stripe_api
     with deployment.functions(provider, tmp_path, lambda_service) as functions:
         # When a person opens SiteUrl and goes through sign-up, the email link, the terms, the dashboard,
         # the control panel and (after the 1st) their invoice
@@ -177,13 +214,57 @@ def test_a_first_deploy_works_at_its_site_url(synth, moto, emulator, lambda_serv
         [(_, html)] = [m for m in sent_mails(email) if number in m[0] or number in m[1]][-1:]
         link = unescape(re.search(r'href="([^"]+/invoices/[^"]+)"', html).group(1))
         assert link == site + f"invoices/{number}"
-        journey.get(link)
+        invoice_page = journey.get(link)
+        if cards:
+            assert f'href="{journey.base}invoices/{number}/pay"' in invoice_page.body, "Pay now"
+            webhook(journey, gateway, site, number)
         # And the gateway itself answers what is outside the site, as API Gateway does
         if urlsplit(site).path == "/live/":
             assert journey.browser.get(f"{origin}/signup").status == 403  # no stage: not the site
         assert journey.browser.get(site + "no-such-page").status == 404  # the product's own 404 page
         # And the operator's desk works on the deployed stack: find, export, void, re-bill
         operate(deployment, functions, email, number)
+
+
+def stripe_signature(payload: str, secret: str) -> str:
+    """The Stripe-Signature header as Stripe computes it: HMAC-SHA256 of "<timestamp>.<payload>"."""
+    stamp = int(time.time())
+    digest = hmac.new(secret.encode(), f"{stamp}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={stamp},v1={digest}"
+
+
+def webhook(journey: Journey, gateway: Gateway, site: str, number: str) -> None:
+    """Stripe's webhook at `<SiteUrl>payments/stripe` (README): the payments function from its asset, behind
+    API Gateway's binary media types. A forged or unsigned event is refused 400 and changes nothing; the
+    signed one marks the invoice paid, once."""
+    payload = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex[:24]}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "created": int(time.time()),
+            "data": {"object": {"id": f"pi_{uuid.uuid4().hex[:24]}", "metadata": {"invoice": number}}},
+        }
+    )
+    url = site + "payments/stripe"
+
+    def post(signature: str | None) -> dict:
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Stripe/1.0"}
+        if signature is not None:
+            headers["Stripe-Signature"] = signature
+        return gateway("POST", url, headers, payload.encode(), "54.187.174.169")
+
+    forged = post(stripe_signature(payload, "whsec_not_the_signing_secret"))
+    assert forged["statusCode"] == 400, forged
+    assert post(None)["statusCode"] == 400
+    assert journey.get(site + f"invoices/{number}").has("Unpaid"), "a refused event changes nothing"
+    accepted = post(stripe_signature(payload, STRIPE_WEBHOOK_SECRET))
+    assert accepted["statusCode"] == 200, accepted
+    assert json.loads(accepted["body"])["message"] == "paid"
+    replayed = post(stripe_signature(payload, STRIPE_WEBHOOK_SECRET))
+    assert replayed["statusCode"] == 200 and json.loads(replayed["body"])["message"] == "duplicate"
+    paid = journey.get(site + f"invoices/{number}")
+    assert paid.has("Paid") and "by card" in paid.body and f"invoices/{number}/pay" not in paid.body
 
 
 def walk(journey: Journey, email: str, *, panel: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match
 
 from infra.components.automation import EXPORT_ACTIONS, EXPORT_DAYS
-from infra.stack import READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM
+from infra.stack import READS_PRICES, SENDS_MAIL, TABLE_ACCESS, USES_SOLUSVM, USES_STRIPE
 from postpay.adapters.tables import table_specs
 from postpay.routes import FALLBACK_FUNCTION, ROUTES
 from tests.infra.conftest import VARIANTS
@@ -138,7 +138,7 @@ def test_invoicing_queue_worker_and_schedule(template, resources):
     queues = _of_type(resources, "AWS::SQS::Queue")
     [jobs] = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
     assert jobs["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 6, "5 attempts, then one to record"
-    assert jobs["Properties"]["VisibilityTimeout"] == 6 * 300
+    assert jobs["Properties"]["VisibilityTimeout"] == 6 * 600
     assert jobs["Properties"]["VisibilityTimeout"] >= 360, "longer than the invoice email lease"
     [mapping] = _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -165,12 +165,24 @@ def test_invoicing_queue_worker_and_schedule(template, resources):
 def test_each_role_grants_only_what_its_function_uses(resources, folder):
     statements = _statements(resources, folder)
     everything = set().union(*(_actions(s) for s in statements))
-    assert ("secretsmanager:GetSecretValue" in everything) == (folder in USES_SOLUSVM)
+    assert ("secretsmanager:GetSecretValue" in everything) == (folder in USES_SOLUSVM | USES_STRIPE)
+    assert bool(_stripe_secrets_read(statements)) == (folder in USES_STRIPE)
     assert ("ssm:GetParameter" in everything) == (folder in READS_PRICES)
     assert ("ses:SendEmail" in everything) == (folder in SENDS_MAIL)
     for statement in statements:
         if statement["Resource"] == "*":
             assert _actions(statement) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, statement
+
+
+def _stripe_secrets_read(statements: list[dict]) -> set[str]:
+    read = set()
+    for statement in statements:
+        if "secretsmanager:GetSecretValue" in _actions(statement):
+            targets = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            read |= {t["Ref"] for t in targets if isinstance(t, dict) and "Stripe" in t.get("Ref", "")}
+    return read
 
 
 def _keys(schema: list[dict]) -> set[tuple[str, str]]:
@@ -249,8 +261,11 @@ def test_mail_suppresses_bounces_and_sends_events(template):
 
 
 def test_operator_settings_secret_and_price_parameters(template, resources):
-    [secret] = _of_type(resources, "AWS::SecretsManager::Secret").values()
-    assert "Name" not in secret["Properties"], "no fixed name: a retried first deploy cannot collide"
+    found = _of_type(resources, "AWS::SecretsManager::Secret")
+    assert len(found) == 3, "the SolusVM token, Stripe's secret key and its webhook signing secret"
+    for secret in found.values():
+        assert "Name" not in secret["Properties"], "no fixed name: a retried first deploy cannot collide"
+        assert secret["DeletionPolicy"] == "RetainExceptOnCreate", "a rolled-back first deploy leaves none"
     template.has_resource_properties(
         "AWS::SSM::Parameter", {"Name": "/postpay/prod/token-price", "Value": "0.001"}
     )
@@ -270,13 +285,17 @@ def test_alarms_and_outputs(template, resources):
         "ApproximateNumberOfMessagesVisible",
         "ApproximateAgeOfOldestMessage",
         "HoursSinceLastDailyRun",
+        "ChargesFailed",
+        "WebhookRefused",
     } <= names
     throttled = [a for a in alarms.values() if a["Properties"].get("MetricName") == "Throttles"]
     assert len(throttled) == len(_of_type(resources, "AWS::Lambda::Function")), "one per function"
     assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     outputs = template.to_json()["Outputs"]
-    assert "SiteUrl" in outputs
+    assert {"SiteUrl", "SolusVmTokenSecret", "StripeSecretKeySecret", "StripeWebhookSecretSecret"} <= set(
+        outputs
+    )
 
 
 def test_missed_daily_run_counts_only_scheduled_runs_and_is_quiet_before_the_first(resources):

@@ -44,6 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 def functions(stack: LocalStack) -> dict[str, Any]:
     loaded = {name: load_function(name) for name in FUNCTIONS}
     loaded["automation"] = load_function("automation")
+    loaded["payments"] = load_function("payments")
     loaded["worker"] = load_function("automation", "worker")
     return loaded
 

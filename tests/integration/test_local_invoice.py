@@ -19,6 +19,7 @@ def local_invoice(stack, worker, *args: str) -> subprocess.CompletedProcess:
         "PORT": "8080",
         "MOTO_PORT": str(urlsplit(stack.aws_endpoint).port),
         "EMULATOR_PORT": str(urlsplit(stack.emulator.root).port),
+        "STRIPE_PORT": str(urlsplit(stack.stripe.url).port),
         "POSTPAY_RUN_STATE": "/nonexistent/run-state.json",  # this stack's ports, not a developer's make run
     }
     process = subprocess.Popen(

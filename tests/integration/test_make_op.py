@@ -29,7 +29,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     env = {**os.environ, "POSTPAY_RUN_STATE": str(state_file)}
     for key in ("AWS_ENDPOINT_URL", "INVOICE_QUEUE_URL"):
         env.pop(key, None)  # make run's own, not the test session's stack
-    ports = [str(_free_port()) for _ in range(3)]
+    ports = [str(_free_port()) for _ in range(4)]
     process = subprocess.Popen(
         [
             sys.executable,
@@ -41,6 +41,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             ports[1],
             "--emulator-port",
             ports[2],
+            "--stripe-port",
+            ports[3],
         ],
         cwd=ROOT,
         env=env,
@@ -89,6 +91,7 @@ def test_the_state_file_names_the_non_default_ports(running):
     assert state["port"] == int(running["ports"][0])
     assert state["awsEndpoint"].endswith(f":{running['ports'][1]}")
     assert state["emulatorRoot"].endswith(f":{running['ports'][2]}")
+    assert state["stripeUrl"].endswith(f":{running['ports'][3]}")
 
 
 def test_make_op_drives_every_payload(running):

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from postpay import limits
+from postpay.billing.collection import CHARGE_LEASE
 from postpay.billing.invoicing import EMAIL_LEASE
 
 
-def test_a_worst_case_job_is_every_solusvm_try_timing_out_plus_aws():
+def test_a_worst_case_job_is_every_solusvm_and_stripe_try_timing_out_plus_aws():
     tries = limits.SOLUSVM_RETRIES + 1
     solusvm = tries * (limits.SOLUSVM_CONNECT_TIMEOUT_SECONDS + limits.SOLUSVM_READ_TIMEOUT_SECONDS)
     backoff = limits.SOLUSVM_RETRIES * limits.SOLUSVM_BACKOFF_MAX_SECONDS
-    assert solusvm + backoff + limits.AWS_SECONDS_PER_JOB == limits.JOB_WORST_CASE_SECONDS
+    stripe_call = (limits.STRIPE_NETWORK_RETRIES + 1) * limits.STRIPE_TIMEOUT_SECONDS + (
+        limits.STRIPE_NETWORK_RETRIES * limits.STRIPE_BACKOFF_MAX_SECONDS
+    )
+    charge = limits.STRIPE_CALLS_PER_CHARGE * stripe_call
+    assert charge == limits.STRIPE_CHARGE_WORST_CASE_SECONDS
+    assert solusvm + backoff + limits.AWS_SECONDS_PER_JOB + charge == limits.JOB_WORST_CASE_SECONDS
     assert limits.START_JOB_MIN_REMAINING_MS > limits.JOB_WORST_CASE_SECONDS * 1000
+
+
+def test_a_charge_holds_its_claim_longer_than_its_gateway_calls_can_take():
+    assert CHARGE_LEASE.total_seconds() > limits.STRIPE_CHARGE_WORST_CASE_SECONDS, "never two live tries"
+    assert CHARGE_LEASE.total_seconds() < limits.QUEUE_VISIBILITY_TIMEOUT_SECONDS, "a redelivery may retry"
 
 
 def test_a_batch_of_worst_case_jobs_fits_in_the_workers_timeout():

@@ -80,6 +80,18 @@ class Settings:
         """Usage calls one worker invocation makes at once: workers x this never exceeds the budget."""
         return max(1, self.solusvm_max_concurrency // self.invoice_worker_concurrency)
 
+    # Stripe: all three unset = no card payments (the product works as before, payment by transfer)
+    stripe_secret_key_secret: str | None = None
+    stripe_webhook_secret_secret: str | None = None
+    stripe_publishable_key: str | None = None
+    stripe_api_base: str | None = None  # localstripe for make run and the tests; unset = Stripe itself
+    stripe_js_url: str = "https://js.stripe.com/v3/"
+    dunning_days: tuple[int, ...] = (3, 7)
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return self.stripe_secret_key_secret is not None
+
     @property
     def terms(self) -> list[TermsDocument]:
         return [self.tos, *([self.postpay_terms] if self.postpay_terms else [])]
@@ -164,6 +176,38 @@ class _Reader:
             self.errors.append(f"{name} must be between 0 and {maximum:g} seconds, got {value!r}")
         return result
 
+    def days(self, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            days = tuple(int(part) for part in value.split(","))
+        except ValueError:
+            days = ()
+        if not days or any(d < 1 for d in days) or list(days) != sorted(set(days)):
+            self.errors.append(f"{name} must be increasing whole days after issue, like 3,7; got {value!r}")
+            return default
+        return days
+
+    def stripe(self) -> dict[str, object]:
+        names = ("STRIPE_SECRET_KEY_SECRET", "STRIPE_WEBHOOK_SECRET_SECRET", "STRIPE_PUBLISHABLE_KEY")
+        values = [self.raw(name) for name in names]
+        if any(values) and not all(values):
+            missing = ", ".join(n for n, v in zip(names, values, strict=True) if not v)
+            self.errors.append(f"Stripe is half configured: set {missing} too (or none of the three)")
+        publishable = values[2]
+        if publishable and not publishable.startswith("pk_"):
+            self.errors.append("STRIPE_PUBLISHABLE_KEY must be a publishable key (pk_...)")
+        api_base = self.url("STRIPE_API_BASE") if self.raw("STRIPE_API_BASE") else None
+        return {
+            "stripe_secret_key_secret": values[0] if all(values) else None,
+            "stripe_webhook_secret_secret": values[1] if all(values) else None,
+            "stripe_publishable_key": publishable if all(values) else None,
+            "stripe_api_base": api_base,
+            "stripe_js_url": self.url("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
+            "dunning_days": self.days("DUNNING_DAYS", (3, 7)),
+        }
+
     def timezone(self, name: str, default: str) -> str:
         value = self.text(name, default)
         try:
@@ -243,6 +287,7 @@ class _Reader:
             export_bucket=self.raw("EXPORT_BUCKET"),
             # Lambda answers at most 6 MB; a spreadsheet a person opens is the point, not the answer's size.
             export_inline_bytes=self.integer("EXPORT_INLINE_BYTES", 200_000, minimum=0),
+            **self.stripe(),  # type: ignore[arg-type]
         )
         if result.solusvm_max_concurrency < result.invoice_worker_concurrency:
             self.errors.append(

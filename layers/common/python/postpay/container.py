@@ -17,6 +17,8 @@ from postpay.ports import (
     Exports,
     InvoiceDesk,
     Mailer,
+    PaymentGateway,
+    PaymentsStore,
     Queue,
     SessionStore,
     SolusVM,
@@ -24,6 +26,7 @@ from postpay.ports import (
 
 if TYPE_CHECKING:
     from postpay.billing.automation import Automation
+    from postpay.billing.collection import Collection
     from postpay.billing.invoicing import Invoicing
     from postpay.billing.upkeep import Upkeep
     from postpay.services.client_area import ClientArea
@@ -190,6 +193,7 @@ class Container:
             profile=self.invoice_profile,
             queue=self.queue,
             dispatcher=self.dispatcher,
+            collect=self.collection.charge if self.collection is not None else None,
         )
 
     @cached_property
@@ -218,6 +222,7 @@ class Container:
             accounts=self.accounts,
             clock=self.clock,
             exports=self.exports,
+            collection=self.collection,
         )
 
     @cached_property
@@ -225,6 +230,51 @@ class Container:
         from postpay.adapters.exports import S3Exports
 
         return S3Exports(self.settings.export_bucket) if self.settings.export_bucket else None
+
+    @cached_property
+    def payments(self) -> PaymentsStore:
+        from postpay.adapters.payments_store import PaymentsStore as DynamoPaymentsStore
+
+        self.stores  # noqa: B018 - binds the table names
+        return DynamoPaymentsStore()
+
+    @cached_property
+    def gateway(self) -> PaymentGateway | None:
+        """The card gateway, or None when Stripe is not configured (payment by transfer only)."""
+        if not self.settings.stripe_enabled:
+            return None
+        from postpay.adapters import params
+        from postpay.adapters.stripe_gateway import StripeGateway
+
+        key, webhook = self.settings.stripe_secret_key_secret, self.settings.stripe_webhook_secret_secret
+        assert key is not None and webhook is not None
+        return StripeGateway(
+            lambda: params.secret(key),
+            webhook_secret=lambda: params.secret(webhook),
+            api_base=self.settings.stripe_api_base,
+        )
+
+    @cached_property
+    def collection(self) -> Collection | None:
+        """Card collection, or None when Stripe is not configured."""
+        if self.gateway is None:
+            return None
+        from postpay.billing.collection import Collection
+
+        return Collection(
+            settings=self.settings,
+            payments=self.payments,
+            gateway=self.gateway,
+            invoices=self.billing,
+            mailer=self.mailer,
+            clock=self.clock,
+            after_paid=self._lift_suspension,
+        )
+
+    def _lift_suspension(self, invoice: Invoice) -> None:
+        from postpay.periods import local_date
+
+        self.upkeep.lift_if_clear(invoice.email, local_date(self.clock.now(), self.settings.billing_timezone))
 
     @cached_property
     def client_area(self) -> ClientArea:

@@ -4,7 +4,8 @@ The stack deploys them (infra/components/automation.py), the worker and the Solu
 and tests/unit/test_limits.py checks the arithmetic that ties them:
 
 - one job's worst case: every SolusVM try times out (connect, then read), with the retries' back-off,
-  plus an allowance for the DynamoDB transaction, the SES send and the "sent" mark;
+  plus an allowance for the DynamoDB transaction, the SES send and the "sent" mark, plus the automatic card
+  charge (Stripe configured): both of its gateway calls timing out on every try;
 - a whole batch of worst-case jobs fits in the worker's timeout, and the worker still checks the time left
   and hands back what it cannot finish (so a slower world than this arithmetic never kills a job half-way):
   the batch is prepared together (usage in parallel, one transaction) only as far as ``jobs_in_time``
@@ -26,10 +27,24 @@ SOLUSVM_BACKOFF_FACTOR = 0.3
 SOLUSVM_BACKOFF_MAX_SECONDS = 2.0
 AWS_SECONDS_PER_JOB = 10.0  # DynamoDB transaction, SES send, mark sent: ~100 ms each, with ample margin
 
+# The Stripe SDK's client (postpay.adapters.stripe_gateway): a timeout per request, network retries (safe:
+# every creating request carries an idempotency key), and the SDK's own cap on the delay between them.
+STRIPE_TIMEOUT_SECONDS = 10.0
+STRIPE_NETWORK_RETRIES = 1
+STRIPE_BACKOFF_MAX_SECONDS = 5.0  # stripe.HTTPClient.MAX_DELAY
+STRIPE_CALLS_PER_CHARGE = 2  # the look-up of an earlier try's PaymentIntent, then the one creating it
+STRIPE_CHARGE_WORST_CASE_SECONDS = STRIPE_CALLS_PER_CHARGE * (
+    (STRIPE_NETWORK_RETRIES + 1) * STRIPE_TIMEOUT_SECONDS
+    + STRIPE_NETWORK_RETRIES * STRIPE_BACKOFF_MAX_SECONDS
+)
+
 SOLUSVM_WORST_CASE_SECONDS = (SOLUSVM_RETRIES + 1) * (
     SOLUSVM_CONNECT_TIMEOUT_SECONDS + SOLUSVM_READ_TIMEOUT_SECONDS
 ) + SOLUSVM_RETRIES * SOLUSVM_BACKOFF_MAX_SECONDS
-JOB_WORST_CASE_SECONDS = SOLUSVM_WORST_CASE_SECONDS + AWS_SECONDS_PER_JOB
+# What one job adds after the usage calls: its share of the transaction, its email, and its card charge
+# (made one job after another, once the batch's invoices are issued).
+FINISH_SECONDS_PER_JOB = AWS_SECONDS_PER_JOB + STRIPE_CHARGE_WORST_CASE_SECONDS
+JOB_WORST_CASE_SECONDS = SOLUSVM_WORST_CASE_SECONDS + FINISH_SECONDS_PER_JOB
 START_MARGIN_MS = 2_000
 # A job starts only with this much time left; otherwise it is handed back to the queue untouched.
 START_JOB_MIN_REMAINING_MS = math.ceil(JOB_WORST_CASE_SECONDS * 1000) + START_MARGIN_MS
@@ -37,10 +52,12 @@ START_JOB_MIN_REMAINING_MS = math.ceil(JOB_WORST_CASE_SECONDS * 1000) + START_MA
 
 def batch_worst_case_ms(jobs: int, *, parallelism: int) -> int:
     """A batch prepared together: its usage calls in rounds of ``parallelism`` at once (each round as slow as
-    one worst-case call), plus every job's AWS allowance. One job: START_JOB_MIN_REMAINING_MS."""
+    one worst-case call), plus every job's finish (AWS allowance and card charge, one job after another).
+    One job: START_JOB_MIN_REMAINING_MS."""
     rounds = -(-jobs // max(1, parallelism))
     return (
-        math.ceil((rounds * SOLUSVM_WORST_CASE_SECONDS + jobs * AWS_SECONDS_PER_JOB) * 1000) + START_MARGIN_MS
+        math.ceil((rounds * SOLUSVM_WORST_CASE_SECONDS + jobs * FINISH_SECONDS_PER_JOB) * 1000)
+        + START_MARGIN_MS
     )
 
 
@@ -52,7 +69,7 @@ def jobs_in_time(remaining_ms: int, jobs: int, *, parallelism: int) -> int:
 
 
 WORKER_BATCH_SIZE = 5
-WORKER_TIMEOUT_SECONDS = 300
+WORKER_TIMEOUT_SECONDS = 600  # five worst-case jobs (with their card charges) and a margin
 QUEUE_VISIBILITY_TIMEOUT_SECONDS = 6 * WORKER_TIMEOUT_SECONDS
 INVOICE_MAX_ATTEMPTS = 5
 # SQS moves a message to the dead-letter queue when it is received once more than this.

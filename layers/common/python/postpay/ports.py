@@ -28,6 +28,7 @@ from postpay.models import (
     ToIssue,
     TokenRecord,
 )
+from postpay.payments import Card, CardOnFile, ChargeRecord, ChargeResult, PaymentEvent
 
 # ----------------------------------------------------------------------------------------------- stores
 
@@ -194,6 +195,23 @@ class InvoiceDesk(InvoiceStore, Protocol):
     ) -> list[Invoice]: ...
 
 
+class PaymentsStore(Protocol):
+    """Each client's card on file, each invoice's charge claim (exactly one charge per attempt), and the
+    gateway events already processed."""
+
+    def card_on_file(self, client_id: int) -> CardOnFile | None: ...
+    def save_customer(self, client_id: int, customer: str, now: datetime) -> str: ...
+    def save_card(self, client_id: int, card: Card, now: datetime) -> None: ...
+    def remove_card(self, client_id: int, now: datetime) -> None: ...
+    def charge_of(self, number: str) -> ChargeRecord | None: ...
+    def claim_charge(self, number: str, attempt: int, now: datetime, lease: timedelta) -> bool: ...
+    def release_charge(self, number: str, attempt: int) -> None: ...
+    def record_charge(self, number: str, attempt: int, result: ChargeResult, now: datetime) -> None: ...
+    def record_refund(self, number: str, refunded_minor: int, now: datetime) -> None: ...
+    def event_seen(self, event_id: str) -> bool: ...
+    def mark_event(self, event_id: str, event_type: str, now: datetime) -> None: ...
+
+
 # ---------------------------------------------------------------------------------- outside systems
 
 
@@ -213,6 +231,54 @@ class SolusVM(Protocol):
 class Mailer(Protocol):
     def send(self, to: str, template: str, *, attachments: tuple[Any, ...] = (), **context: Any) -> str:
         """Renders and sends ``template``; returns the message id."""
+        ...
+
+
+class PaymentGateway(Protocol):
+    """A card gateway (Stripe today: postpay.adapters.stripe_gateway). Amounts in minor units (int)."""
+
+    def create_customer(self, *, client_id: int, email: str) -> str: ...
+
+    def setup_intent(self, *, customer: str) -> str:
+        """A SetupIntent for an off-session card; returns its client secret (for the page script)."""
+        ...
+
+    def card(self, payment_method: str) -> Card: ...
+
+    def saved_card(self, *, setup_intent: str, customer: str) -> Card:
+        """The card a SetupIntent of this customer saved, attached to it; raises CardNotSaved if the
+        SetupIntent is not this customer's or has not succeeded."""
+        ...
+
+    def detach(self, payment_method: str) -> None: ...
+
+    def charge(
+        self,
+        *,
+        customer: str,
+        payment_method: str,
+        amount_minor: int,
+        currency: str,
+        invoice_number: str,
+        attempt: int,
+        off_session: bool = True,
+    ) -> ChargeResult:
+        """A PaymentIntent confirmed now (off-session: the automatic charge; on-session: Pay now, where the
+        bank may ask for 3-D Secure), under ``idempotency_key(invoice_number, attempt)``."""
+        ...
+
+    def find_charge(self, *, customer: str, invoice_number: str, attempt: int) -> ChargeResult | None:
+        """The PaymentIntent of that invoice and attempt, if one was created (a crash after creating it)."""
+        ...
+
+    def get_charge(self, intent_id: str) -> ChargeResult: ...
+
+    def refund(self, *, intent_id: str, amount_minor: int, reason: str, key: str) -> int:
+        """Refunds ``amount_minor`` of the PaymentIntent; returns the amount the refund records."""
+        ...
+
+    def parse_event(self, payload: str, signature: str | None) -> PaymentEvent:
+        """A webhook request's event once its signature and timestamp are verified; raises BadEvent."""
         ...
 
 

@@ -31,12 +31,17 @@ ROUTES: dict[str, Route] = {
     "/dashboard": _route("sso", "GET"),
     "/invoices": _route("sso", "GET"),
     "/invoices/{number}": _route("sso", "GET"),
+    "/invoices/{number}/pay": _route("sso", "GET", "POST"),
+    "/invoices/{number}/authenticated": _route("sso", "POST"),
     "/forgot": _route("sso", "GET", "POST"),
     "/reset": _route("sso", "GET", "POST"),
     "/account": _route("sso", "GET"),
     "/account/password": _route("sso", "POST"),
     "/account/billing": _route("sso", "POST"),
+    "/account/card": _route("sso", "GET", "POST"),
+    "/account/card/remove": _route("sso", "POST"),
     "/finish": _route("sso", "POST"),
+    "/payments/stripe": _route("payments", "POST"),
 }
 FALLBACK_FUNCTION = "signup"
 

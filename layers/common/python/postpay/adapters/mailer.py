@@ -24,6 +24,8 @@ SUBJECTS = {
     "suspended": "Your servers are suspended: invoice {invoice.number} is overdue",
     "reactivated": "Your servers are active again",
     "credit_note": "Credit note {credit_note.number}: invoice {invoice.number} is cancelled",
+    "payment_failed": "We could not charge your card for invoice {invoice.number}",
+    "receipt": "Receipt: invoice {invoice.number} is paid",
 }
 
 

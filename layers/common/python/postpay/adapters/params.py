@@ -33,7 +33,7 @@ def secret(name: str) -> str:
         value = value.decode("utf-8")
     value = str(value).strip()
     if not value or value == UNSET_SECRET:
-        raise ParameterError(f"secret {name} is not set: put the SolusVM API token in it")
+        raise ParameterError(f"secret {name} is not set: put its value (see README, Configuration) in it")
     return value
 
 

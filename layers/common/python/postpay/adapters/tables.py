@@ -305,6 +305,40 @@ class OutcomeItem(Base):
     at = UTCDateTimeAttribute()
 
 
+# ---------------------------------------------------------------------------------------- payments
+
+
+class PaymentItem(Base):
+    """``card#<client id>``: the card on file; ``charge#<invoice number>``: the invoice's latest charge."""
+
+    class Meta:
+        table_name = ""
+        billing_mode = "PAY_PER_REQUEST"
+
+    logical_name = "payments"
+
+    pk = UnicodeAttribute(hash_key=True)
+    # card
+    customer = UnicodeAttribute(null=True)
+    payment_method = UnicodeAttribute(null=True)
+    brand = UnicodeAttribute(null=True)
+    last4 = UnicodeAttribute(null=True)
+    exp_month = NumberAttribute(null=True)
+    exp_year = NumberAttribute(null=True)
+    # charge
+    attempt = NumberAttribute(null=True)
+    lease_until = NumberAttribute(null=True)
+    intent_id = UnicodeAttribute(null=True)
+    outcome = UnicodeAttribute(null=True)  # succeeded | failed | requires_action | processing
+    reason = UnicodeAttribute(null=True)
+    refunded_minor = NumberAttribute(null=True)  # what the gateway reports refunded, in minor units
+    pay_intent = UnicodeAttribute(null=True)  # the client's open Pay now PaymentIntent
+    pay_count = NumberAttribute(null=True)  # how many Pay now PaymentIntents were opened
+    # event: the gateway event ids already processed
+    event_type = UnicodeAttribute(null=True)
+    updated_at = UTCDateTimeAttribute(null=True)
+
+
 MODELS: list[type[Base]] = [
     AccountItem,
     TokenItem,
@@ -315,6 +349,7 @@ MODELS: list[type[Base]] = [
     InvoiceItem,
     RunItem,
     OutcomeItem,
+    PaymentItem,
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from postpay.billing.commands import (
@@ -16,6 +17,7 @@ from postpay.billing.commands import (
     PayloadError,
     QueueRun,
     Rebill,
+    Refund,
     ResendInvoice,
     RunStatus,
     VoidInvoice,
@@ -32,6 +34,7 @@ from postpay.observability import logger, metrics
 from postpay.periods import local_date, month_before
 
 if TYPE_CHECKING:
+    from postpay.billing.collection import Collection
     from postpay.billing.invoicing import Invoicing
     from postpay.billing.upkeep import Upkeep
     from postpay.ports import AccountStore, Exports, InvoiceDesk
@@ -116,7 +119,9 @@ class Automation:
         accounts: AccountStore,
         clock: Clock,
         exports: Exports | None = None,
+        collection: Collection | None = None,
     ) -> None:
+        self.collection = collection  # None: Stripe is not configured, no dunning
         self.settings = settings
         self.invoicing = invoicing
         self.upkeep = upkeep
@@ -157,6 +162,10 @@ class Automation:
         if command.today.day == 1:
             period = month_before(command.today, self.settings.billing_timezone)
             result["run"] = run_summary(self.invoicing.start(period, trigger="schedule"))
+        if self.collection is not None:
+            # before upkeep, so an invoice paid by today's retry does not suspend anyone
+            unpaid = self.billing.unpaid_due_before(date.max)
+            result["dunning"] = self.collection.dunning(command.today, unpaid)
         result["upkeep"] = self.upkeep.run(command.today).as_dict()
         return result
 
@@ -183,6 +192,22 @@ class Automation:
         except RebillRefused as error:
             raise PayloadError(f"rebill refused: {error}") from error
         return {**run_summary(run), "client": command.client_id}
+
+    def refund(self, command: Refund) -> dict[str, Any]:
+        from postpay.billing.collection import NotPayable
+        from postpay.payments import GatewayRefused
+
+        if self.collection is None:
+            raise PayloadError("refund refused: card payments (Stripe) are not configured")
+        invoice = self.billing.invoice_by_number(command.number)
+        if invoice is None:
+            raise PayloadError(f"no invoice {command.number!r}")
+        try:
+            return self.collection.refund(invoice, command.amount, command.reason)
+        except ValueError as error:  # an amount finer than the currency's minor unit
+            raise PayloadError(f"refund refused: {error}") from error
+        except (NotPayable, GatewayRefused) as error:
+            raise PayloadError(f"refund refused: {error}") from error
 
     def mark_paid(self, command: MarkPaid) -> dict[str, Any]:
         """Every payment is checked before any is recorded: a list with one unknown or already paid invoice
@@ -404,6 +429,7 @@ HANDLERS: dict[type, Callable[[Automation, Any], dict[str, Any]]] = {
     QueueRun: Automation.queue_run,
     Rebill: Automation.rebill,
     MarkPaid: Automation.mark_paid,
+    Refund: Automation.refund,
     AccountLookup: Automation.account,
     ListInvoices: Automation.list_invoices,
     ResendInvoice: Automation.resend_invoice,

@@ -9,6 +9,7 @@ from calendar import monthrange
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from postpay.periods import Period, local_date, month_before
@@ -66,6 +67,13 @@ class Rebill:
 
 
 @dataclass(frozen=True)
+class Refund:
+    number: str
+    amount: Decimal | None  # None: the whole amount paid by card
+    reason: str
+
+
+@dataclass(frozen=True)
 class AccountLookup:
     email: str | None
     client_id: int | None
@@ -105,6 +113,7 @@ Command = (
     | QueueRun
     | MarkPaid
     | Rebill
+    | Refund
     | AccountLookup
     | ListInvoices
     | ResendInvoice
@@ -212,6 +221,24 @@ def _rebill_payload(event: dict[str, Any], timezone: str, now: datetime) -> Rebi
     return _rebill(event["rebill"], timezone, now)
 
 
+def _refund(event: dict[str, Any], timezone: str, now: datetime) -> Refund:
+    """{"refund": "INV-000123", "amount": "5.00", "reason": "..."}: amount optional (the whole payment)."""
+    amount = None
+    if "amount" in event:
+        raw = event["amount"]
+        try:
+            amount = Decimal(raw) if isinstance(raw, str) and _AMOUNT.fullmatch(raw.strip()) else None
+        except InvalidOperation:
+            amount = None
+        if amount is None or amount <= 0:
+            raise PayloadError(f'refund amount must be a positive decimal string like "5.00", got {raw!r}')
+    reason = _text(event, "reason") if "reason" in event else "refund by the operator"
+    return Refund(_text(event, "refund"), amount, reason)
+
+
+_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,3})?")
+
+
 # The one table of operator payloads: name -> the keys it takes and its parser. The automation function
 # maps each command type to its handler (Automation.HANDLERS); a new payload is one entry in each.
 PAYLOADS: dict[str, Payload] = {
@@ -222,6 +249,7 @@ PAYLOADS: dict[str, Payload] = {
     "runStatus": Payload(frozenset({"runStatus", "after"}), _run_status),
     "markPaid": Payload(frozenset({"markPaid", "reference"}), _mark_paid),
     "rebill": Payload(frozenset({"rebill"}), _rebill_payload),
+    "refund": Payload(frozenset({"refund", "amount", "reason"}), _refund),
     "account": Payload(frozenset({"account"}), _account),
     "listInvoices": Payload(frozenset({"listInvoices"}), _list_invoices),
     "resendInvoice": Payload(frozenset({"resendInvoice"}), _resend),

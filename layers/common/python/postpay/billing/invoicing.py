@@ -42,9 +42,10 @@ from postpay.periods import Period, local_date
 if TYPE_CHECKING:
     from postpay.ports import AccountStore, Dispatcher, InvoiceStore, Mailer, Queue, SolusVM
 
-# Longer than one attempt to send an email; shorter than the queue's visibility timeout, so a redelivered
-# job after a crash finds the lease expired and sends the email.
-EMAIL_LEASE = timedelta(minutes=5)
+# Longer than a worst-case batch takes from its transaction to its last email (each job's card charge comes
+# between two emails); shorter than the queue's visibility timeout, so a redelivered job after a crash finds
+# the lease expired and sends the email.
+EMAIL_LEASE = timedelta(minutes=10)
 
 
 class EmailPending(Exception):
@@ -289,6 +290,7 @@ class Invoicing:
         queue: Queue | None,
         profile: Callable[[], InvoiceProfile] = lambda: NO_PROFILE,
         dispatcher: Dispatcher | None = None,
+        collect: Callable[[Invoice], object] | None = None,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -301,6 +303,8 @@ class Invoicing:
         self.queue = queue
         self.dispatcher = dispatcher  # None where there is no Lambda (local stack, tests): queue inline
         self._usage_pool: ThreadPoolExecutor | None = None
+        # charges a new invoice to the card on file (Stripe configured); exactly once by its own claim
+        self.collect = collect
 
     # the run ---------------------------------------------------------------------------------------
 
@@ -688,6 +692,7 @@ class Invoicing:
         metrics.add_metric(name="InvoicesIssued", unit="Count", value=1)
         metrics.add_metric(name=f"AmountBilled{invoice.currency}", unit="None", value=float(invoice.total))
         self._email(invoice, claimed=True)
+        self._collect(invoice)
 
     def _already(self, job: Job) -> str:
         """The (client, period) was billed before (another run, or this one before a crash)."""
@@ -700,10 +705,17 @@ class Invoicing:
                     job.run_id, job.client_id, "already_invoiced", self.clock.now(), number=invoice.number
                 )
             self._email(invoice, claimed=False)
+            self._collect(invoice)
             return "invoiced" if invoice.run_id == job.run_id else "already_invoiced"
         if outcome == "nothing_to_bill":
             self.billing.record_outcome(job.run_id, job.client_id, "nothing_to_bill", self.clock.now())
         return outcome
+
+    def _collect(self, invoice: Invoice) -> None:
+        """The automatic charge, after the invoice email (the client learns of the invoice first). Its own
+        claim makes it once; a gateway failure raises and the queue retries the job."""
+        if self.collect is not None and invoice.status is InvoiceStatus.UNPAID:
+            self.collect(invoice)
 
     def _email(self, invoice: Invoice, *, claimed: bool) -> None:
         """Sends the invoice email once: under the lease written with the invoice, or one claimed now."""

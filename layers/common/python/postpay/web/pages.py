@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
@@ -41,6 +42,41 @@ def stylesheet() -> tuple[Markup, str]:
     css = resources.files("postpay").joinpath("templates/style.css").read_text("utf-8")
     digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
     return Markup(css), f"'sha256-{digest}'"  # noqa: S704 - our own file, not user input
+
+
+@lru_cache(maxsize=4)
+def script(name: str) -> tuple[Markup, str]:
+    """One of our page scripts, inlined, and its CSP hash: allowed only on the page that uses it."""
+    js = resources.files("postpay").joinpath(f"templates/scripts/{name}").read_text("utf-8")
+    digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
+    return Markup(js), f"'sha256-{digest}'"  # noqa: S704 - our own file, not user input
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def stripe_headers(settings: Settings, script_hash: str) -> dict[str, str]:
+    """The card pages' CSP: the site's own policy plus exactly what Stripe.js needs (its script, its
+    frames, its API), per Stripe's published CSP list. Every other page keeps the closed policy."""
+    _, style_hash = stylesheet()
+    js = _origin(settings.stripe_js_url)
+    api = _origin(settings.stripe_api_base or "https://api.stripe.com")
+    frames = f"{js} https://hooks.stripe.com" if js == "https://js.stripe.com" else js
+    return {
+        **security_headers(settings),
+        "Content-Security-Policy": (
+            "default-src 'none'; "
+            f"style-src {style_hash}; "
+            f"script-src {js} {script_hash}; "
+            f"connect-src {api}; "
+            f"frame-src {frames}; "
+            "img-src 'self' data: https://*.stripe.com; "
+            "form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        ),
+    }
 
 
 def security_headers(settings: Settings) -> dict[str, str]:
@@ -166,7 +202,9 @@ class Web:
 
     # responses -------------------------------------------------------------------------------------
 
-    def page(self, template: str, *, status: int = 200, **context: Any) -> Response:
+    def page(
+        self, template: str, *, status: int = 200, headers: dict[str, str] | None = None, **context: Any
+    ) -> Response:
         css, _ = stylesheet()
         context.setdefault("signed_in", self.is_signed_in())
         context.setdefault("seller", self.seller())
@@ -179,7 +217,7 @@ class Web:
             url=self.settings.path,
             **context,
         )
-        return self.respond(status, body)
+        return self.respond(status, body, headers)
 
     def respond(self, status: int, body: str = "", headers: dict[str, str] | None = None) -> Response:
         return Response(

@@ -1,0 +1,159 @@
+"""DynamoDB for collection: each client's card on file and each invoice's charge, one table.
+
+Exactly one charge per invoice is this table's job: before the gateway is called, the charge attempt is
+claimed on the invoice's charge item with a conditional write (an attempt number and a lease). A second
+job, a redelivery or an overlapping run finds the claim and does not call the gateway; a job that crashed
+after calling it is retried once the lease has expired and looks the charge up at the gateway by its
+invoice and attempt before creating one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.update import Action
+
+from postpay.adapters.tables import PaymentItem, conditional_failed
+from postpay.payments import Card, CardOnFile, ChargeRecord, ChargeResult
+
+
+class PaymentsStore:
+    # cards ------------------------------------------------------------------------------------------
+
+    def card_on_file(self, client_id: int) -> CardOnFile | None:
+        try:
+            item = PaymentItem.get(f"card#{client_id}", consistent_read=True)
+        except DoesNotExist:
+            return None
+        card = None
+        if item.payment_method:
+            card = Card(
+                payment_method=item.payment_method,
+                brand=item.brand or "",
+                last4=item.last4 or "",
+                exp_month=int(item.exp_month or 0),
+                exp_year=int(item.exp_year or 0),
+            )
+        return CardOnFile(customer=item.customer or "", card=card)
+
+    def save_customer(self, client_id: int, customer: str, now: datetime) -> str:
+        """Records the client's gateway customer once; returns the one recorded (a concurrent first wins)."""
+        try:
+            PaymentItem(f"card#{client_id}").update(
+                actions=[PaymentItem.customer.set(customer), PaymentItem.updated_at.set(now)],
+                condition=PaymentItem.customer.does_not_exist(),
+            )
+        except UpdateError as error:
+            if not conditional_failed(error):
+                raise
+        found = self.card_on_file(client_id)
+        assert found is not None
+        return found.customer
+
+    def save_card(self, client_id: int, card: Card, now: datetime) -> None:
+        PaymentItem(f"card#{client_id}").update(
+            actions=[
+                PaymentItem.payment_method.set(card.payment_method),
+                PaymentItem.brand.set(card.brand),
+                PaymentItem.last4.set(card.last4),
+                PaymentItem.exp_month.set(card.exp_month),
+                PaymentItem.exp_year.set(card.exp_year),
+                PaymentItem.updated_at.set(now),
+            ],
+            condition=PaymentItem.customer.exists(),
+        )
+
+    def remove_card(self, client_id: int, now: datetime) -> None:
+        PaymentItem(f"card#{client_id}").update(
+            actions=[
+                PaymentItem.payment_method.remove(),
+                PaymentItem.brand.remove(),
+                PaymentItem.last4.remove(),
+                PaymentItem.exp_month.remove(),
+                PaymentItem.exp_year.remove(),
+                PaymentItem.updated_at.set(now),
+            ],
+            condition=PaymentItem.customer.exists(),
+        )
+
+    # charges ----------------------------------------------------------------------------------------
+
+    def charge_of(self, number: str) -> ChargeRecord | None:
+        try:
+            item = PaymentItem.get(f"charge#{number}", consistent_read=True)
+        except DoesNotExist:
+            return None
+        return ChargeRecord(
+            attempt=int(item.attempt or 0),
+            intent_id=item.intent_id,
+            outcome=item.outcome,
+            reason=item.reason,
+            refunded_minor=int(item.refunded_minor or 0),
+            lease_until=int(item.lease_until or 0),
+        )
+
+    def claim_charge(self, number: str, attempt: int, now: datetime, lease: timedelta) -> bool:
+        """Takes the right to make charge ``attempt`` of the invoice: the first attempt on a fresh invoice,
+        the next one only after the previous one failed, the same one again only after its holder's lease
+        expired without an outcome (a crash). Never after a success."""
+        expired = int(now.timestamp())
+        try:
+            PaymentItem(f"charge#{number}").update(
+                actions=[
+                    PaymentItem.attempt.set(attempt),
+                    PaymentItem.lease_until.set(int((now + lease).timestamp())),
+                    PaymentItem.outcome.remove(),
+                    PaymentItem.reason.remove(),
+                    PaymentItem.updated_at.set(now),
+                ],
+                condition=PaymentItem.pk.does_not_exist()
+                | ((PaymentItem.outcome == "failed") & (PaymentItem.attempt < attempt))
+                | (
+                    (PaymentItem.attempt == attempt)
+                    & PaymentItem.outcome.does_not_exist()
+                    & (PaymentItem.lease_until < expired)
+                ),
+            )
+        except UpdateError as error:
+            if conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def record_refund(self, number: str, refunded_minor: int, now: datetime) -> None:
+        PaymentItem(f"charge#{number}").update(
+            actions=[PaymentItem.refunded_minor.set(refunded_minor), PaymentItem.updated_at.set(now)]
+        )
+
+    # gateway events ---------------------------------------------------------------------------------
+
+    def event_seen(self, event_id: str) -> bool:
+        try:
+            PaymentItem.get(f"event#{event_id}", consistent_read=True, attributes_to_get=["pk"])
+        except DoesNotExist:
+            return False
+        return True
+
+    def mark_event(self, event_id: str, event_type: str, now: datetime) -> None:
+        PaymentItem(f"event#{event_id}", event_type=event_type, updated_at=now).save()
+
+    def release_charge(self, number: str, attempt: int) -> None:
+        """Ends this attempt's lease without an outcome: the gateway refused before creating anything."""
+        PaymentItem(f"charge#{number}").update(
+            actions=[PaymentItem.lease_until.set(0)],
+            condition=(PaymentItem.attempt == attempt) & PaymentItem.outcome.does_not_exist(),
+        )
+
+    def record_charge(self, number: str, attempt: int, result: ChargeResult, now: datetime) -> None:
+        actions: list[Action] = [
+            PaymentItem.outcome.set(result.status),
+            PaymentItem.lease_until.remove(),
+            PaymentItem.updated_at.set(now),
+        ]
+        if result.intent_id:
+            actions.append(PaymentItem.intent_id.set(result.intent_id))
+        actions.append(
+            PaymentItem.reason.set(result.reason) if result.reason else PaymentItem.reason.remove()
+        )
+        PaymentItem(f"charge#{number}").update(actions=actions, condition=PaymentItem.attempt == attempt)

@@ -1,0 +1,374 @@
+"""Collection: charging an issued invoice to the client's card on file, exactly once.
+
+The order of steps is what makes it once: claim the attempt in our table (conditional write), then look for a
+PaymentIntent of that invoice and attempt at the gateway (a crash after creating it), and only if there is
+none create one under the attempt's idempotency key; then record the outcome. A duplicate job finds the claim
+and stops; a job killed anywhere is redelivered and, once the lease has expired, finds what was done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from postpay import money
+from postpay.clock import Clock
+from postpay.config import Settings
+from postpay.models import Invoice, InvoiceStatus
+from postpay.observability import logger, metrics
+from postpay.payments import (
+    Card,
+    CardNotSaved,
+    ChargeRecord,
+    ChargeResult,
+    GatewayError,
+    GatewayRefused,
+    PaymentEvent,
+    chargeable,
+    minor_units,
+)
+
+if TYPE_CHECKING:
+    from postpay.ports import InvoiceStore, Mailer, PaymentGateway, PaymentsStore
+
+# Longer than a charge's gateway calls with their retries (postpay.limits); shorter than the queue's
+# visibility timeout (tests/unit/test_limits.py).
+CHARGE_LEASE = timedelta(minutes=3)
+
+
+class NotPayable(Exception):
+    """Pay now is not possible for this invoice now; the message says why, for the client."""
+
+
+class ChargePending(Exception):
+    """Another attempt holds the charge's lease: it may be charging right now. Retry later."""
+
+
+class Collection:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        payments: PaymentsStore,
+        gateway: PaymentGateway,
+        invoices: InvoiceStore,
+        mailer: Mailer,
+        clock: Clock,
+        after_paid: Callable[[Invoice], object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.payments = payments
+        self.gateway = gateway
+        self.invoices = invoices
+        self.mailer = mailer
+        self.clock = clock
+        self.after_paid = after_paid  # lifts a suspension through the overdue rule
+
+    def charge(self, invoice: Invoice, *, attempt: int = 1, on_session: bool = False) -> str:
+        """Charges the invoice's total to the card on file. Returns what happened: no_card, below_minimum,
+        not_unpaid, succeeded, failed, requires_action, processing or already (an attempt was made)."""
+        if invoice.status is not InvoiceStatus.UNPAID:
+            return "not_unpaid"
+        on_file = self.payments.card_on_file(invoice.client_id)
+        if on_file is None or on_file.card is None:
+            return "no_card"
+        if not chargeable(invoice.total, invoice.currency):
+            logger.info("below the minimum charge", extra={"invoice": invoice.number})
+            return "below_minimum"
+        now = self.clock.now()
+        if not self.payments.claim_charge(invoice.number, attempt, now, CHARGE_LEASE):
+            record = self.payments.charge_of(invoice.number)
+            if record is not None and record.attempt == attempt and record.outcome is None:
+                raise ChargePending(invoice.number)
+            return "already"
+        try:
+            result = self.gateway.find_charge(
+                customer=on_file.customer, invoice_number=invoice.number, attempt=attempt
+            ) or self.gateway.charge(
+                customer=on_file.customer,
+                payment_method=on_file.card.payment_method,
+                amount_minor=minor_units(invoice.total, invoice.currency),
+                currency=invoice.currency,
+                invoice_number=invoice.number,
+                attempt=attempt,
+                off_session=not on_session,
+            )
+        except GatewayRefused:
+            # nothing was created: the retry may claim the attempt at once rather than after the lease
+            self.payments.release_charge(invoice.number, attempt)
+            raise
+        self._settle(invoice, attempt, result, email=not on_session)
+        return result.status
+
+    def _settle(self, invoice: Invoice, attempt: int, result: ChargeResult, *, email: bool) -> None:
+        now = self.clock.now()
+        if result.status == "succeeded":
+            self.paid(invoice.number, result.intent_id or "")
+        elif email and result.status in ("failed", "requires_action"):
+            # The email goes before the record: a crash between them sends it twice, never not at all.
+            metrics.add_metric(name="ChargesFailed", unit="Count", value=1)
+            self.mailer.send(
+                invoice.email,
+                "payment_failed",
+                invoice=invoice,
+                reason=result.reason or "the card needs your confirmation",
+                invoice_url=self.settings.url(f"invoices/{invoice.number}"),
+            )
+        self.payments.record_charge(invoice.number, attempt, result, now)
+        logger.info(
+            "charge settled", extra={"invoice": invoice.number, "attempt": attempt, "status": result.status}
+        )
+
+    def paid(self, number: str, intent_id: str) -> None:
+        """unpaid -> paid by card; already paid (the webhook and the charge's answer both say so) is fine."""
+        try:
+            invoice = self.invoices.mark_paid(number, f"card {intent_id}", self.clock.now())
+        except ValueError:
+            logger.info("invoice already settled", extra={"invoice": number})
+            return
+        metrics.add_metric(name="ChargesSucceeded", unit="Count", value=1)
+        # Once: only the one call whose write moved the invoice to paid gets here (a crash right after
+        # that write loses the receipt; the invoice page still shows it paid by card).
+        self.mailer.send(
+            invoice.email,
+            "receipt",
+            invoice=invoice,
+            invoice_url=self.settings.url(f"invoices/{invoice.number}"),
+        )
+        if self.after_paid is not None:
+            self.after_paid(invoice)
+
+    # refunds ------------------------------------------------------------------------------------------
+
+    def refund(self, invoice: Invoice, amount: Decimal | None, reason: str) -> dict[str, str]:
+        """The operator's refund of an invoice paid by card: all of it (``amount`` None) or part, never more
+        than is left. The idempotency key carries the amount already refunded, so a retried payload is the
+        same refund at Stripe, and the next one a new one. Raises NotPayable with the reason it is refused."""
+        record = self.payments.charge_of(invoice.number)
+        reference = invoice.payment_reference or ""
+        if invoice.status is not InvoiceStatus.PAID or not reference.startswith("card "):
+            raise NotPayable(f"invoice {invoice.number} is not paid by card: refund a transfer by transfer")
+        intent_id = reference.removeprefix("card ")
+        paid = minor_units(invoice.total, invoice.currency)
+        already = record.refunded_minor if record is not None else 0
+        wanted = paid - already if amount is None else minor_units(amount, invoice.currency)
+        if wanted <= 0 or wanted > paid - already:
+            left = Decimal(paid - already).scaleb(-money.minor_unit(invoice.currency))
+            raise NotPayable(f"invoice {invoice.number} has {left} {invoice.currency} left to refund")
+        refunded = self.gateway.refund(
+            intent_id=intent_id,
+            amount_minor=wanted,
+            reason=reason,
+            key=f"postpay-refund-{invoice.number}-after-{already}-{wanted}",
+        )
+        self.payments.record_refund(invoice.number, already + refunded, self.clock.now())
+        logger.info("refunded", extra={"invoice": invoice.number, "amount_minor": refunded})
+        total = Decimal(already + refunded).scaleb(-money.minor_unit(invoice.currency))
+        return {
+            "invoice": invoice.number,
+            "refunded": str(total),
+            "currency": invoice.currency,
+            "reason": reason,
+        }
+
+    # dunning ------------------------------------------------------------------------------------------
+
+    def dunning(self, today: date, unpaid: Iterable[Invoice]) -> dict[str, list[str]]:
+        """The daily retry of declined automatic charges: attempt n+1 on day ``dunning_days[n-1]`` after
+        issue (default 3 and 7), each failure emailed; after the last one the overdue rule takes over.
+        A Pay now attempt counts as one of them: the client has just tried that card."""
+        summary: dict[str, list[str]] = {"retried": [], "paid": [], "failed": [], "errors": []}
+        days = self.settings.dunning_days
+        now = int(self.clock.now().timestamp())
+        for invoice in unpaid:
+            record = self.payments.charge_of(invoice.number)
+            if record is None:
+                continue
+            if record.outcome is None and record.lease_until < now:
+                # A try that never finished (its job died, or Stripe stayed down through all its attempts):
+                # finished now, finding that try's PaymentIntent before creating one.
+                attempt = record.attempt
+            elif self._retry_due(record, invoice, today, days):
+                attempt = record.attempt + 1
+            else:
+                continue
+            try:
+                outcome = self.charge(invoice, attempt=attempt)
+            except (GatewayError, ChargePending) as error:
+                summary["errors"].append(f"{invoice.number}: {type(error).__name__}")
+                continue
+            summary["retried"].append(invoice.number)
+            if outcome == "succeeded":
+                summary["paid"].append(invoice.number)
+            elif outcome in ("failed", "requires_action"):
+                summary["failed"].append(invoice.number)
+        return summary
+
+    @staticmethod
+    def _retry_due(record: ChargeRecord, invoice: Invoice, today: date, days: tuple[int, ...]) -> bool:
+        """A declined automatic charge whose next dunning day has come (attempt n+1 on days[n-1])."""
+        if record.outcome != "failed" or record.attempt > len(days):
+            return False
+        return today >= invoice.issued_on + timedelta(days=days[record.attempt - 1])
+
+    # pay now ------------------------------------------------------------------------------------------
+
+    def pay_now(self, invoice: Invoice) -> ChargeResult:
+        """The client pays with the card on file, on the site: the next charge attempt of the invoice, under
+        the same claim as the automatic ones (so Pay now and a dunning retry never both charge). A bank
+        asking for 3-D Secure leaves it ``requires_action`` with the client secret Stripe.js needs."""
+        if invoice.status is not InvoiceStatus.UNPAID:
+            raise NotPayable("This invoice is already paid.")
+        if not chargeable(invoice.total, invoice.currency):
+            raise NotPayable("This amount is below the card minimum: please pay it by bank transfer.")
+        if self.card_of(invoice.client_id) is None:
+            raise NotPayable("Add a card first, or pay by bank transfer.")
+        record = self.payments.charge_of(invoice.number)
+        if record is not None and record.outcome in ("requires_action", "processing") and record.intent_id:
+            current = self.gateway.get_charge(record.intent_id)
+            if current.status == "succeeded":
+                self.paid(invoice.number, record.intent_id)
+                raise NotPayable("This invoice is already paid.")
+            if current.status in ("requires_action", "processing"):
+                return current  # the same PaymentIntent: authenticate it, never a second one
+            self.payments.record_charge(
+                invoice.number,
+                record.attempt,
+                ChargeResult(intent_id=record.intent_id, status="failed", reason=current.reason),
+                self.clock.now(),
+            )
+            record = self.payments.charge_of(invoice.number)
+        if record is not None and record.outcome == "succeeded":
+            raise NotPayable("This invoice is already paid.")
+        if record is None:
+            attempt = 1
+        elif record.outcome is not None:
+            attempt = record.attempt + 1
+        elif record.lease_until >= int(self.clock.now().timestamp()):
+            raise NotPayable("Your card is being charged for this invoice. Look again in a few minutes.")
+        else:
+            attempt = record.attempt  # a try that never finished: this one finishes it (found, or made)
+        try:
+            outcome = self.charge(invoice, attempt=attempt, on_session=True)
+        except ChargePending as pending:
+            raise NotPayable(
+                "Your card is being charged for this invoice. Look again in a few minutes."
+            ) from pending
+        if outcome == "already":
+            raise NotPayable("This invoice is being paid. Look again in a few minutes.")
+        record = self.payments.charge_of(invoice.number)
+        assert record is not None
+        if outcome == "requires_action" and record.intent_id:
+            return self.gateway.get_charge(record.intent_id)
+        return ChargeResult(intent_id=record.intent_id, status=outcome, reason=record.reason)
+
+    def after_authentication(self, invoice: Invoice, intent_id: str) -> str:
+        """The page's return after Stripe.js ran 3-D Secure: the PaymentIntent's status, read from Stripe
+        (never from the browser). Marks the invoice paid when it succeeded; the webhook does the same."""
+        record = self.payments.charge_of(invoice.number)
+        if record is None or record.intent_id != intent_id:
+            raise NotPayable("This payment is not one of this invoice.")
+        current = self.gateway.get_charge(intent_id)
+        if current.invoice_number != invoice.number:
+            raise NotPayable("This payment is not one of this invoice.")
+        if current.status == "succeeded":
+            self.paid(invoice.number, intent_id)
+            self.payments.record_charge(invoice.number, record.attempt, current, self.clock.now())
+        elif current.status == "requires_payment_method":
+            failed = ChargeResult(intent_id=intent_id, status="failed", reason=current.reason)
+            self.payments.record_charge(invoice.number, record.attempt, failed, self.clock.now())
+        return current.status
+
+    def _customer(self, client_id: int, email: str) -> str:
+        on_file = self.payments.card_on_file(client_id)
+        if on_file is not None and on_file.customer:
+            return on_file.customer
+        return self.payments.save_customer(
+            client_id, self.gateway.create_customer(client_id=client_id, email=email), self.clock.now()
+        )
+
+    # the card on file ---------------------------------------------------------------------------------
+
+    def card_of(self, client_id: int) -> Card | None:
+        on_file = self.payments.card_on_file(client_id)
+        return on_file.card if on_file is not None else None
+
+    def start_card_setup(self, client_id: int, email: str) -> str:
+        """A SetupIntent for the client's gateway customer (created once); its client secret for the page."""
+        return self.gateway.setup_intent(customer=self._customer(client_id, email))
+
+    def finish_card_setup(self, client_id: int, setup_intent: str) -> Card:
+        """Saves the card the client's SetupIntent confirmed, replacing (and detaching) the previous one.
+        Raises CardNotSaved when the setup is not this client's or did not succeed."""
+        on_file = self.payments.card_on_file(client_id)
+        if on_file is None or not on_file.customer:
+            raise CardNotSaved("no card setup was started")
+        card = self.gateway.saved_card(setup_intent=setup_intent, customer=on_file.customer)
+        self.payments.save_card(client_id, card, self.clock.now())
+        if on_file.card is not None and on_file.card.payment_method != card.payment_method:
+            self.gateway.detach(on_file.card.payment_method)
+        logger.info("card saved", extra={"client_id": client_id})
+        return card
+
+    def remove_card(self, client_id: int) -> None:
+        on_file = self.payments.card_on_file(client_id)
+        if on_file is None or on_file.card is None:
+            return
+        self.payments.remove_card(client_id, self.clock.now())
+        self.gateway.detach(on_file.card.payment_method)
+        logger.info("card removed", extra={"client_id": client_id})
+
+    # gateway events ------------------------------------------------------------------------------------
+
+    def on_event(self, payload: str, signature: str | None) -> str:
+        """A webhook request: verified (BadEvent otherwise), processed once per event id, unknown types
+        acknowledged. Every step is idempotent, so an event whose processing died is simply redelivered;
+        the id is stored after processing, and a stored id is acknowledged without processing again."""
+        event = self.gateway.parse_event(payload, signature)
+        if self.payments.event_seen(event.id):
+            return "duplicate"
+        outcome = self._apply(event)
+        self.payments.mark_event(event.id, event.type, self.clock.now())
+        logger.info("gateway event", extra={"event_type": event.type, "outcome": outcome})
+        return outcome
+
+    def _apply(self, event: PaymentEvent) -> str:
+        if event.type not in HANDLED_EVENTS:
+            return "ignored"
+        if not event.invoice_number or not event.intent_id:
+            return "ignored"  # not one of ours (no invoice in its metadata)
+        invoice = self.invoices.invoice_by_number(event.invoice_number)
+        if invoice is None:
+            logger.warning("event for an unknown invoice", extra={"event_type": event.type})
+            return "ignored"
+        if event.type == "payment_intent.succeeded":
+            self.paid(invoice.number, event.intent_id)
+            return "paid"
+        if event.type == "charge.refunded":
+            self.payments.record_refund(invoice.number, event.refunded_minor or 0, self.clock.now())
+            return "refund_recorded"
+        record = self.payments.charge_of(invoice.number)
+        if record is not None and record.intent_id == event.intent_id and record.outcome == "failed":
+            return "failure_known"  # the charge's own answer recorded it and emailed the client
+        if invoice.status is InvoiceStatus.UNPAID:
+            self.mailer.send(
+                invoice.email,
+                "payment_failed",
+                invoice=invoice,
+                reason=event.reason or "the card was declined",
+                invoice_url=self.settings.url(f"invoices/{invoice.number}"),
+            )
+        if record is not None:
+            self.payments.record_charge(
+                invoice.number,
+                record.attempt,
+                ChargeResult(intent_id=event.intent_id, status="failed", reason=event.reason),
+                self.clock.now(),
+            )
+        metrics.add_metric(name="ChargesFailed", unit="Count", value=1)
+        return "failure_recorded"
+
+
+HANDLED_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded")

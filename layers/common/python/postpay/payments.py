@@ -1,0 +1,114 @@
+"""Card payments' domain: what crosses the gateway and payments-store ports (postpay.ports), and the
+arithmetic of amounts at the gateway.
+
+Amounts cross this port in the currency's minor units (int), never as floats; the gateway never sees card
+data from us: cards are collected by the gateway's own page script and reach us as opaque ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from postpay import money
+
+# Stripe refuses charges below about 0.50 USD (its documented minimum per currency); the product never sends
+# one: such an invoice stays payable by transfer. Currencies without an entry use the USD figure.
+MINIMUM_CHARGE = {
+    "USD": Decimal("0.50"),
+    "EUR": Decimal("0.50"),
+    "GBP": Decimal("0.30"),
+    "CHF": Decimal("0.50"),
+    "CAD": Decimal("0.50"),
+    "AUD": Decimal("0.50"),
+    "JPY": Decimal("50"),
+}
+
+
+class GatewayError(Exception):
+    """The gateway could not be reached or refused the request for a reason other than the card."""
+
+
+class GatewayRefused(GatewayError):
+    """The gateway answered and refused the request: nothing was created, the attempt can be made again."""
+
+
+class CardNotSaved(Exception):
+    """The card setup did not complete (or was not this client's): nothing is saved."""
+
+
+class BadEvent(Exception):
+    """A webhook request that is not a genuine, fresh, well-formed event: unsigned, forged, stale, garbled."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentEvent:
+    """What collection needs of a gateway event; the rest of it is ignored."""
+
+    id: str
+    type: str
+    intent_id: str | None = None
+    invoice_number: str | None = None
+    reason: str | None = None
+    refunded_minor: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Card:
+    """A saved card as the client sees it: no number, only what identifies it."""
+
+    payment_method: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChargeResult:
+    """What one charge attempt came to. ``status``: succeeded | failed | requires_action | processing."""
+
+    intent_id: str | None
+    status: str
+    reason: str | None = None
+    client_secret: str | None = None
+    invoice_number: str | None = None  # from the PaymentIntent's metadata, when looked up
+    amount_minor: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CardOnFile:
+    customer: str
+    card: Card | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChargeRecord:
+    attempt: int
+    intent_id: str | None
+    outcome: str | None  # None: claimed, not finished (a live lease, or a crash)
+    reason: str | None
+    refunded_minor: int = 0
+    lease_until: int = 0
+
+
+def minor_units(amount: Decimal, currency: str) -> int:
+    """An exact amount in the currency's minor units: 12.34 USD -> 1234, 1200 JPY -> 1200, 1.234 KWD -> 1234.
+    Refuses an amount with more decimals than the currency has (it would be rounded silently)."""
+    scaled = amount.scaleb(money.minor_unit(currency))
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{amount} {currency} has more decimals than the currency's minor unit")
+    return int(scaled)
+
+
+def chargeable(amount: Decimal, currency: str) -> bool:
+    """Whether the gateway accepts the amount: at least its minimum charge for the currency."""
+    return amount >= MINIMUM_CHARGE.get(currency.upper(), MINIMUM_CHARGE["USD"])
+
+
+def idempotency_key(invoice_number: str, attempt: int) -> str:
+    """One key per invoice and attempt: a retried request of the same attempt is the same charge at the
+    gateway; the next dunning attempt is a new one."""
+    if attempt < 1:
+        raise ValueError(f"attempt must be at least 1, got {attempt}")
+    return f"postpay-invoice-{invoice_number}-attempt-{attempt}"
