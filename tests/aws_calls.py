@@ -28,6 +28,7 @@ NAMES = {
     "signup/app.py": "signup",
     "verify/app.py": "verify",
     "sso/app.py": "sso",
+    "payments/app.py": "payments",
     "automation/app.py": "AutomationRun",
     "automation/worker.py": "AutomationWorker",
 }

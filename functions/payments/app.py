@@ -15,6 +15,7 @@ from postpay.config import Settings
 from postpay.container import Container
 from postpay.observability import logger, metrics, tracer
 from postpay.payments import BadEvent
+from postpay.routes import methods_of
 
 settings = Settings.from_env()
 container = Container(settings)
@@ -44,6 +45,14 @@ def stripe_event() -> Response:
 
 @app.not_found
 def not_found(_: Exception) -> Response:
+    allowed = methods_of("payments").get(app.current_event.path)
+    if allowed:  # the routes table's path, another method
+        return Response(
+            405,
+            content_types.APPLICATION_JSON,
+            {"message": "method not allowed"},
+            headers={"Allow": ", ".join(sorted(allowed))},
+        )
     return _answer(404, "not found")
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from local.events import LambdaContext
 from local.poller import sqs_event
+from postpay import limits
 from postpay.adapters import tables
 from postpay.adapters.billing_store import BillingStore
 from postpay.adapters.tables import OutcomeItem, RunItem
@@ -67,9 +68,9 @@ def queued_batch(stack, functions, accounts: int, *, servers=OCTOBER_SERVERS[:1]
     return run, made, [m for m in messages if json.loads(m["Body"])["clientId"] in mine]
 
 
-def run_worker(functions, messages: list[dict]) -> dict:
+def run_worker(functions, messages: list[dict], *, timeout_ms: int = WORKER_TIMEOUT_SECONDS * 1000) -> dict:
     event = sqs_event(messages, QUEUE_ARN)
-    context = LambdaContext(function_name="worker", timeout_ms=WORKER_TIMEOUT_SECONDS * 1000)
+    context = LambdaContext(function_name="worker", timeout_ms=timeout_ms)
     return functions["worker"].handler(event, context)
 
 
@@ -90,8 +91,14 @@ def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(st
     monkeypatch.setattr(
         store, "get_accounts", lambda emails: buyer_reads.append(len(emails)) or read_all(emails)
     )
-    # When the worker takes the batch
-    result = run_worker(functions, messages)
+    # When the worker takes the batch, with the time ten jobs need (twice the deployed batch: with their card
+    # charges they need more than the worker's timeout, which covers a batch of five)
+    parallelism = functions["worker"].container.settings.usage_parallelism
+    result = run_worker(
+        functions,
+        messages,
+        timeout_ms=limits.batch_worst_case_ms(len(messages), parallelism=parallelism) + 60_000,
+    )
     # Then one transaction issued ten invoices with consecutive numbers, in the batch's order, their buyers
     # read in one request
     assert result == {"batchItemFailures": []}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 
 import requests
 
@@ -11,6 +12,7 @@ from postpay.adapters.tables import AccountItem
 from postpay.security import hash_password
 from tests.integration.billing_helpers import drain, enrolled_account, invoices_of, invoke
 from tests.integration.payment_helpers import DECLINED_AFTER_ATTACH, JUNE_2026, VISA, card_on_file, intents_of
+from tests.integration.test_upkeep import daily, make_overdue, solus_status
 
 SEPTEMBER = [{"plan_id": 1, "created_at": "2026-05-15T00:00:00+00:00", "name": "web-1"}]
 THREE_D_SECURE = "4000002760003184"  # every charge asks the bank's authentication
@@ -124,3 +126,17 @@ def test_pay_now_finishes_an_automatic_charge_that_never_finished(stack, functio
     statuses = sorted(i.status for i in intents_of(stack, customer))
     assert statuses == ["requires_payment_method", "succeeded"], "the declined first try and this one"
     assert container.payments.charge_of(item.number).attempt == 2
+
+
+def test_a_suspended_client_who_pays_now_is_reactivated(stack, functions, worker, browser):
+    # Given a client suspended for the invoice whose automatic charge was declined
+    account, item, _customer = client_with_failed_invoice(stack, functions, worker, browser)
+    make_overdue(item.number, days=15)
+    assert item.number in daily(functions, date.today())["upkeep"]["suspended"]
+    # When the client saves a working card and pays now
+    card_on_file(stack, functions["sso"].container, account, VISA)
+    pay = browser.get(f"/invoices/{item.number}/pay")
+    assert browser.post(f"/invoices/{item.number}/pay", {}, csrf_from=pay).status == 303
+    # Then the SolusVM user is active again and the suspension is cleared
+    assert solus_status(stack, account.solus_user_id) == "active"
+    assert AccountItem.get(account.email).suspended_for is None

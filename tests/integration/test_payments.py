@@ -5,20 +5,23 @@ from __future__ import annotations
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 
 import pytest
 
-from postpay.adapters.payments_store import PaymentItem
+from postpay.adapters.tables import AccountItem, InvoiceItem, PaymentItem
 from postpay.billing.invoicing import Job
 from postpay.periods import Period
 from tests.integration.billing_helpers import drain, enrolled_account, invoices_of, invoke
 from tests.integration.payment_helpers import (
     DECLINED_AFTER_ATTACH,
     JUNE_2026,
+    VISA,
     card_on_file,
     intents_of,
     stripe_client,
 )
+from tests.integration.test_upkeep import daily, make_overdue, solus_status
 
 SEPTEMBER = [{"plan_id": 1, "created_at": "2026-05-15T00:00:00+00:00", "name": "web-1"}]  # 5.00 USD
 
@@ -196,3 +199,26 @@ def test_a_transfer_is_not_refunded_through_stripe(stack, functions, worker):
     invoke(functions, {"markPaid": item.number, "reference": "bank transfer 42"})
     with pytest.raises(PayloadError, match="not paid by card"):
         invoke(functions, {"refund": item.number})
+
+
+def test_a_suspension_left_after_its_invoice_was_settled_is_lifted_when_the_next_is_paid_by_card(
+    stack, functions, worker
+):
+    # Given a client suspended for a declined invoice that was then settled without lifting the suspension
+    # (its markPaid found SolusVM down), and a working card on file
+    container = functions["automation"].container
+    account = enrolled_account(stack, functions, servers=SEPTEMBER, enrolled_at=JUNE_2026)
+    card_on_file(stack, container, account, DECLINED_AFTER_ATTACH)
+    invoke(functions, {"invoicingDate": "2026-07-01"})
+    drain(worker)
+    [first] = invoices_of(account.client_id)
+    make_overdue(first.number, days=15)
+    assert first.number in daily(functions, date.today())["upkeep"]["suspended"]
+    InvoiceItem.get(first.account_period).update(actions=[InvoiceItem.status.set("paid")])
+    card_on_file(stack, container, account, VISA)
+    # When the next month is invoiced and its automatic charge succeeds
+    invoke(functions, {"invoicingDate": "2026-08-01"})
+    drain(worker)
+    # Then the worker's charge lifted the suspension
+    assert solus_status(stack, account.solus_user_id) == "active"
+    assert AccountItem.get(account.email).suspended_for is None

@@ -7,13 +7,16 @@ import hmac
 import json
 import time
 import uuid
+from datetime import date
 
 import pytest
 
 from local.events import LambdaContext, rest_event
 from local.stack import STRIPE_WEBHOOK_SECRET
+from postpay.adapters.tables import AccountItem
 from tests.integration.billing_helpers import drain, enrolled_account, invoices_of, invoke
 from tests.integration.payment_helpers import DECLINED_AFTER_ATTACH, JUNE_2026, card_on_file
+from tests.integration.test_upkeep import daily, make_overdue, solus_status
 
 SEPTEMBER = [{"plan_id": 1, "created_at": "2026-05-15T00:00:00+00:00", "name": "web-1"}]
 
@@ -157,3 +160,35 @@ def test_forged_or_stale_events_are_refused_with_400_and_change_nothing(
 def test_a_body_that_is_not_json_is_400_not_500(functions):
     payload = "not json {"
     assert post(functions, payload, signed(payload))["statusCode"] == 400
+
+
+def test_another_method_on_the_webhook_is_405_with_allow(functions):
+    request = rest_event("GET", "/payments/stripe")
+    answer = functions["payments"].handler(request, LambdaContext(function_name="payments"))
+    assert answer["statusCode"] == 405
+    assert answer["multiValueHeaders"].get("Allow", answer.get("headers", {}).get("Allow")) in (
+        ["POST"],
+        "POST",
+    )
+
+
+def test_a_suspended_client_paid_by_card_is_reactivated(stack, functions, worker):
+    # Given a client suspended for an invoice whose automatic charge failed
+    account, item = failing_invoice(stack, functions, worker)
+    make_overdue(item.number, days=15)
+    assert item.number in daily(functions, date.today())["upkeep"]["suspended"]
+    assert solus_status(stack, account.solus_user_id) == "suspended"
+    # When Stripe reports that invoice paid
+    payload = event(
+        "payment_intent.succeeded",
+        {
+            "id": "pi_paid_late",
+            "object": "payment_intent",
+            "status": "succeeded",
+            "metadata": {"invoice": item.number, "attempt": "1"},
+        },
+    )
+    assert post(functions, payload, signed(payload))["statusCode"] == 200
+    # Then the SolusVM user is active again and the suspension is cleared
+    assert solus_status(stack, account.solus_user_id) == "active"
+    assert AccountItem.get(account.email).suspended_for is None

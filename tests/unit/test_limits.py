@@ -56,3 +56,10 @@ def test_a_batch_starts_only_the_jobs_that_have_time_left():
     assert limits.jobs_in_time(full - 1, 5, parallelism=2) == 4
     assert limits.jobs_in_time(limits.START_JOB_MIN_REMAINING_MS - 1, 5, parallelism=2) == 0
     assert limits.jobs_in_time(10**9, 0, parallelism=2) == 0
+
+
+def test_a_batch_counts_every_jobs_card_charge_made_after_its_invoices_are_issued():
+    # a second job in the same round of usage calls adds its finish: AWS allowance and its card charge
+    one, two = (limits.batch_worst_case_ms(jobs, parallelism=2) for jobs in (1, 2))
+    assert two - one >= (limits.AWS_SECONDS_PER_JOB + limits.STRIPE_CHARGE_WORST_CASE_SECONDS) * 1000 - 1
+    assert limits.JOB_WORST_CASE_SECONDS == limits.SOLUSVM_WORST_CASE_SECONDS + limits.FINISH_SECONDS_PER_JOB
