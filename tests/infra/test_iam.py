@@ -67,7 +67,7 @@ def _recorded_calls() -> list[tuple[str, str, str]]:
 
 
 def test_the_evidence_covers_every_function():
-    assert set(RECORDED) == {"signup", "verify", "sso", "AutomationRun", "AutomationWorker"}
+    assert set(RECORDED) == {"signup", "verify", "sso", "payments", "AutomationRun", "AutomationWorker"}
 
 
 @pytest.mark.parametrize(("function", "action", "resource"), _recorded_calls())
