@@ -10,6 +10,7 @@ import pytest
 
 from local.poller import sqs_event
 from postpay.adapters.tables import OutcomeItem, RunItem
+from postpay.billing.invoicing import EMAIL_LEASE
 from tests import workers
 from tests.integration.billing_helpers import (
     ShiftedClock,
@@ -90,7 +91,7 @@ def test_worker_killed_between_steps_still_ends_with_one_invoice_and_one_email(
     run = invoke(functions, {"invoicingDate": invoicing_date})
     drain(worker, rounds=6)
     if lease_passes:
-        monkeypatch.setattr(invoicing, "clock", ShiftedClock(timedelta(minutes=6)))
+        monkeypatch.setattr(invoicing, "clock", ShiftedClock(EMAIL_LEASE + timedelta(minutes=1)))
         drain(worker)
     # Then
     assert calls, f"the fault {where} was injected"
@@ -111,7 +112,7 @@ def test_killed_after_sending_the_email_does_not_resend_it_while_its_lease_lives
     stack, functions, worker, monkeypatch
 ):
     """The one window SES leaves open: accepted by SES, killed before the "sent" mark. The job keeps retrying
-    and sends nothing while the 5-minute lease lives (longer than any live attempt); only a job still
+    and sends nothing while the 10-minute lease lives (longer than any live attempt); only a job still
     unconfirmed after it would send again: at least once, never silently lost (README, Invoicing)."""
     settle_month(functions, worker, "2024-06-01")  # its email stays leased: a month of its own
     account = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)

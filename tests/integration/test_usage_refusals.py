@@ -12,6 +12,7 @@ import requests
 from local.poller import sqs_event
 from postpay.adapters.tables import InvoiceItem, OutcomeItem, RunItem
 from postpay.billing.commands import PayloadError
+from postpay.billing.invoicing import EMAIL_LEASE
 from tests import workers
 from tests.integration.billing_helpers import (
     all_invoice_numbers,
@@ -264,7 +265,7 @@ def test_a_redelivered_job_whose_invoice_exists_still_sends_its_email_when_the_a
     assert invoice_mails(stack, account.email) == []
     # When SolusVM now answers for another user, and the job comes back after the email lease
     fault(stack, mode="usage", path=f"users/{account.solus_user_id}/usage", change={"user_id": 999_999})
-    monkeypatch.setattr(invoicing, "clock", ShiftedClock(timedelta(minutes=6)))
+    monkeypatch.setattr(invoicing, "clock", ShiftedClock(EMAIL_LEASE + timedelta(minutes=1)))
     drain(worker)
     # Then the invoice's email went out once, and the run counts the client as invoiced, not failed
     assert len(invoices_of(account.client_id)) == 1
