@@ -212,6 +212,7 @@ def test_every_payload_has_a_handler():
         "resendInvoice": {"resendInvoice": "INV-1"},
         "voidInvoice": {"voidInvoice": "INV-1", "reason": "r"},
         "exportInvoices": {"exportInvoices": "2022-10"},
+        "refund": {"refund": "INV-1", "amount": "5.00"},
     }
     assert set(examples) == set(PAYLOADS)
     assert {type(parse(e, timezone="UTC", now=NOW)) for e in examples.values()} == set(HANDLERS)
