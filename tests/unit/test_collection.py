@@ -397,6 +397,7 @@ def test_a_replayed_failure_event_emails_once(world):
     "fields",
     [
         {"type": "customer.created"},
+        {"type": "payment_intent.created", "intent_id": "pi_1", "invoice_number": "INV-000001"},
         {"type": "payment_intent.succeeded"},  # not one of ours: no invoice in its metadata
         {"type": "payment_intent.succeeded", "intent_id": "pi_x", "invoice_number": "INV-999999"},
     ],
