@@ -615,3 +615,45 @@ def test_a_card_setup_of_another_client_or_unfinished_is_not_saved(world):
         with pytest.raises(CardNotSaved):
             world.collection.finish_card_setup(7, setup)
     assert world.collection.card_of(7) is None
+
+
+# events out of order ----------------------------------------------------------------------------
+
+
+def test_a_late_failure_event_of_an_earlier_attempt_does_not_undo_the_current_one(world):
+    # Given an automatic charge declined (attempt 1), then Pay now waiting for 3-D Secure (attempt 2)
+    invoice = world.issue()
+    world.gateway.script = ["decline", "authenticate", "succeed"]
+    world.collection.charge(invoice)
+    declined = world.gateway.charges_of(invoice.number)[0]
+    pending = world.collection.pay_now(world.current(invoice))
+    # When attempt 1's payment_failed event arrives only now (Stripe neither orders nor times its events)
+    world.webhook(
+        "evt_late", "payment_intent.payment_failed", intent_id=declined.id, invoice_number=invoice.number
+    )
+    # Then attempt 2 stands: no second failure email, no dunning charge while it can still be authenticated
+    assert len(world.mails("payment_failed")) == 1
+    assert world.payments.charge_of(invoice.number).outcome == "requires_action"
+    assert world.collection.dunning(world.on_day(7), [world.current(invoice)])["retried"] == []
+    # and the client's authentication pays the invoice with the one PaymentIntent that succeeded
+    world.gateway.authenticate(pending.intent_id)
+    assert world.collection.after_authentication(invoice, pending.intent_id) == "succeeded"
+    statuses = [i.status for i in world.gateway.charges_of(invoice.number)]
+    assert statuses == ["requires_payment_method", "succeeded"]
+
+
+def test_a_failure_event_arriving_while_the_next_attempt_charges_leaves_that_attempt_alone(world):
+    # Given a declined attempt 1, and its payment_failed event delivered during attempt 2's charge
+    invoice = world.issue()
+    world.gateway.script = ["decline", "succeed"]
+    world.collection.charge(invoice)
+    declined = world.gateway.charges_of(invoice.number)[0]
+    world.gateway.on_charge = lambda: world.webhook(
+        "evt_late", "payment_intent.payment_failed", intent_id=declined.id, invoice_number=invoice.number
+    )
+    # When the dunning retry succeeds
+    summary = world.collection.dunning(world.on_day(3), [world.current(invoice)])
+    # Then the client gets the receipt, not a failure email for a charge that did not fail
+    assert summary["paid"] == [invoice.number] and world.gateway.calls.count("charge") == 2
+    assert len(world.mails("payment_failed")) == 1 and len(world.mails("receipt")) == 1
+    assert world.payments.charge_of(invoice.number).outcome == "succeeded"

@@ -352,6 +352,11 @@ class Collection:
         record = self.payments.charge_of(invoice.number)
         if record is not None and record.intent_id == event.intent_id and record.outcome == "failed":
             return "failure_known"  # the charge's own answer recorded it and emailed the client
+        if record is not None and (record.intent_id != event.intent_id or record.outcome is None):
+            # Not the recorded attempt's PaymentIntent (an earlier attempt's, late: Stripe does not order its
+            # events), or an attempt still charging, whose own answer records and emails it. Recording it
+            # would mark the current attempt failed: a new charge while it can still succeed.
+            return "failure_of_another_attempt"
         if invoice.status is InvoiceStatus.UNPAID:
             self.mailer.send(
                 invoice.email,
