@@ -584,6 +584,28 @@ def test_pay_now_while_a_charge_is_in_flight_is_refused_not_doubled(world):
     assert world.gateway.calls == []
 
 
+def test_pay_now_while_a_dunning_retry_charges_is_refused_and_the_card_charged_once(world):
+    # Given a declined automatic charge whose dunning retry is at the gateway when the client clicks Pay now
+    invoice = world.issue()
+    world.gateway.script = ["decline", "succeed"]
+    world.collection.charge(invoice)
+    refused: list[str] = []
+
+    def client_clicks_pay_now() -> None:
+        try:
+            world.collection.pay_now(world.current(invoice))
+        except NotPayable as why:
+            refused.append(str(why))
+
+    world.gateway.on_charge = client_clicks_pay_now
+    # When the retry finishes
+    summary = world.collection.dunning(world.on_day(3), [world.current(invoice)])
+    # Then the client was told to look again, and the card was charged by the retry alone
+    assert summary["paid"] == [invoice.number]
+    assert refused == ["Your card is being charged for this invoice. Look again in a few minutes."]
+    assert len(world.gateway.charges_of(invoice.number)) == 2 and len(world.mails("receipt")) == 1
+
+
 # the card on file -------------------------------------------------------------------------------
 
 
