@@ -186,19 +186,20 @@ class FakeGateway:
     refunds: list[tuple[str, int, str]] = field(default_factory=list)  # (intent, amount, reason)
     calls: list[str] = field(default_factory=list)
     on_charge: Callable[[], None] | None = None  # runs inside the charge request (a concurrent job)
-    _keys: dict[str, tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
+    # idempotency key -> (the first request's parameters, its answer), as Stripe keeps them
+    answers: dict[str, tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
 
     # Stripe's idempotency: the same key returns the first answer (or raises the first error) again
     def _idempotent(self, key: str, params: tuple[Any, ...], create: Callable[[], Any]) -> Any:
-        if key in self._keys:
-            first_params, answer = self._keys[key]
+        if key in self.answers:
+            first_params, answer = self.answers[key]
             if first_params != params:
                 raise GatewayError("idempotency key reused with other parameters")
             if isinstance(answer, Exception):
                 raise answer
             return answer
         answer = create()  # a request refused before it ran (raising here) leaves no answer under its key
-        self._keys[key] = (params, answer)
+        self.answers[key] = (params, answer)
         return answer
 
     def create_customer(self, *, client_id: int, email: str) -> str:
@@ -295,7 +296,7 @@ class FakeGateway:
         try:
             intent = self._idempotent(key, params, create)
         except _Lost as lost:
-            self._keys[key] = (params, lost.intent)  # Stripe kept the answer; only ours was lost
+            self.answers[key] = (params, lost.intent)  # Stripe kept the answer; only ours was lost
             raise GatewayError("Request timed out") from None
         return _result(intent)
 
