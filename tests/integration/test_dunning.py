@@ -77,3 +77,25 @@ def test_a_charge_whose_try_never_finished_is_finished_by_the_next_daily_run(sta
     assert item.number in first["dunning"]["paid"]
     assert [i.status for i in intents_of(stack, customer)] == ["succeeded"]
     assert container.billing.invoice_by_number(item.number).status.value == "paid"
+
+
+def test_missed_dunning_days_make_one_retry_however_often_the_job_runs_that_day(stack, functions, worker):
+    # Given a declined automatic charge, and a daily job that did not run on days 1 to 7 after issue
+    account, item, customer = declined_invoice(stack, functions, worker)
+    # When it runs twice on day 8 (a retried schedule, or the operator's {"schedule": "daily"}), then on day 9
+    day8 = daily(functions, 8)
+    again = daily(functions, 8)
+    daily(functions, 9)
+    # Then the backlog of two dunning days was one retry, on day 8: two charges in all, two failure emails
+    assert day8["dunning"]["failed"] == [item.number] and again["dunning"]["retried"] == []
+    assert len(intents_of(stack, customer)) == 2 and len(failure_mails(stack, account)) == 2
+    record = functions["automation"].container.payments.charge_of(item.number)
+    assert record.attempt == 2 and record.attempted_on == datetime.fromisoformat(day8["date"]).date()
+
+
+def test_a_client_without_a_card_is_reported_as_no_card_not_retried(stack, functions, worker):
+    account, item, customer = declined_invoice(stack, functions, worker)
+    functions["automation"].container.collection.remove_card(account.client_id)
+    day3 = daily(functions, 3)
+    assert day3["dunning"]["noCard"] == [item.number] and day3["dunning"]["retried"] == []
+    assert len(intents_of(stack, customer)) == 1

@@ -19,7 +19,7 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from postpay.payments import (
@@ -75,7 +75,9 @@ class FakePaymentsStore:
     def charge_of(self, number: str) -> ChargeRecord | None:
         return self.charges.get(number)
 
-    def claim_charge(self, number: str, attempt: int, now: datetime, lease: timedelta) -> bool:
+    def claim_charge(
+        self, number: str, attempt: int, now: datetime, lease: timedelta, *, on: date | None = None
+    ) -> bool:
         record = self.charges.get(number)
         expired = int(now.timestamp())
         free = (
@@ -88,11 +90,21 @@ class FakePaymentsStore:
         lease_until = int((now + lease).timestamp())
         if record is None:
             self.charges[number] = ChargeRecord(
-                attempt=attempt, intent_id=None, outcome=None, reason=None, lease_until=lease_until
+                attempt=attempt,
+                intent_id=None,
+                outcome=None,
+                reason=None,
+                lease_until=lease_until,
+                attempted_on=on,
             )
         else:  # the store keeps the intent id and the refunds; it clears the outcome and its reason
             self.charges[number] = dataclasses.replace(
-                record, attempt=attempt, outcome=None, reason=None, lease_until=lease_until
+                record,
+                attempt=attempt,
+                outcome=None,
+                reason=None,
+                lease_until=lease_until,
+                attempted_on=on or record.attempted_on,
             )
         return True
 

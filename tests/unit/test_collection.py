@@ -321,8 +321,83 @@ def test_dunning_leaves_invoices_never_charged_and_charges_in_flight_alone(world
     in_flight = world.issue(month=2)
     world.payments.claim_charge(in_flight.number, 1, world.clock.now(), CHARGE_LEASE)
     summary = world.collection.dunning(world.clock.now().date(), [never, in_flight])
-    assert summary == {"retried": [], "paid": [], "failed": [], "errors": []}
+    assert summary == {"retried": [], "paid": [], "failed": [], "noCard": [], "errors": []}
     assert world.gateway.calls == []
+
+
+def test_missed_dunning_days_are_caught_up_by_one_retry_even_when_the_job_runs_twice(world):
+    # Given a declined automatic charge, and a daily job that did not run on days 1 to 7 after issue
+    invoice = world.issue()
+    world.gateway.default = "decline"
+    world.collection.charge(invoice)
+    # When it runs twice on day 8 (a retried scheduled run, or an operator's {"schedule": "daily"})
+    first = world.collection.dunning(world.on_day(8), [world.current(invoice)])
+    second = world.collection.dunning(world.on_day(8), [world.current(invoice)])
+    # Then the card was charged once that day, as attempt 2, and one failure was emailed for it
+    assert (first["failed"], second["retried"]) == ([invoice.number], [])
+    assert [i.attempt for i in world.gateway.charges_of(invoice.number)] == [1, 2]
+    assert world.payments.charge_of(invoice.number).attempted_on == world.on_day(8)
+    assert len(world.mails("payment_failed")) == 2
+    # and the days after it make no second catch-up retry: the backlog was one retry
+    assert dunning_days(world, invoice, 20)[8:] == []
+    assert len(world.gateway.charges_of(invoice.number)) == 2
+
+
+def test_a_missed_dunning_day_is_caught_up_and_the_next_dunning_day_still_retries(world):
+    # Given a declined charge and a daily job that missed day 3 (it runs again on day 5)
+    invoice = world.issue()
+    world.gateway.default = "decline"
+    world.collection.charge(invoice)
+    retried = []
+    for day in (1, 2, 5, 6, 7, 7, 8):
+        summary = world.collection.dunning(world.on_day(day), [world.current(invoice)])
+        retried += [day] * len(summary["retried"])
+    # Then day 3's retry was made on day 5, and day 7's on day 7: once each
+    assert retried == [5, 7]
+    assert [i.attempt for i in world.gateway.charges_of(invoice.number)] == [1, 2, 3]
+
+
+def test_no_dunning_retry_on_the_day_the_client_tried_pay_now(world):
+    # Given a declined automatic charge, and the client's own Pay now declined on day 3
+    invoice = world.issue()
+    world.gateway.default = "decline"
+    world.collection.charge(invoice)
+    world.on_day(3)
+    world.collection.pay_now(world.current(invoice))
+    # When the daily job runs later that day, and on day 7
+    assert world.collection.dunning(world.on_day(3), [world.current(invoice)])["retried"] == []
+    assert world.collection.dunning(world.on_day(7), [world.current(invoice)])["retried"] == [invoice.number]
+    # Then the card was tried on day 0, by the client on day 3, and by dunning on day 7
+    assert [i.attempt for i in world.gateway.charges_of(invoice.number)] == [1, 2, 3]
+
+
+def test_a_charge_recorded_without_its_day_is_retried_on_its_dunning_day(world):
+    # Given a declined attempt 1 recorded before attempts kept their day
+    invoice = world.issue()
+    world.gateway.default = "decline"
+    world.collection.charge(invoice)
+    world.payments.charges[invoice.number] = replace(
+        world.payments.charge_of(invoice.number), attempted_on=None
+    )
+    # Then it is retried on day 3 after issue, as before
+    assert dunning_days(world, invoice, 3) == [3]
+
+
+def test_dunning_reports_a_client_without_a_card_as_no_card_not_retried(world):
+    # Given a declined automatic charge, then the client removed the card
+    invoice = world.issue()
+    world.gateway.default = "decline"
+    world.collection.charge(invoice)
+    world.collection.remove_card(7)
+    # When its dunning day comes
+    summary = world.collection.dunning(world.on_day(3), [world.current(invoice)])
+    # Then nothing was charged, and the summary says why
+    assert summary["noCard"] == [invoice.number] and summary["retried"] == [] and summary["failed"] == []
+    assert len(world.gateway.charges_of(invoice.number)) == 1
+    # and a card added later is tried on the next run
+    world.payments.cards[7] = CardOnFile(customer="cus_ada", card=VISA)
+    world.gateway.default = "succeed"
+    assert world.collection.dunning(world.on_day(4), [world.current(invoice)])["paid"] == [invoice.number]
 
 
 def test_dunning_finishes_an_attempt_that_never_finished_without_charging_again(world):

@@ -8,6 +8,7 @@ data from us: cards are collected by the gateway's own page script and reach us 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from postpay import money
@@ -90,6 +91,7 @@ class ChargeRecord:
     reason: str | None
     refunded_minor: int = 0
     lease_until: int = 0
+    attempted_on: date | None = None  # the billing time zone's date the latest attempt was claimed on
 
 
 def minor_units(amount: Decimal, currency: str) -> int:

@@ -9,7 +9,7 @@ invoice and attempt before creating one.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.update import Action
@@ -91,22 +91,29 @@ class PaymentsStore:
             reason=item.reason,
             refunded_minor=int(item.refunded_minor or 0),
             lease_until=int(item.lease_until or 0),
+            attempted_on=date.fromisoformat(item.attempted_on) if item.attempted_on else None,
         )
 
-    def claim_charge(self, number: str, attempt: int, now: datetime, lease: timedelta) -> bool:
+    def claim_charge(
+        self, number: str, attempt: int, now: datetime, lease: timedelta, *, on: date | None = None
+    ) -> bool:
         """Takes the right to make charge ``attempt`` of the invoice: the first attempt on a fresh invoice,
         the next one only after the previous one failed, the same one again only after its holder's lease
-        expired without an outcome (a crash). Never after a success."""
+        expired without an outcome (a crash). Never after a success. ``on``: the billing time zone's date,
+        kept as the day of the latest attempt (dunning retries at most once a day)."""
         expired = int(now.timestamp())
+        actions: list[Action] = [
+            PaymentItem.attempt.set(attempt),
+            PaymentItem.lease_until.set(int((now + lease).timestamp())),
+            PaymentItem.outcome.remove(),
+            PaymentItem.reason.remove(),
+            PaymentItem.updated_at.set(now),
+        ]
+        if on is not None:
+            actions.append(PaymentItem.attempted_on.set(on.isoformat()))
         try:
             PaymentItem(f"charge#{number}").update(
-                actions=[
-                    PaymentItem.attempt.set(attempt),
-                    PaymentItem.lease_until.set(int((now + lease).timestamp())),
-                    PaymentItem.outcome.remove(),
-                    PaymentItem.reason.remove(),
-                    PaymentItem.updated_at.set(now),
-                ],
+                actions=actions,
                 condition=PaymentItem.pk.does_not_exist()
                 | ((PaymentItem.outcome == "failed") & (PaymentItem.attempt < attempt))
                 | (

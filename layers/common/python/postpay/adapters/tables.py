@@ -331,6 +331,7 @@ class PaymentItem(Base):
     intent_id = UnicodeAttribute(null=True)
     outcome = UnicodeAttribute(null=True)  # succeeded | failed | requires_action | processing
     reason = UnicodeAttribute(null=True)
+    attempted_on = UnicodeAttribute(null=True)  # ISO date (billing time zone) the attempt was claimed on
     refunded_minor = NumberAttribute(null=True)  # what the gateway reports refunded, in minor units
     pay_intent = UnicodeAttribute(null=True)  # the client's open Pay now PaymentIntent
     pay_count = NumberAttribute(null=True)  # how many Pay now PaymentIntents were opened

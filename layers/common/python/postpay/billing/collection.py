@@ -29,6 +29,7 @@ from postpay.payments import (
     chargeable,
     minor_units,
 )
+from postpay.periods import local_date
 
 if TYPE_CHECKING:
     from postpay.ports import InvoiceStore, Mailer, PaymentGateway, PaymentsStore
@@ -66,9 +67,12 @@ class Collection:
         self.clock = clock
         self.after_paid = after_paid  # lifts a suspension through the overdue rule
 
-    def charge(self, invoice: Invoice, *, attempt: int = 1, on_session: bool = False) -> str:
+    def charge(
+        self, invoice: Invoice, *, attempt: int = 1, on_session: bool = False, today: date | None = None
+    ) -> str:
         """Charges the invoice's total to the card on file. Returns what happened: no_card, below_minimum,
-        not_unpaid, succeeded, failed, requires_action, processing or already (an attempt was made)."""
+        not_unpaid, succeeded, failed, requires_action, processing or already (an attempt was made).
+        ``today``: the billing time zone's date the attempt is recorded on (default: the clock's)."""
         if invoice.status is not InvoiceStatus.UNPAID:
             return "not_unpaid"
         on_file = self.payments.card_on_file(invoice.client_id)
@@ -78,7 +82,8 @@ class Collection:
             logger.info("below the minimum charge", extra={"invoice": invoice.number})
             return "below_minimum"
         now = self.clock.now()
-        if not self.payments.claim_charge(invoice.number, attempt, now, CHARGE_LEASE):
+        on = today or local_date(now, self.settings.billing_timezone)
+        if not self.payments.claim_charge(invoice.number, attempt, now, CHARGE_LEASE, on=on):
             record = self.payments.charge_of(invoice.number)
             if record is not None and record.attempt == attempt and record.outcome is None:
                 raise ChargePending(invoice.number)
@@ -176,10 +181,11 @@ class Collection:
     # dunning ------------------------------------------------------------------------------------------
 
     def dunning(self, today: date, unpaid: Iterable[Invoice]) -> dict[str, list[str]]:
-        """The daily retry of declined automatic charges: attempt n+1 on day ``dunning_days[n-1]`` after
-        issue (default 3 and 7), each failure emailed; after the last one the overdue rule takes over.
-        A Pay now attempt counts as one of them: the client has just tried that card."""
-        summary: dict[str, list[str]] = {"retried": [], "paid": [], "failed": [], "errors": []}
+        """The daily retry of declined automatic charges on the configured days after issue (default 3 and
+        7), each failure emailed; after the last one the overdue rule takes over. A retry is made at most
+        once a day, and days the job did not run are caught up by one retry, not one per missed day. A
+        Pay now attempt counts as one of them: the client has just tried that card."""
+        summary: dict[str, list[str]] = {"retried": [], "paid": [], "failed": [], "noCard": [], "errors": []}
         days = self.settings.dunning_days
         now = int(self.clock.now().timestamp())
         for invoice in unpaid:
@@ -195,10 +201,15 @@ class Collection:
             else:
                 continue
             try:
-                outcome = self.charge(invoice, attempt=attempt)
+                outcome = self.charge(invoice, attempt=attempt, today=today)
             except (GatewayError, ChargePending) as error:
                 summary["errors"].append(f"{invoice.number}: {type(error).__name__}")
                 continue
+            if outcome == "no_card":  # removed since: nothing was charged, the retry waits for a card
+                summary["noCard"].append(invoice.number)
+                continue
+            if outcome not in ("succeeded", "failed", "requires_action", "processing"):
+                continue  # another attempt got there first, or the invoice is no longer unpaid
             summary["retried"].append(invoice.number)
             if outcome == "succeeded":
                 summary["paid"].append(invoice.number)
@@ -208,10 +219,14 @@ class Collection:
 
     @staticmethod
     def _retry_due(record: ChargeRecord, invoice: Invoice, today: date, days: tuple[int, ...]) -> bool:
-        """A declined automatic charge whose next dunning day has come (attempt n+1 on days[n-1])."""
+        """A declined charge with attempts left, and a dunning day come since its latest attempt: several
+        missed dunning days fall due together, so they make one retry; the day of an attempt makes none."""
         if record.outcome != "failed" or record.attempt > len(days):
             return False
-        return today >= invoice.issued_on + timedelta(days=days[record.attempt - 1])
+        slots = [invoice.issued_on + timedelta(days=day) for day in days]
+        if record.attempted_on is None:  # recorded before attempts kept their day: attempt n+1 on days[n-1]
+            return today >= slots[record.attempt - 1]
+        return any(record.attempted_on < slot <= today for slot in slots)
 
     # pay now ------------------------------------------------------------------------------------------
 
