@@ -176,7 +176,7 @@ def test_the_refund_payload_refunds_through_stripe_part_then_the_rest_never_more
     [intent] = intents_of(stack, customer)
     refunds = stripe_client(stack).refunds.list(params={"limit": 100}).data
     assert sorted(r.amount for r in refunds if r.payment_intent == intent.id) == [200, 300]
-    assert container.payments.charge_of(item.number).refunded_minor == 500
+    assert container.payments.charge_of(item.number).refunded_total == 500
     # and nothing more can be refunded, nor a malformed amount
     for payload, says in (
         ({"refund": item.number, "amount": "0.01"}, "0.00 USD left to refund"),

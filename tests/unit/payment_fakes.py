@@ -32,6 +32,7 @@ from postpay.payments import (
     GatewayError,
     GatewayRefused,
     PaymentEvent,
+    PendingRefund,
     idempotency_key,
 )
 
@@ -48,6 +49,7 @@ class FakePaymentsStore:
         self.charges: dict[str, ChargeRecord] = {}
         self.events: dict[str, str] = {}
         self.fail_next_record = 0  # record_charge raises, as a store unreachable after the charge would
+        self.fail_next_finish_refund = 0  # finish_refund raises: a crash after the gateway refunded
 
     # cards
     def card_on_file(self, client_id: int) -> CardOnFile | None:
@@ -129,11 +131,45 @@ class FakePaymentsStore:
             lease_until=0,
         )
 
-    def record_refund(self, number: str, refunded_minor: int, now: datetime) -> None:
-        record = self.charges.get(number) or ChargeRecord(
-            attempt=0, intent_id=None, outcome=None, reason=None
+    def _charge_or_empty(self, number: str) -> ChargeRecord:
+        return self.charges.get(number) or ChargeRecord(attempt=0, intent_id=None, outcome=None, reason=None)
+
+    def claim_refund(
+        self, number: str, refund: PendingRefund, *, refunded_at_most: int, now: datetime
+    ) -> bool:
+        record = self._charge_or_empty(number)
+        free = (
+            record.refund_seq == refund.seq - 1
+            and record.pending_refund is None
+            and record.refunds_done_minor <= refunded_at_most
+            and record.refunded_minor <= refunded_at_most
         )
-        self.charges[number] = dataclasses.replace(record, refunded_minor=refunded_minor)
+        if free:
+            pending = dataclasses.replace(refund, claimed_at=now)
+            self.charges[number] = dataclasses.replace(record, refund_seq=refund.seq, pending_refund=pending)
+        return free
+
+    def finish_refund(self, number: str, seq: int, refunded_minor: int, now: datetime) -> bool:
+        if self.fail_next_finish_refund:
+            self.fail_next_finish_refund -= 1
+            raise RuntimeError("DynamoDB unavailable")
+        record = self._charge_or_empty(number)
+        if record.refund_seq != seq or record.pending_refund is None:
+            return False
+        self.charges[number] = dataclasses.replace(
+            record, pending_refund=None, refunds_done_minor=record.refunds_done_minor + refunded_minor
+        )
+        return True
+
+    def release_refund(self, number: str, seq: int) -> None:
+        record = self._charge_or_empty(number)
+        if record.refund_seq == seq and record.pending_refund is not None:
+            self.charges[number] = dataclasses.replace(record, pending_refund=None)
+
+    def record_refund(self, number: str, refunded_minor: int, now: datetime) -> None:
+        record = self._charge_or_empty(number)
+        if refunded_minor > record.refunded_minor:  # the gateway's total only grows; events are unordered
+            self.charges[number] = dataclasses.replace(record, refunded_minor=refunded_minor)
 
     # gateway events
     def event_seen(self, event_id: str) -> bool:
@@ -196,6 +232,8 @@ class FakeGateway:
     methods: dict[str, Card] = field(default_factory=dict)
     attached: dict[str, str] = field(default_factory=dict)  # payment method -> customer
     refunds: list[tuple[str, int, str]] = field(default_factory=list)  # (intent, amount, reason)
+    refund_keys: dict[str, tuple[str, int]] = field(default_factory=dict)  # metadata key -> (intent, amount)
+    lose_next_refund: bool = False  # the refund is made but its answer is lost (GatewayError)
     calls: list[str] = field(default_factory=list)
     on_charge: Callable[[], None] | None = None  # runs inside the charge request (a concurrent job)
     # idempotency key -> (the first request's parameters, its answer), as Stripe keeps them
@@ -357,10 +395,23 @@ class FakeGateway:
                 raise GatewayRefused("the refund is greater than what is left of the charge")
             intent.refunded_minor += amount_minor
             self.refunds.append((intent_id, amount_minor, reason))
+            self.refund_keys[key] = (intent_id, amount_minor)  # the refund's metadata keeps its key
             return amount_minor
 
         result: int = self._idempotent(key, (intent_id, amount_minor, reason), create)
+        if self.lose_next_refund:
+            self.lose_next_refund = False
+            raise GatewayError("Request timed out")
         return result
+
+    def find_refund(self, *, intent_id: str, key: str) -> int | None:
+        self.calls.append("find_refund")
+        found = self.refund_keys.get(key)
+        return found[1] if found is not None and found[0] == intent_id else None
+
+    def forget_idempotency_keys(self) -> None:
+        """Stripe prunes idempotency keys after 24 hours: a request under an old key is a new request."""
+        self.answers.clear()
 
     # webhooks: a fake signature scheme with Stripe's outcome (a forged or unsigned body is a BadEvent)
     def sign(self, payload: str) -> str:

@@ -516,13 +516,16 @@ def test_a_full_refund_refunds_what_was_paid(world):
     result = world.collection.refund(invoice, None, "service not delivered")
     assert result == {
         "invoice": invoice.number,
+        "refund": "1",
+        "amount": "12.34",
         "refunded": "12.34",
         "currency": "USD",
         "reason": "service not delivered",
     }
     intent = world.gateway.charges_of(invoice.number)[0]
     assert world.gateway.refunds == [(intent.id, 1234, "service not delivered")]
-    assert world.payments.charge_of(invoice.number).refunded_minor == 1234
+    record = world.payments.charge_of(invoice.number)
+    assert (record.refunded_total, record.pending_refund) == (1234, None)
 
 
 def test_a_partial_refund_then_the_rest_never_more(world):
@@ -536,19 +539,117 @@ def test_a_partial_refund_then_the_rest_never_more(world):
     assert [amount for _, amount, _ in world.gateway.refunds] == [500, 734]
 
 
-def test_a_refund_retried_after_its_record_was_lost_is_the_same_refund(world, monkeypatch):
+def refunded_event(world: World, invoice: Invoice, event_id: str, total_minor: int) -> str:
+    intent = world.gateway.charges_of(invoice.number)[0]
+    return world.webhook(
+        event_id,
+        "charge.refunded",
+        intent_id=intent.id,
+        invoice_number=invoice.number,
+        refunded_minor=total_minor,
+    )
+
+
+def test_a_refund_retried_after_a_crash_and_the_webhook_is_the_same_refund(world):
+    # Given a refund of 5.00 Stripe made, whose answer our store did not record (the function died)
     invoice = paid_by_card(world)
-    record_refund = world.payments.record_refund
-
-    def lost(*args: Any) -> None:
-        monkeypatch.setattr(world.payments, "record_refund", record_refund)
-        raise RuntimeError("DynamoDB unavailable")
-
-    monkeypatch.setattr(world.payments, "record_refund", lost)
+    world.payments.fail_next_finish_refund = 1
     with pytest.raises(RuntimeError):
         world.collection.refund(invoice, Decimal("5.00"), "goodwill")
-    assert world.collection.refund(invoice, Decimal("5.00"), "goodwill")["refunded"] == "5.00"
+    # and Stripe's charge.refunded event, recording the 5.00 refunded, in between
+    assert refunded_event(world, invoice, "evt_r1", 500) == "refund_recorded"
+    # When the operator sends the same payload again
+    result = world.collection.refund(invoice, Decimal("5.00"), "goodwill")
+    # Then it is the same refund (number 1, found at Stripe by its key): 5.00 refunded in all, not 10.00
+    assert (result["refund"], result["amount"], result["refunded"]) == ("1", "5.00", "5.00")
     assert world.gateway.refunds == [(world.gateway.charges_of(invoice.number)[0].id, 500, "goodwill")]
+    record = world.payments.charge_of(invoice.number)
+    assert (record.refunds_done_minor, record.refunded_minor, record.pending_refund) == (500, 500, None)
+    # and the next payload is a new refund, of what is left
+    assert world.collection.refund(invoice, None, "the rest")["refunded"] == "12.34"
+    assert [amount for _, amount, _ in world.gateway.refunds] == [500, 734]
+
+
+def test_a_refund_whose_answer_was_lost_is_made_once_even_after_stripe_forgot_its_key(world):
+    # Given a refund Stripe made but whose answer was lost, retried only after Stripe pruned its key
+    invoice = paid_by_card(world)
+    world.gateway.lose_next_refund = True
+    with pytest.raises(GatewayError):
+        world.collection.refund(invoice, None, "cancelled")
+    world.gateway.forget_idempotency_keys()
+    refunded_event(world, invoice, "evt_r1", 1234)
+    # When the operator retries it
+    result = world.collection.refund(invoice, None, "cancelled")
+    # Then the refund is found by the key it carries, and recorded: one refund at Stripe
+    assert (result["refund"], result["refunded"]) == ("1", "12.34")
+    assert len(world.gateway.refunds) == 1 and world.gateway.calls.count("refund") == 1
+
+
+def test_another_amount_while_a_refund_is_pending_is_refused_naming_it(world):
+    # Given a refund of 5.00 pending (made at Stripe, its answer not recorded)
+    invoice = paid_by_card(world)
+    world.payments.fail_next_finish_refund = 1
+    with pytest.raises(RuntimeError):
+        world.collection.refund(invoice, Decimal("5.00"), "goodwill")
+    # When the operator asks for another amount, or for all that is left
+    for amount in (Decimal("2.00"), None):
+        with pytest.raises(NotPayable) as refused:
+            world.collection.refund(invoice, amount, "other")
+        # Then it is refused, naming the pending refund and how to finish it
+        message = str(refused.value)
+        assert "refund 1 of invoice INV-000001 (5.00 USD, 'goodwill') is pending" in message
+        assert '{"refund": "INV-000001", "amount": "5.00"}' in message
+    assert len(world.gateway.refunds) == 1
+    # and finishing it (the same payload, whatever reason it now gives) lets the next one through
+    assert world.collection.refund(invoice, Decimal("5.00"), "again")["reason"] == "goodwill"
+    assert world.collection.refund(invoice, Decimal("2.00"), "other")["refunded"] == "7.00"
+
+
+def test_a_refund_stripe_refused_is_released_for_the_next_payload(world):
+    # Given a refund of all that is left, after Stripe's dashboard refunded 10.00 without our knowing yet
+    invoice = paid_by_card(world)
+    world.gateway.intents[world.gateway.charges_of(invoice.number)[0].id].refunded_minor = 1000
+    with pytest.raises(GatewayRefused):
+        world.collection.refund(invoice, None, "cancelled")
+    assert world.payments.charge_of(invoice.number).pending_refund is None
+    # When the dashboard's charge.refunded arrives and the operator asks again
+    refunded_event(world, invoice, "evt_dash", 1000)
+    result = world.collection.refund(invoice, None, "cancelled")
+    # Then the rest (2.34) is refunded, as refund 2 under its own key
+    assert (result["refund"], result["amount"]) == ("2", "2.34")
+    # and the refunded total is the dashboard's and ours: all of it
+    assert result["refunded"] == "12.34"
+    refunded_event(world, invoice, "evt_late", 1000)  # the dashboard's event, delivered again late
+    assert world.payments.charge_of(invoice.number).refunded_total == 1234
+
+
+def test_a_charge_refunded_event_racing_the_claim_never_lets_more_than_was_paid_be_refunded(world):
+    # Given the dashboard's refund of 10.00 recorded by the webhook between the payload's read and its claim
+    invoice = paid_by_card(world)
+    charge_of = world.payments.charge_of
+    raced: list[str] = []
+
+    def read_then_the_event_lands(number: str):
+        record = charge_of(number)
+        if not raced:
+            raced.append(refunded_event(world, invoice, "evt_dash", 1000))
+        return record
+
+    world.payments.charge_of = read_then_the_event_lands  # type: ignore[method-assign]
+    # When the operator's refund of 5.00 is claimed on the read from before the event
+    with pytest.raises(NotPayable, match=r"2\.34 USD left to refund"):
+        world.collection.refund(invoice, Decimal("5.00"), "goodwill")
+    # Then its claim was refused by the store's condition, and nothing was sent to Stripe
+    assert raced == ["refund_recorded"] and "refund" not in world.gateway.calls
+
+
+def test_an_older_charge_refunded_event_does_not_lower_the_refunded_total(world):
+    invoice = paid_by_card(world)
+    refunded_event(world, invoice, "evt_2", 700)
+    refunded_event(world, invoice, "evt_1", 200)  # Stripe does not order its events
+    assert world.payments.charge_of(invoice.number).refunded_minor == 700
+    with pytest.raises(NotPayable, match=r"5\.34 USD left to refund"):
+        world.collection.refund(invoice, Decimal("6.00"), "too much")
 
 
 def test_an_invoice_not_paid_by_card_is_not_refunded_through_the_gateway(world):

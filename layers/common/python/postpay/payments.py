@@ -8,7 +8,7 @@ data from us: cards are collected by the gateway's own page script and reach us 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from postpay import money
@@ -84,14 +84,37 @@ class CardOnFile:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PendingRefund:
+    """A refund claimed in the payments store before the gateway is asked: its number among the invoice's
+    refunds (which names its idempotency key, ``refund_key``), what it refunds and why. It stays pending until
+    the gateway's answer is recorded, so a retried payload finishes this refund rather than making another."""
+
+    seq: int
+    amount_minor: int
+    whole: bool  # asked without an amount: all that was left
+    reason: str
+    refunded_before: int = 0  # the refunded total it was claimed on: the gateway's is this plus it, after
+    claimed_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChargeRecord:
     attempt: int
     intent_id: str | None
     outcome: str | None  # None: claimed, not finished (a live lease, or a crash)
     reason: str | None
-    refunded_minor: int = 0
+    refunded_minor: int = 0  # the gateway's own refunded total, from charge.refunded (the largest seen)
     lease_until: int = 0
     attempted_on: date | None = None  # the billing time zone's date the latest attempt was claimed on
+    refunds_done_minor: int = 0  # our refunds the gateway answered, summed
+    refund_seq: int = 0  # refunds claimed so far: the number of the pending or latest one
+    pending_refund: PendingRefund | None = None
+
+    @property
+    def refunded_total(self) -> int:
+        """What is known refunded: ours as answered, or the gateway's total when it says more (a refund
+        made in its dashboard). Events are unordered, so neither alone is the whole truth."""
+        return max(self.refunded_minor, self.refunds_done_minor)
 
 
 def minor_units(amount: Decimal, currency: str) -> int:
@@ -114,3 +137,11 @@ def idempotency_key(invoice_number: str, attempt: int) -> str:
     if attempt < 1:
         raise ValueError(f"attempt must be at least 1, got {attempt}")
     return f"postpay-invoice-{invoice_number}-attempt-{attempt}"
+
+
+def refund_key(invoice_number: str, seq: int) -> str:
+    """One key per invoice and refund number (the claim's, never an amount already refunded, which a
+    webhook may change between a crash and the retry): a retried refund is the same refund."""
+    if seq < 1:
+        raise ValueError(f"refund number must be at least 1, got {seq}")
+    return f"postpay-refund-{invoice_number}-{seq}"

@@ -15,7 +15,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.update import Action
 
 from postpay.adapters.tables import PaymentItem, conditional_failed
-from postpay.payments import Card, CardOnFile, ChargeRecord, ChargeResult
+from postpay.payments import Card, CardOnFile, ChargeRecord, ChargeResult, PendingRefund
 
 
 class PaymentsStore:
@@ -84,6 +84,16 @@ class PaymentsStore:
             item = PaymentItem.get(f"charge#{number}", consistent_read=True)
         except DoesNotExist:
             return None
+        pending = None
+        if item.refund_pending_minor is not None:
+            pending = PendingRefund(
+                seq=int(item.refund_seq or 0),
+                amount_minor=int(item.refund_pending_minor),
+                whole=bool(item.refund_pending_whole),
+                refunded_before=int(item.refund_pending_base or 0),
+                reason=item.refund_pending_reason or "",
+                claimed_at=item.refund_pending_at,
+            )
         return ChargeRecord(
             attempt=int(item.attempt or 0),
             intent_id=item.intent_id,
@@ -92,6 +102,9 @@ class PaymentsStore:
             refunded_minor=int(item.refunded_minor or 0),
             lease_until=int(item.lease_until or 0),
             attempted_on=date.fromisoformat(item.attempted_on) if item.attempted_on else None,
+            refunds_done_minor=int(item.refunds_done_minor or 0),
+            refund_seq=int(item.refund_seq or 0),
+            pending_refund=pending,
         )
 
     def claim_charge(
@@ -128,10 +141,92 @@ class PaymentsStore:
             raise
         return True
 
-    def record_refund(self, number: str, refunded_minor: int, now: datetime) -> None:
-        PaymentItem(f"charge#{number}").update(
-            actions=[PaymentItem.refunded_minor.set(refunded_minor), PaymentItem.updated_at.set(now)]
+    # refunds ----------------------------------------------------------------------------------------
+
+    def claim_refund(
+        self, number: str, refund: PendingRefund, *, refunded_at_most: int, now: datetime
+    ) -> bool:
+        """Claims refund ``refund.seq`` of the invoice before the gateway is asked: only the next number,
+        only while no other refund is pending, and only while neither our refunds nor the gateway's reported
+        total exceed ``refunded_at_most`` (what was paid less this refund), so a charge.refunded event
+        landing between the caller's read and this write cannot let it refund more than was paid."""
+        previous = (
+            PaymentItem.refund_seq.does_not_exist()
+            if refund.seq == 1
+            else PaymentItem.refund_seq == refund.seq - 1
         )
+        actions: list[Action] = [
+            PaymentItem.refund_seq.set(refund.seq),
+            PaymentItem.refund_pending_minor.set(refund.amount_minor),
+            PaymentItem.refund_pending_whole.set(refund.whole),
+            PaymentItem.refund_pending_base.set(refund.refunded_before),
+            PaymentItem.refund_pending_reason.set(refund.reason),
+            PaymentItem.refund_pending_at.set(now),
+            PaymentItem.updated_at.set(now),
+        ]
+        try:
+            PaymentItem(f"charge#{number}").update(
+                actions=actions,
+                condition=previous
+                & PaymentItem.refund_pending_minor.does_not_exist()
+                & (
+                    PaymentItem.refunds_done_minor.does_not_exist()
+                    | (PaymentItem.refunds_done_minor <= refunded_at_most)
+                )
+                & (
+                    PaymentItem.refunded_minor.does_not_exist()
+                    | (PaymentItem.refunded_minor <= refunded_at_most)
+                ),
+            )
+        except UpdateError as error:
+            if conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def finish_refund(self, number: str, seq: int, refunded_minor: int, now: datetime) -> bool:
+        """Records the gateway's answer to pending refund ``seq``: added to our refunded sum once (False:
+        it was recorded already, by a retry that got there first)."""
+        return self._end_refund(
+            number, seq, [PaymentItem.refunds_done_minor.add(refunded_minor), PaymentItem.updated_at.set(now)]
+        )
+
+    def release_refund(self, number: str, seq: int) -> None:
+        """Ends pending refund ``seq`` with nothing refunded: the gateway refused it before making it."""
+        self._end_refund(number, seq, [])
+
+    def _end_refund(self, number: str, seq: int, actions: list[Action]) -> bool:
+        try:
+            PaymentItem(f"charge#{number}").update(
+                actions=[
+                    *actions,
+                    PaymentItem.refund_pending_minor.remove(),
+                    PaymentItem.refund_pending_whole.remove(),
+                    PaymentItem.refund_pending_base.remove(),
+                    PaymentItem.refund_pending_reason.remove(),
+                    PaymentItem.refund_pending_at.remove(),
+                ],
+                condition=(PaymentItem.refund_seq == seq) & PaymentItem.refund_pending_minor.exists(),
+            )
+        except UpdateError as error:
+            if conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def record_refund(self, number: str, refunded_minor: int, now: datetime) -> None:
+        """The gateway's refunded total of the invoice's charge (its charge.refunded event, or at least a
+        refund's base plus that refund): kept only when larger than the one recorded, since events arrive in
+        any order and the total only grows."""
+        try:
+            PaymentItem(f"charge#{number}").update(
+                actions=[PaymentItem.refunded_minor.set(refunded_minor), PaymentItem.updated_at.set(now)],
+                condition=PaymentItem.refunded_minor.does_not_exist()
+                | (PaymentItem.refunded_minor < refunded_minor),
+            )
+        except UpdateError as error:
+            if not conditional_failed(error):
+                raise
 
     # gateway events ---------------------------------------------------------------------------------
 

@@ -172,7 +172,7 @@ class StripeGateway:
                 params={
                     "payment_intent": intent_id,
                     "amount": amount_minor,
-                    "metadata": {"reason": reason[:500]},
+                    "metadata": {"reason": reason[:500], "postpay_refund": key},
                 },
                 options={"idempotency_key": key},
             )
@@ -181,6 +181,16 @@ class StripeGateway:
         except stripe.StripeError as error:
             raise GatewayError(_reason(error)) from error
         return int(refund.amount)
+
+    def find_refund(self, *, intent_id: str, key: str) -> int | None:
+        try:
+            page = self.client.refunds.list(params={"payment_intent": intent_id, "limit": 100})
+            for refund in page.auto_paging_iter():
+                if (refund.metadata or {}).get("postpay_refund") == key:
+                    return int(refund.amount)
+        except stripe.StripeError as error:
+            raise GatewayError(_reason(error)) from error
+        return None
 
     def find_charge(self, *, customer: str, invoice_number: str, attempt: int) -> ChargeResult | None:
         for intent in self._intents_of(customer):

@@ -333,6 +333,13 @@ class PaymentItem(Base):
     reason = UnicodeAttribute(null=True)
     attempted_on = UnicodeAttribute(null=True)  # ISO date (billing time zone) the attempt was claimed on
     refunded_minor = NumberAttribute(null=True)  # what the gateway reports refunded, in minor units
+    refunds_done_minor = NumberAttribute(null=True)  # our refunds the gateway answered, summed
+    refund_seq = NumberAttribute(null=True)  # refunds claimed: the number of the pending or latest one
+    refund_pending_minor = NumberAttribute(null=True)  # the claimed refund the gateway has not answered
+    refund_pending_whole = BooleanAttribute(null=True)
+    refund_pending_base = NumberAttribute(null=True)  # the refunded total the pending refund was claimed on
+    refund_pending_reason = UnicodeAttribute(null=True)
+    refund_pending_at = UTCDateTimeAttribute(null=True)
     pay_intent = UnicodeAttribute(null=True)  # the client's open Pay now PaymentIntent
     pay_count = NumberAttribute(null=True)  # how many Pay now PaymentIntents were opened
     # event: the gateway event ids already processed

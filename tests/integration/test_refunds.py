@@ -1,0 +1,95 @@
+"""The refund payload against localstripe over HTTP: a refund is claimed before Stripe is asked, so a payload
+retried after a crash is the same refund, whatever Stripe's charge.refunded event recorded in between.
+
+localstripe ignores idempotency keys: what keeps the retry from refunding again here is the claim and the
+look-up of the refund by the key its metadata carries (real Stripe's key covers its first day again)."""
+
+from __future__ import annotations
+
+import pytest
+
+from postpay.billing.commands import PayloadError
+from tests.integration.billing_helpers import drain, enrolled_account, invoices_of, invoke
+from tests.integration.payment_helpers import JUNE_2026, card_on_file, intents_of, stripe_client
+from tests.integration.test_webhook import event, post, signed
+
+SEPTEMBER = [{"plan_id": 1, "created_at": "2026-05-15T00:00:00+00:00", "name": "web-1"}]  # 5.00 USD
+
+
+def paid_by_card(stack, functions, worker):
+    account = enrolled_account(stack, functions, servers=SEPTEMBER, enrolled_at=JUNE_2026)
+    customer = card_on_file(stack, functions["automation"].container, account)
+    invoke(functions, {"invoicingDate": "2026-07-01"})
+    drain(worker)
+    [item] = invoices_of(account.client_id)
+    [intent] = intents_of(stack, customer)
+    assert intent.status == "succeeded"
+    return item, intent
+
+
+def refunds_of(stack, intent) -> list[int]:
+    page = stripe_client(stack).refunds.list(params={"payment_intent": intent.id, "limit": 100})
+    return sorted(r.amount for r in page.auto_paging_iter())
+
+
+def charge_refunded(functions, item, intent, total_minor: int) -> None:
+    """Stripe's charge.refunded event for the invoice's charge: the charge's refunded total so far."""
+    payload = event(
+        "charge.refunded",
+        {
+            "id": f"ch_{intent.id}",
+            "object": "charge",
+            "payment_intent": intent.id,
+            "amount_refunded": total_minor,
+            "metadata": {"invoice": item.number},
+        },
+    )
+    assert post(functions, payload, signed(payload))["statusCode"] == 200
+
+
+def test_a_refund_retried_after_a_crash_and_its_webhook_is_made_once(stack, functions, worker, monkeypatch):
+    # Given an invoice of 5.00 paid by card, and a refund of 2.00 that Stripe made but whose answer our
+    # store never recorded (the function died after Stripe answered)
+    container = functions["automation"].container
+    item, intent = paid_by_card(stack, functions, worker)
+    payload = {"refund": item.number, "amount": "2.00", "reason": "outage credit"}
+
+    def died(*args, **kwargs):
+        raise RuntimeError("the function died before recording the refund")
+
+    monkeypatch.setattr(container.payments, "finish_refund", died)
+    with pytest.raises(RuntimeError):
+        invoke(functions, payload)
+    monkeypatch.undo()
+    assert refunds_of(stack, intent) == [200]
+    # and Stripe's charge.refunded event recorded the 2.00 in between
+    charge_refunded(functions, item, intent, 200)
+    # When the operator asks for another amount, then sends the same payload again
+    with pytest.raises(
+        PayloadError, match=r"refund 1 of invoice .* \(2\.00 USD, 'outage credit'\) is pending"
+    ):
+        invoke(functions, {"refund": item.number, "amount": "1.00"})
+    again = invoke(functions, payload)
+    # Then the retry finished refund 1: 2.00 refunded at Stripe, not 4.00
+    assert (again["refund"], again["amount"], again["refunded"]) == ("1", "2.00", "2.00")
+    assert refunds_of(stack, intent) == [200]
+    record = container.payments.charge_of(item.number)
+    assert (record.refunds_done_minor, record.pending_refund) == (200, None)
+    # and the next payload is a new refund: the rest, 3.00
+    rest = invoke(functions, {"refund": item.number})
+    assert (rest["refund"], rest["amount"], rest["refunded"]) == ("2", "3.00", "5.00")
+    assert refunds_of(stack, intent) == [200, 300]
+
+
+def test_a_refund_in_the_stripe_dashboard_leaves_only_the_rest_to_refund(stack, functions, worker):
+    # Given an invoice of 5.00 paid by card, 4.00 of it refunded in Stripe's dashboard (its event recorded)
+    item, intent = paid_by_card(stack, functions, worker)
+    stripe_client(stack).refunds.create(params={"payment_intent": intent.id, "amount": 400})
+    charge_refunded(functions, item, intent, 400)
+    # When the operator asks for 2.00, then for all that is left
+    with pytest.raises(PayloadError, match=r"1\.00 USD left to refund"):
+        invoke(functions, {"refund": item.number, "amount": "2.00"})
+    rest = invoke(functions, {"refund": item.number, "reason": "cancelled"})
+    # Then only the 1.00 left was refunded: never more than was paid
+    assert (rest["amount"], rest["refunded"]) == ("1.00", "5.00")
+    assert refunds_of(stack, intent) == [100, 400]
