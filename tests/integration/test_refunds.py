@@ -6,10 +6,13 @@ look-up of the refund by the key its metadata carries (real Stripe's key covers 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from postpay.billing.collection import REFUND_LEASE
 from postpay.billing.commands import PayloadError
-from tests.integration.billing_helpers import drain, enrolled_account, invoices_of, invoke
+from tests.integration.billing_helpers import ShiftedClock, drain, enrolled_account, invoices_of, invoke
 from tests.integration.payment_helpers import JUNE_2026, card_on_file, intents_of, stripe_client
 from tests.integration.test_webhook import event, post, signed
 
@@ -64,11 +67,15 @@ def test_a_refund_retried_after_a_crash_and_its_webhook_is_made_once(stack, func
     assert refunds_of(stack, intent) == [200]
     # and Stripe's charge.refunded event recorded the 2.00 in between
     charge_refunded(functions, item, intent, 200)
-    # When the operator asks for another amount, then sends the same payload again
+    # When the operator asks for another amount, then sends the same payload again: at once (refused while
+    # the dead function's lease on the refund lives), then once it has passed
     with pytest.raises(
         PayloadError, match=r"refund 1 of invoice .* \(2\.00 USD, 'outage credit'\) is pending"
     ):
         invoke(functions, {"refund": item.number, "amount": "1.00"})
+    with pytest.raises(PayloadError, match="may be at the gateway right now"):
+        invoke(functions, payload)
+    monkeypatch.setattr(container.collection, "clock", ShiftedClock(REFUND_LEASE + timedelta(minutes=1)))
     again = invoke(functions, payload)
     # Then the retry finished refund 1: 2.00 refunded at Stripe, not 4.00
     assert (again["refund"], again["amount"], again["refunded"]) == ("1", "2.00", "2.00")

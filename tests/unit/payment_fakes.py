@@ -135,7 +135,7 @@ class FakePaymentsStore:
         return self.charges.get(number) or ChargeRecord(attempt=0, intent_id=None, outcome=None, reason=None)
 
     def claim_refund(
-        self, number: str, refund: PendingRefund, *, refunded_at_most: int, now: datetime
+        self, number: str, refund: PendingRefund, *, refunded_at_most: int, now: datetime, lease: timedelta
     ) -> bool:
         record = self._charge_or_empty(number)
         free = (
@@ -145,9 +145,18 @@ class FakePaymentsStore:
             and record.refunded_minor <= refunded_at_most
         )
         if free:
-            pending = dataclasses.replace(refund, claimed_at=now)
+            pending = dataclasses.replace(refund, claimed_at=now, lease_until=int((now + lease).timestamp()))
             self.charges[number] = dataclasses.replace(record, refund_seq=refund.seq, pending_refund=pending)
         return free
+
+    def take_refund(self, number: str, seq: int, now: datetime, lease: timedelta) -> bool:
+        record = self._charge_or_empty(number)
+        pending = record.pending_refund
+        if record.refund_seq != seq or pending is None or pending.lease_until >= int(now.timestamp()):
+            return False
+        taken = dataclasses.replace(pending, lease_until=int((now + lease).timestamp()))
+        self.charges[number] = dataclasses.replace(record, pending_refund=taken)
+        return True
 
     def finish_refund(self, number: str, seq: int, refunded_minor: int, now: datetime) -> bool:
         if self.fail_next_finish_refund:
@@ -236,6 +245,7 @@ class FakeGateway:
     lose_next_refund: bool = False  # the refund is made but its answer is lost (GatewayError)
     calls: list[str] = field(default_factory=list)
     on_charge: Callable[[], None] | None = None  # runs inside the charge request (a concurrent job)
+    on_refund: Callable[[], None] | None = None  # runs inside the refund request (a concurrent payload)
     # idempotency key -> (the first request's parameters, its answer), as Stripe keeps them
     answers: dict[str, tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
 
@@ -386,6 +396,9 @@ class FakeGateway:
 
     def refund(self, *, intent_id: str, amount_minor: int, reason: str, key: str) -> int:
         self.calls.append("refund")
+        if self.on_refund is not None:
+            hook, self.on_refund = self.on_refund, None
+            hook()
 
         def create() -> int:
             intent = self.intents.get(intent_id)

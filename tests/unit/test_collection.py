@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from postpay.billing.collection import CHARGE_LEASE, ChargePending, Collection, NotPayable
+from postpay.billing.collection import CHARGE_LEASE, REFUND_LEASE, ChargePending, Collection, NotPayable
 from postpay.config import Settings
 from postpay.models import Invoice, InvoiceLine, InvoiceStatus
 from postpay.payments import (
@@ -558,7 +558,10 @@ def test_a_refund_retried_after_a_crash_and_the_webhook_is_the_same_refund(world
         world.collection.refund(invoice, Decimal("5.00"), "goodwill")
     # and Stripe's charge.refunded event, recording the 5.00 refunded, in between
     assert refunded_event(world, invoice, "evt_r1", 500) == "refund_recorded"
-    # When the operator sends the same payload again
+    # When the operator sends the same payload again: at once (its holder may still be at Stripe), then later
+    with pytest.raises(NotPayable, match="refund 1 of invoice INV-000001 may be at the gateway right now"):
+        world.collection.refund(invoice, Decimal("5.00"), "goodwill")
+    world.clock.advance(seconds=REFUND_LEASE.total_seconds() + 1)
     result = world.collection.refund(invoice, Decimal("5.00"), "goodwill")
     # Then it is the same refund (number 1, found at Stripe by its key): 5.00 refunded in all, not 10.00
     assert (result["refund"], result["amount"], result["refunded"]) == ("1", "5.00", "5.00")
@@ -577,6 +580,7 @@ def test_a_refund_whose_answer_was_lost_is_made_once_even_after_stripe_forgot_it
     with pytest.raises(GatewayError):
         world.collection.refund(invoice, None, "cancelled")
     world.gateway.forget_idempotency_keys()
+    world.clock.advance(seconds=25 * 3600)
     refunded_event(world, invoice, "evt_r1", 1234)
     # When the operator retries it
     result = world.collection.refund(invoice, None, "cancelled")
@@ -601,8 +605,28 @@ def test_another_amount_while_a_refund_is_pending_is_refused_naming_it(world):
         assert '{"refund": "INV-000001", "amount": "5.00"}' in message
     assert len(world.gateway.refunds) == 1
     # and finishing it (the same payload, whatever reason it now gives) lets the next one through
+    world.clock.advance(seconds=REFUND_LEASE.total_seconds() + 1)
     assert world.collection.refund(invoice, Decimal("5.00"), "again")["reason"] == "goodwill"
     assert world.collection.refund(invoice, Decimal("2.00"), "other")["refunded"] == "7.00"
+
+
+def test_the_same_refund_sent_while_it_is_at_stripe_is_refused_and_made_once(world):
+    # Given a refund payload whose Stripe call is under way when the operator sends it again
+    invoice = paid_by_card(world)
+    refused: list[str] = []
+
+    def sent_again() -> None:
+        try:
+            world.collection.refund(invoice, Decimal("5.00"), "goodwill")
+        except NotPayable as why:
+            refused.append(str(why))
+
+    world.gateway.on_refund = sent_again
+    # When the first finishes
+    assert world.collection.refund(invoice, Decimal("5.00"), "goodwill")["refunded"] == "5.00"
+    # Then the second was told to look again later, and one refund was made
+    assert len(refused) == 1 and "may be at the gateway right now" in refused[0]
+    assert world.gateway.calls.count("refund") == 1 and len(world.gateway.refunds) == 1
 
 
 def test_a_refund_stripe_refused_is_released_for_the_next_payload(world):

@@ -94,6 +94,7 @@ class PendingRefund:
     whole: bool  # asked without an amount: all that was left
     reason: str
     refunded_before: int = 0  # the refunded total it was claimed on: the gateway's is this plus it, after
+    lease_until: int = 0  # epoch seconds: until then its holder may be asking the gateway
     claimed_at: datetime | None = None
 
 

@@ -91,6 +91,7 @@ class PaymentsStore:
                 amount_minor=int(item.refund_pending_minor),
                 whole=bool(item.refund_pending_whole),
                 refunded_before=int(item.refund_pending_base or 0),
+                lease_until=int(item.refund_lease_until or 0),
                 reason=item.refund_pending_reason or "",
                 claimed_at=item.refund_pending_at,
             )
@@ -144,7 +145,7 @@ class PaymentsStore:
     # refunds ----------------------------------------------------------------------------------------
 
     def claim_refund(
-        self, number: str, refund: PendingRefund, *, refunded_at_most: int, now: datetime
+        self, number: str, refund: PendingRefund, *, refunded_at_most: int, now: datetime, lease: timedelta
     ) -> bool:
         """Claims refund ``refund.seq`` of the invoice before the gateway is asked: only the next number,
         only while no other refund is pending, and only while neither our refunds nor the gateway's reported
@@ -162,6 +163,7 @@ class PaymentsStore:
             PaymentItem.refund_pending_base.set(refund.refunded_before),
             PaymentItem.refund_pending_reason.set(refund.reason),
             PaymentItem.refund_pending_at.set(now),
+            PaymentItem.refund_lease_until.set(int((now + lease).timestamp())),
             PaymentItem.updated_at.set(now),
         ]
         try:
@@ -176,6 +178,28 @@ class PaymentsStore:
                 & (
                     PaymentItem.refunded_minor.does_not_exist()
                     | (PaymentItem.refunded_minor <= refunded_at_most)
+                ),
+            )
+        except UpdateError as error:
+            if conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def take_refund(self, number: str, seq: int, now: datetime, lease: timedelta) -> bool:
+        """Takes pending refund ``seq`` over from a holder whose lease has expired (it died, or its answer
+        was lost): only one caller at a time asks the gateway for a refund."""
+        try:
+            PaymentItem(f"charge#{number}").update(
+                actions=[
+                    PaymentItem.refund_lease_until.set(int((now + lease).timestamp())),
+                    PaymentItem.updated_at.set(now),
+                ],
+                condition=(PaymentItem.refund_seq == seq)
+                & PaymentItem.refund_pending_minor.exists()
+                & (
+                    PaymentItem.refund_lease_until.does_not_exist()
+                    | (PaymentItem.refund_lease_until < int(now.timestamp()))
                 ),
             )
         except UpdateError as error:
@@ -205,6 +229,7 @@ class PaymentsStore:
                     PaymentItem.refund_pending_base.remove(),
                     PaymentItem.refund_pending_reason.remove(),
                     PaymentItem.refund_pending_at.remove(),
+                    PaymentItem.refund_lease_until.remove(),
                 ],
                 condition=(PaymentItem.refund_seq == seq) & PaymentItem.refund_pending_minor.exists(),
             )

@@ -340,6 +340,7 @@ class PaymentItem(Base):
     refund_pending_base = NumberAttribute(null=True)  # the refunded total the pending refund was claimed on
     refund_pending_reason = UnicodeAttribute(null=True)
     refund_pending_at = UTCDateTimeAttribute(null=True)
+    refund_lease_until = NumberAttribute(null=True)  # epoch seconds: the pending refund's holder's lease
     pay_intent = UnicodeAttribute(null=True)  # the client's open Pay now PaymentIntent
     pay_count = NumberAttribute(null=True)  # how many Pay now PaymentIntents were opened
     # event: the gateway event ids already processed

@@ -9,7 +9,7 @@ and stops; a job killed anywhere is redelivered and, once the lease has expired,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 # visibility timeout (tests/unit/test_limits.py).
 CHARGE_LEASE = timedelta(minutes=3)
 
+# A refund's Stripe call with its retries is shorter than a charge's: the same lease covers it.
+REFUND_LEASE = CHARGE_LEASE
 # A refund's claim is written on a read of the refunded totals; a charge.refunded event landing in between
 # fails the write, which is then made again on a fresh read.
 REFUND_CLAIM_TRIES = 3
@@ -202,9 +204,15 @@ class Collection:
             record = self.payments.charge_of(invoice.number)
             pending = record.pending_refund if record is not None else None
             if pending is not None:
-                if (asked is None and pending.whole) or asked == pending.amount_minor:
-                    return pending
-                raise NotPayable(self._pending_message(invoice, pending))
+                if not ((asked is None and pending.whole) or asked == pending.amount_minor):
+                    raise NotPayable(self._pending_message(invoice, pending))
+                if not self.payments.take_refund(invoice.number, pending.seq, self.clock.now(), REFUND_LEASE):
+                    until = datetime.fromtimestamp(pending.lease_until, UTC).isoformat()
+                    raise NotPayable(
+                        f"refund {pending.seq} of invoice {invoice.number} may be at the gateway right now: "
+                        f"send the payload again after {until}"
+                    )
+                return pending
             refunded = record.refunded_total if record is not None else 0
             wanted = paid - refunded if asked is None else asked
             if wanted <= 0 or wanted > paid - refunded:
@@ -219,7 +227,9 @@ class Collection:
                 claimed_at=now,
                 refunded_before=refunded,
             )
-            if self.payments.claim_refund(invoice.number, claim, refunded_at_most=paid - wanted, now=now):
+            if self.payments.claim_refund(
+                invoice.number, claim, refunded_at_most=paid - wanted, now=now, lease=REFUND_LEASE
+            ):
                 return claim
         raise NotPayable(
             f"invoice {invoice.number}'s refunds changed while this one was claimed: send the payload again"
