@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from postpay.billing.collection import REFUND_LEASE
 from postpay.billing.commands import PayloadError
+from postpay.billing.refunds import REFUND_LEASE
 from tests.integration.billing_helpers import ShiftedClock, drain, enrolled_account, invoices_of, invoke
 from tests.integration.payment_helpers import JUNE_2026, card_on_file, intents_of, stripe_client
 from tests.integration.test_webhook import event, post, signed

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from postpay.billing.collection import CHARGE_LEASE, REFUND_LEASE, ChargePending, Collection, NotPayable
+from postpay.billing.collection import CHARGE_LEASE, ChargePending, Collection, NotPayable
+from postpay.billing.refunds import REFUND_LEASE
 from postpay.config import Settings
 from postpay.models import Invoice, InvoiceLine, InvoiceStatus
 from postpay.payments import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from postpay import limits
 from postpay.billing.collection import CHARGE_LEASE
 from postpay.billing.invoicing import EMAIL_LEASE
+from postpay.billing.refunds import REFUND_LEASE
 
 
 def test_a_worst_case_job_is_every_solusvm_and_stripe_try_timing_out_plus_aws():
@@ -23,6 +24,11 @@ def test_a_worst_case_job_is_every_solusvm_and_stripe_try_timing_out_plus_aws():
 def test_a_charge_holds_its_claim_longer_than_its_gateway_calls_can_take():
     assert CHARGE_LEASE.total_seconds() > limits.STRIPE_CHARGE_WORST_CASE_SECONDS, "never two live tries"
     assert CHARGE_LEASE.total_seconds() < limits.QUEUE_VISIBILITY_TIMEOUT_SECONDS, "a redelivery may retry"
+
+
+def test_a_refund_holds_its_claim_longer_than_its_gateway_calls_can_take():
+    # a refund's calls are a charge's: the look-up of an earlier try's refund, then the one making it
+    assert REFUND_LEASE.total_seconds() > limits.STRIPE_CHARGE_WORST_CASE_SECONDS, "never two live tries"
 
 
 def test_a_batch_of_worst_case_jobs_fits_in_the_workers_timeout():

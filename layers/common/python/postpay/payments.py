@@ -34,6 +34,10 @@ class GatewayRefused(GatewayError):
     """The gateway answered and refused the request: nothing was created, the attempt can be made again."""
 
 
+class NotPayable(Exception):
+    """A payment or refund is not possible for this invoice now; the message says why, for its reader."""
+
+
 class CardNotSaved(Exception):
     """The card setup did not complete (or was not this client's): nothing is saved."""
 
