@@ -6,12 +6,15 @@ look-up of the refund by the key its metadata carries (real Stripe's key covers 
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from postpay.billing.commands import PayloadError
 from postpay.billing.refunds import REFUND_LEASE
+from postpay.payments import PendingRefund
 from tests.integration.billing_helpers import ShiftedClock, drain, enrolled_account, invoices_of, invoke
 from tests.integration.payment_helpers import JUNE_2026, card_on_file, intents_of, stripe_client
 from tests.integration.test_webhook import event, post, signed
@@ -100,3 +103,24 @@ def test_a_refund_in_the_stripe_dashboard_leaves_only_the_rest_to_refund(stack, 
     # Then only the 1.00 left was refunded: never more than was paid
     assert (rest["amount"], rest["refunded"]) == ("1.00", "5.00")
     assert refunds_of(stack, intent) == [100, 400]
+
+
+def test_the_payments_table_refuses_a_refund_claim_beyond_what_was_paid(functions):
+    # Given a charge of 5.00 whose refunded total Stripe's event raised to 4.00 after a payload read 0.00
+    payments = functions["automation"].container.payments
+    number, now = f"INV-T{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    payments.record_refund(number, 400, now)
+    payments.record_refund(number, 100, now)  # an older event, delivered late: the total does not go down
+    three = PendingRefund(seq=1, amount_minor=300, whole=False, reason="goodwill")
+    # When the payload claims 3.00 on its read (at most 2.00 refunded before it), then 1.00 on a fresh one
+    stale = payments.claim_refund(number, three, refunded_at_most=200, now=now, lease=REFUND_LEASE)
+    one = replace(three, amount_minor=100)
+    fresh = payments.claim_refund(number, one, refunded_at_most=400, now=now, lease=REFUND_LEASE)
+    # Then only the second holds, once, and it is pending until finished
+    assert (stale, fresh) == (False, True)
+    assert not payments.claim_refund(number, one, refunded_at_most=400, now=now, lease=REFUND_LEASE)
+    assert not payments.take_refund(number, 1, now, REFUND_LEASE), "its lease lives"
+    assert payments.finish_refund(number, 1, 100, now) and not payments.finish_refund(number, 1, 100, now)
+    record = payments.charge_of(number)
+    assert (record.refunded_minor, record.refunds_done_minor, record.refund_seq) == (400, 100, 1)
+    assert record.pending_refund is None

@@ -5,6 +5,9 @@ claimed on the invoice's charge item with a conditional write (an attempt number
 job, a redelivery or an overlapping run finds the claim and does not call the gateway; a job that crashed
 after calling it is retried once the lease has expired and looks the charge up at the gateway by its
 invoice and attempt before creating one.
+
+Refunds follow the same pattern on the same item: a refund is claimed (its number, amount, reason, pending,
+under a lease) before the gateway is asked, only within what was paid, and recorded done after it answered.
 """
 
 from __future__ import annotations
