@@ -39,6 +39,7 @@ from postpay.models import (
     ToIssue,
     TokenRecord,
 )
+from postpay.payments import Card, CardOnFile, ChargeRecord, ChargeResult, PaymentEvent, VoidPayment
 
 
 class FixedClock:
@@ -698,3 +699,159 @@ if TYPE_CHECKING:  # mypy (make typecheck) holds every fake to its port
     _solus: ports.SolusVM = FakeSolus()
     _mailer: ports.Mailer = FakeMailer()
     _queue: ports.Queue = FakeQueue()
+
+
+class FakePayments:
+    """postpay.ports.PaymentsStore with its conditions: one claim per attempt, one record per void payment."""
+
+    def __init__(self) -> None:
+        self.cards: dict[int, CardOnFile] = {}
+        self.charges: dict[str, ChargeRecord] = {}
+        self.void_payments: dict[str, VoidPayment] = {}
+        self.events: set[str] = set()
+
+    def card_on_file(self, client_id: int) -> CardOnFile | None:
+        return self.cards.get(client_id)
+
+    def save_customer(self, client_id: int, customer: str, now: datetime) -> str:
+        found = self.cards.setdefault(client_id, CardOnFile(customer=customer, card=None))
+        return found.customer
+
+    def save_card(self, client_id: int, card: Card, now: datetime) -> None:
+        self.cards[client_id] = dataclasses.replace(self.cards[client_id], card=card)
+
+    def remove_card(self, client_id: int, now: datetime) -> None:
+        self.cards[client_id] = dataclasses.replace(self.cards[client_id], card=None)
+
+    def charge_of(self, number: str) -> ChargeRecord | None:
+        return self.charges.get(number)
+
+    def claim_charge(self, number: str, attempt: int, now: datetime, lease: timedelta) -> bool:
+        record = self.charges.get(number)
+        expired = int(now.timestamp())
+        if not (
+            record is None
+            or (record.outcome == "failed" and record.attempt < attempt)
+            or (record.attempt == attempt and record.outcome is None and record.lease_until < expired)
+        ):
+            return False
+        self.charges[number] = ChargeRecord(
+            attempt=attempt,
+            intent_id=record.intent_id if record is not None else None,
+            outcome=None,
+            reason=None,
+            refunded_minor=record.refunded_minor if record is not None else 0,
+            lease_until=int((now + lease).timestamp()),
+        )
+        return True
+
+    def release_charge(self, number: str, attempt: int) -> None:
+        record = self.charges[number]
+        if record.attempt == attempt and record.outcome is None:
+            self.charges[number] = dataclasses.replace(record, lease_until=0)
+
+    def record_charge(self, number: str, attempt: int, result: ChargeResult, now: datetime) -> None:
+        record = self.charges[number]
+        assert record.attempt == attempt, "the store's condition: the attempt it claimed"
+        self.charges[number] = dataclasses.replace(
+            record,
+            outcome=result.status,
+            intent_id=result.intent_id or record.intent_id,
+            reason=result.reason,
+            lease_until=0,
+        )
+
+    def record_refund(self, number: str, refunded_minor: int, now: datetime) -> None:
+        self.charges[number] = dataclasses.replace(self.charges[number], refunded_minor=refunded_minor)
+
+    def record_void_payment(self, number: str, intent_id: str, amount_minor: int, now: datetime) -> bool:
+        if intent_id in self.void_payments:
+            return False
+        self.void_payments[intent_id] = VoidPayment(
+            invoice_number=number, intent_id=intent_id, amount_minor=amount_minor
+        )
+        return True
+
+    def void_payment(self, intent_id: str) -> VoidPayment | None:
+        return self.void_payments.get(intent_id)
+
+    def mark_void_payment_refunded(self, intent_id: str, refunded_minor: int, now: datetime) -> bool:
+        found = self.void_payments.get(intent_id)
+        if found is None or found.refunded_minor is not None:
+            return False
+        self.void_payments[intent_id] = dataclasses.replace(found, refunded_minor=refunded_minor)
+        return True
+
+    def event_seen(self, event_id: str) -> bool:
+        return event_id in self.events
+
+    def mark_event(self, event_id: str, event_type: str, now: datetime) -> None:
+        self.events.add(event_id)
+
+
+class FakeGateway:
+    """postpay.ports.PaymentGateway: PaymentIntents in memory, their statuses set by the test; every
+    creating call counted, and refunds keyed as Stripe keys them (the same key is the same refund)."""
+
+    def __init__(self) -> None:
+        self.intents: dict[str, ChargeResult] = {}
+        self.charge_status = "succeeded"
+        self.calls: list[str] = []
+        self.refunds: dict[str, int] = {}  # idempotency key -> amount
+
+    def create_customer(self, *, client_id: int, email: str) -> str:
+        return f"cus_{client_id}"
+
+    def setup_intent(self, *, customer: str) -> str:
+        return f"seti_{customer}_secret"
+
+    def card(self, payment_method: str) -> Card:
+        return Card(payment_method=payment_method, brand="visa", last4="4242", exp_month=12, exp_year=2034)
+
+    def saved_card(self, *, setup_intent: str, customer: str) -> Card:
+        return self.card("pm_1")
+
+    def detach(self, payment_method: str) -> None:
+        self.calls.append(f"detach {payment_method}")
+
+    def charge(
+        self,
+        *,
+        customer: str,
+        payment_method: str,
+        amount_minor: int,
+        currency: str,
+        invoice_number: str,
+        attempt: int,
+        off_session: bool = True,
+    ) -> ChargeResult:
+        intent_id = f"pi_{invoice_number}_{attempt}"
+        self.calls.append(f"charge {intent_id}")
+        self.intents[intent_id] = ChargeResult(
+            intent_id=intent_id,
+            status=self.charge_status,
+            invoice_number=invoice_number,
+            amount_minor=amount_minor,
+            client_secret=f"{intent_id}_secret",
+        )
+        return self.intents[intent_id]
+
+    def find_charge(self, *, customer: str, invoice_number: str, attempt: int) -> ChargeResult | None:
+        return self.intents.get(f"pi_{invoice_number}_{attempt}")
+
+    def get_charge(self, intent_id: str) -> ChargeResult:
+        return self.intents[intent_id]
+
+    def cancel_charge(self, intent_id: str) -> ChargeResult:
+        self.calls.append(f"cancel {intent_id}")
+        current = self.intents[intent_id]
+        if current.status in ("requires_action", "requires_payment_method", "requires_confirmation"):
+            self.intents[intent_id] = dataclasses.replace(current, status="canceled")
+        return self.intents[intent_id]
+
+    def refund(self, *, intent_id: str, amount_minor: int, reason: str, key: str) -> int:
+        self.calls.append(f"refund {intent_id}")
+        return self.refunds.setdefault(key, amount_minor)
+
+    def parse_event(self, payload: str, signature: str | None) -> PaymentEvent:
+        raise NotImplementedError

@@ -92,6 +92,16 @@ class ChargeRecord:
     lease_until: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class VoidPayment:
+    """A card payment that succeeded on an invoice already void: recorded once, refunded in full."""
+
+    invoice_number: str
+    intent_id: str
+    amount_minor: int
+    refunded_minor: int | None = None  # None: not refunded yet
+
+
 def minor_units(amount: Decimal, currency: str) -> int:
     """An exact amount in the currency's minor units: 12.34 USD -> 1234, 1200 JPY -> 1200, 1.234 KWD -> 1234.
     Refuses an amount with more decimals than the currency has (it would be rounded silently)."""
@@ -112,3 +122,11 @@ def idempotency_key(invoice_number: str, attempt: int) -> str:
     if attempt < 1:
         raise ValueError(f"attempt must be at least 1, got {attempt}")
     return f"postpay-invoice-{invoice_number}-attempt-{attempt}"
+
+
+def void_refund_key(invoice_number: str, intent_id: str) -> str:
+    """The refund of a payment on a void invoice: one per invoice and PaymentIntent, so the webhook replayed,
+    the client's return from 3-D Secure and a redelivery all ask the gateway for the same refund."""
+    if not invoice_number or not intent_id:
+        raise ValueError("a void payment's refund needs the invoice number and the PaymentIntent")
+    return f"postpay-void-refund-{invoice_number}-{intent_id}"

@@ -28,10 +28,11 @@ from postpay.payments import (
     PaymentEvent,
     chargeable,
     minor_units,
+    void_refund_key,
 )
 
 if TYPE_CHECKING:
-    from postpay.ports import InvoiceStore, Mailer, PaymentGateway, PaymentsStore
+    from postpay.ports import InvoiceDesk, Mailer, PaymentGateway, PaymentsStore
 
 # Longer than a charge's gateway calls with their retries (postpay.limits); shorter than the queue's
 # visibility timeout (tests/unit/test_limits.py).
@@ -46,6 +47,10 @@ class ChargePending(Exception):
     """Another attempt holds the charge's lease: it may be charging right now. Retry later."""
 
 
+class ChargeInFlight(Exception):
+    """The invoice cannot be voided now: a card payment of it is being made; the message says which."""
+
+
 class Collection:
     def __init__(
         self,
@@ -53,7 +58,7 @@ class Collection:
         settings: Settings,
         payments: PaymentsStore,
         gateway: PaymentGateway,
-        invoices: InvoiceStore,
+        invoices: InvoiceDesk,
         mailer: Mailer,
         clock: Clock,
         after_paid: Callable[[Invoice], object] | None = None,
@@ -83,6 +88,11 @@ class Collection:
             if record is not None and record.attempt == attempt and record.outcome is None:
                 raise ChargePending(invoice.number)
             return "already"
+        current = self.invoices.invoice_by_number(invoice.number)
+        if current is None or current.status is not InvoiceStatus.UNPAID:
+            # voided (or paid) since it was read: a void waits for a live claim, so this reads after it
+            self.payments.release_charge(invoice.number, attempt)
+            return "not_unpaid"
         try:
             result = self.gateway.find_charge(
                 customer=on_file.customer, invoice_number=invoice.number, attempt=attempt
@@ -121,13 +131,18 @@ class Collection:
             "charge settled", extra={"invoice": invoice.number, "attempt": attempt, "status": result.status}
         )
 
-    def paid(self, number: str, intent_id: str) -> None:
-        """unpaid -> paid by card; already paid (the webhook and the charge's answer both say so) is fine."""
+    def paid(self, number: str, intent_id: str) -> str:
+        """unpaid -> paid by card ("paid"); already paid (the webhook and the charge's answer both say so)
+        is fine ("settled"); a void invoice's payment is refunded in full ("refunded")."""
         try:
             invoice = self.invoices.mark_paid(number, f"card {intent_id}", self.clock.now())
         except ValueError:
+            current = self.invoices.invoice_by_number(number)
+            if current is not None and current.status is InvoiceStatus.VOID:
+                self.refund_void_payment(current, intent_id)
+                return "refunded"
             logger.info("invoice already settled", extra={"invoice": number})
-            return
+            return "settled"
         metrics.add_metric(name="ChargesSucceeded", unit="Count", value=1)
         # Once: only the one call whose write moved the invoice to paid gets here (a crash right after
         # that write loses the receipt; the invoice page still shows it paid by card).
@@ -139,6 +154,132 @@ class Collection:
         )
         if self.after_paid is not None:
             self.after_paid(invoice)
+        return "paid"
+
+    # payments on void invoices ------------------------------------------------------------------------
+
+    def before_void(self, invoice: Invoice) -> None:
+        """What the operator's void needs of the card first, so no payment can start or finish on the void
+        invoice: a charge being made right now is waited for (ChargeInFlight); a PaymentIntent waiting for
+        the client's 3-D Secure (the recorded one, or the one a try that never finished left at the
+        gateway) is cancelled there. One that won the race pays the invoice, and the void is then refused
+        as for any paid invoice; one still processing holds the void (ChargeInFlight)."""
+        record = self.payments.charge_of(invoice.number)
+        if record is None:
+            return
+        intent_id = record.intent_id if record.outcome in ("requires_action", "processing") else None
+        if record.outcome is None:
+            if record.lease_until >= int(self.clock.now().timestamp()):
+                raise ChargeInFlight(
+                    f"invoice {invoice.number} is being charged to the client's card right now: "
+                    "void it once the charge has an outcome, in a few minutes"
+                )
+            # a try that never finished: what it left at the gateway, if anything
+            on_file = self.payments.card_on_file(invoice.client_id)
+            found = (
+                self.gateway.find_charge(
+                    customer=on_file.customer, invoice_number=invoice.number, attempt=record.attempt
+                )
+                if on_file is not None and on_file.customer
+                else None
+            )
+            intent_id = found.intent_id if found is not None else None
+        if not intent_id:
+            return
+        current = self.gateway.cancel_charge(intent_id)
+        if current.status == "succeeded":
+            self.paid(invoice.number, intent_id)  # the void then finds it paid and refuses
+            self.payments.record_charge(invoice.number, record.attempt, current, self.clock.now())
+            return
+        if current.status == "processing":
+            raise ChargeInFlight(
+                f"a card payment of invoice {invoice.number} is processing at the gateway: "
+                "void it once it has an outcome"
+            )
+        reason = "cancelled: the invoice was voided" if current.status == "canceled" else current.reason
+        self.payments.record_charge(
+            invoice.number,
+            record.attempt,
+            ChargeResult(intent_id=intent_id, status="failed", reason=reason),
+            self.clock.now(),
+        )
+        logger.info(
+            "card payment cancelled before a void",
+            extra={"invoice": invoice.number, "status": current.status},
+        )
+
+    def refund_void_payment(self, invoice: Invoice, intent_id: str) -> int:
+        """A payment that succeeded on a void invoice (3-D Secure finished after the void, a charge or its
+        webhook late): recorded once (the payments table, the invoice's history, an error log and the
+        PaymentsOnVoidInvoices metric the alarm watches), then refunded in full under a key of the invoice
+        and the PaymentIntent, so a replayed webhook or a second path refunds nothing twice; the client is
+        emailed once, by the call whose record of the refund is the first. Returns what was refunded.
+        A gateway error propagates: the webhook is answered 5xx and Stripe delivers it again."""
+        now = self.clock.now()
+        charge = self.gateway.get_charge(intent_id)
+        if charge.invoice_number not in (None, invoice.number) or charge.status != "succeeded":
+            logger.warning(
+                "a void invoice's reported payment is not a payment of it",
+                extra={"invoice": invoice.number, "status": charge.status},
+            )
+            return 0
+        amount = charge.amount_minor or 0
+        if self.payments.record_void_payment(invoice.number, intent_id, amount, now):
+            metrics.add_metric(name="PaymentsOnVoidInvoices", unit="Count", value=1)
+            logger.error(
+                "card payment on a void invoice: refunding it in full",
+                extra={
+                    "invoice": invoice.number,
+                    "client_id": invoice.client_id,
+                    "payment_intent": intent_id,
+                    "amount_minor": amount,
+                    "currency": invoice.currency,
+                },
+            )
+            self.invoices.add_history(
+                invoice,
+                {
+                    "at": now.isoformat(),
+                    "event": "card payment on the void invoice",
+                    "paymentIntent": intent_id,
+                    "amount": _amount(amount, invoice.currency),
+                },
+            )
+        recorded = self.payments.void_payment(intent_id)
+        if recorded is not None and recorded.refunded_minor is not None:
+            return recorded.refunded_minor  # refunded already: a replay, or the other path got here first
+        refunded = self.gateway.refund(
+            intent_id=intent_id,
+            amount_minor=amount,
+            reason=f"invoice {invoice.number} was void when the payment succeeded",
+            key=void_refund_key(invoice.number, intent_id),
+        )
+        if not self.payments.mark_void_payment_refunded(intent_id, refunded, self.clock.now()):
+            return refunded
+        record = self.payments.charge_of(invoice.number)
+        if record is not None and record.intent_id == intent_id:
+            self.payments.record_refund(invoice.number, refunded, self.clock.now())
+        self.invoices.add_history(
+            invoice,
+            {
+                "at": self.clock.now().isoformat(),
+                "event": "card payment refunded: the invoice is void",
+                "paymentIntent": intent_id,
+                "amount": _amount(refunded, invoice.currency),
+            },
+        )
+        logger.info(
+            "void invoice's payment refunded", extra={"invoice": invoice.number, "amount_minor": refunded}
+        )
+        # once: only the call that recorded the refund (a crash right after that write loses the email)
+        self.mailer.send(
+            invoice.email,
+            "payment_refunded",
+            invoice=invoice,
+            amount=_amount(refunded, invoice.currency),
+            invoice_url=self.settings.url(f"invoices/{invoice.number}"),
+        )
+        return refunded
 
     # refunds ------------------------------------------------------------------------------------------
 
@@ -148,6 +289,11 @@ class Collection:
         same refund at Stripe, and the next one a new one. Raises NotPayable with the reason it is refused."""
         record = self.payments.charge_of(invoice.number)
         reference = invoice.payment_reference or ""
+        if invoice.status is InvoiceStatus.VOID:
+            raise NotPayable(
+                f"invoice {invoice.number} is void: a card payment on it is refunded in full automatically "
+                "(its history says so)"
+            )
         if invoice.status is not InvoiceStatus.PAID or not reference.startswith("card "):
             raise NotPayable(f"invoice {invoice.number} is not paid by card: refund a transfer by transfer")
         intent_id = reference.removeprefix("card ")
@@ -219,6 +365,8 @@ class Collection:
         """The client pays with the card on file, on the site: the next charge attempt of the invoice, under
         the same claim as the automatic ones (so Pay now and a dunning retry never both charge). A bank
         asking for 3-D Secure leaves it ``requires_action`` with the client secret Stripe.js needs."""
+        if invoice.status is InvoiceStatus.VOID:
+            raise NotPayable("This invoice is cancelled: there is nothing to pay.")
         if invoice.status is not InvoiceStatus.UNPAID:
             raise NotPayable("This invoice is already paid.")
         if not chargeable(invoice.total, invoice.currency):
@@ -274,8 +422,10 @@ class Collection:
         if current.invoice_number != invoice.number:
             raise NotPayable("This payment is not one of this invoice.")
         if current.status == "succeeded":
-            self.paid(invoice.number, intent_id)
+            settled = self.paid(invoice.number, intent_id)
             self.payments.record_charge(invoice.number, record.attempt, current, self.clock.now())
+            if settled == "refunded":
+                return "refunded"  # the invoice was voided while the bank asked: the payment went back
         elif current.status == "requires_payment_method":
             failed = ChargeResult(intent_id=intent_id, status="failed", reason=current.reason)
             self.payments.record_charge(invoice.number, record.attempt, failed, self.clock.now())
@@ -344,8 +494,7 @@ class Collection:
             logger.warning("event for an unknown invoice", extra={"event_type": event.type})
             return "ignored"
         if event.type == "payment_intent.succeeded":
-            self.paid(invoice.number, event.intent_id)
-            return "paid"
+            return self.paid(invoice.number, event.intent_id)
         if event.type == "charge.refunded":
             self.payments.record_refund(invoice.number, event.refunded_minor or 0, self.clock.now())
             return "refund_recorded"
@@ -369,6 +518,10 @@ class Collection:
             )
         metrics.add_metric(name="ChargesFailed", unit="Count", value=1)
         return "failure_recorded"
+
+
+def _amount(minor: int, currency: str) -> str:
+    return f"{Decimal(minor).scaleb(-money.minor_unit(currency))} {currency}"
 
 
 HANDLED_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded")
