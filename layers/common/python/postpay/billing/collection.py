@@ -88,15 +88,18 @@ class Collection:
             if record is not None and record.attempt == attempt and record.outcome is None:
                 raise ChargePending(invoice.number)
             return "already"
+        # Read again after the claim: a void waits for a live claim, so one that landed since the invoice was
+        # read is seen here. What an earlier try of this attempt made at the gateway is still settled.
         current = self.invoices.invoice_by_number(invoice.number)
-        if current is None or current.status is not InvoiceStatus.UNPAID:
-            # voided (or paid) since it was read: a void waits for a live claim, so this reads after it
-            self.payments.release_charge(invoice.number, attempt)
-            return "not_unpaid"
+        settled = current is None or current.status is not InvoiceStatus.UNPAID
         try:
             result = self.gateway.find_charge(
                 customer=on_file.customer, invoice_number=invoice.number, attempt=attempt
-            ) or self.gateway.charge(
+            )
+            if result is None and settled:
+                self.payments.release_charge(invoice.number, attempt)
+                return "not_unpaid"
+            result = result or self.gateway.charge(
                 customer=on_file.customer,
                 payment_method=on_file.card.payment_method,
                 amount_minor=minor_units(invoice.total, invoice.currency),
@@ -109,7 +112,7 @@ class Collection:
             # nothing was created: the retry may claim the attempt at once rather than after the lease
             self.payments.release_charge(invoice.number, attempt)
             raise
-        self._settle(invoice, attempt, result, email=not on_session)
+        self._settle(invoice, attempt, result, email=not on_session and not settled)
         return result.status
 
     def _settle(self, invoice: Invoice, attempt: int, result: ChargeResult, *, email: bool) -> None:
