@@ -14,6 +14,7 @@ import requests
 from postpay.adapters.tables import InvoiceItem
 from postpay.billing.collection import CHARGE_LEASE
 from postpay.billing.commands import PayloadError
+from postpay.payments import GatewayError
 from tests.integration.billing_helpers import drain, invoke
 from tests.integration.payment_helpers import VISA, card_on_file, intents_of, stripe_client
 from tests.integration.test_dunning import daily
@@ -170,6 +171,48 @@ def test_a_payment_on_a_rebilled_void_invoice_is_recorded_on_the_void_one(stack,
     assert kept.status == "void" and len(kept.history or []) == 2
     current = InvoiceItem.get(item.account_period)
     assert current.number != item.number and not current.history
+
+
+def test_when_the_automatic_refund_fails_the_operators_refund_finishes_it_once(
+    stack, functions, worker, browser, monkeypatch
+):
+    # Given a payment made at Stripe on an invoice voided since (never recorded here), and Stripe failing
+    # the automatic refund when its webhook arrives (the webhook fails, so Stripe would deliver it again)
+    account, item, customer = client_with_failed_invoice(stack, functions, worker, browser)
+    void(functions, item.number)
+    container = functions["automation"].container
+    card_on_file(stack, container, account, VISA)
+    on_file = container.payments.card_on_file(account.client_id)
+    late = container.gateway.charge(
+        customer=customer,
+        payment_method=on_file.card.payment_method,
+        amount_minor=500,
+        currency="USD",
+        invoice_number=item.number,
+        attempt=9,
+    )
+    payload = event(
+        "payment_intent.succeeded",
+        {"id": late.intent_id, "object": "payment_intent", "metadata": {"invoice": item.number}},
+    )
+
+    def unavailable(**_):
+        raise GatewayError("Stripe is unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(functions["payments"].container.gateway, "refund", unavailable)
+        with pytest.raises(GatewayError):
+            post(functions, payload, signed(payload))
+    assert refunds_of(stack, late.intent_id) == [] and refund_mails(stack, account) == []
+    # When the operator refunds the void invoice, and then Stripe delivers the webhook again
+    answer = invoke(functions, {"refund": item.number, "reason": "the automatic refund failed"})
+    again = post(functions, payload, signed(payload))
+    # Then the payment is refunded in full once, and the client emailed once
+    assert (answer["status"], answer["refunded"], answer["currency"]) == ("void", "5.00", "USD")
+    assert json.loads(again["body"])["message"] == "refunded"
+    assert len(refunds_of(stack, late.intent_id)) == 1 and len(refund_mails(stack, account)) == 1
+    with pytest.raises(PayloadError, match="leave amount out"):
+        invoke(functions, {"refund": item.number, "amount": "1.00", "reason": "part"})
 
 
 def test_a_void_waits_for_a_charge_being_made_right_now(stack, functions, worker, browser):

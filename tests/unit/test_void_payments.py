@@ -13,7 +13,7 @@ import pytest
 from postpay.billing.collection import CHARGE_LEASE, ChargeInFlight, Collection, NotPayable
 from postpay.config import Settings
 from postpay.models import Invoice, InvoiceStatus
-from postpay.payments import Card, CardOnFile, ChargeResult, void_refund_key
+from postpay.payments import Card, CardOnFile, ChargeResult, GatewayError, void_refund_key
 from tests.unit.fakes import FakeGateway, FakeMailer, FakePayments, FixedClock
 from tests.unit.test_config import BASE
 from tests.unit.test_payments import STRIPE
@@ -41,6 +41,9 @@ class FakeDesk:
 
     def add_history(self, invoice: Invoice, entry: dict[str, Any]) -> None:
         self.history.setdefault(invoice.number, []).append(entry)
+
+    def invoice_history(self, number: str) -> list[dict[str, Any]]:
+        return list(self.history.get(number, []))
 
     def void(self, number: str) -> None:
         self.invoices[number] = dataclasses.replace(self.invoices[number], status=InvoiceStatus.VOID)
@@ -215,10 +218,32 @@ def test_a_refund_that_died_before_its_record_is_asked_again_under_the_same_key(
     assert mailer.to("ada@example.com") == ["payment_refunded"]
 
 
-def test_the_refund_payload_on_a_void_invoice_says_its_payments_are_refunded_automatically():
+def test_the_operators_refund_finishes_a_void_payments_refund_that_failed(monkeypatch):
+    # Given a payment on a void invoice whose automatic refund Stripe refused
+    desk, pay, payments, gateway, mailer, intent = landed_on_void()
+
+    def down(**_: object) -> int:
+        raise GatewayError("Stripe is unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(gateway, "refund", down)
+        with pytest.raises(GatewayError):
+            pay.paid(NUMBER, intent)
+    assert payments.void_payments[intent].refunded_minor is None and mailer.sent == []
+    # When the operator refunds the void invoice (twice)
+    answers = [pay.refund(desk.invoices[NUMBER], None, "the automatic refund failed") for _ in range(2)]
+    # Then that payment is refunded once, in full, and the client emailed once
+    assert [a["refunded"] for a in answers] == ["15.00", "15.00"]
+    assert len(gateway.refunds) == 1 and payments.void_payments[intent].refunded_minor == 1500
+    assert mailer.to("ada@example.com") == ["payment_refunded"]
+
+
+def test_the_operators_refund_on_a_void_invoice_refuses_a_partial_amount_or_nothing_to_refund():
     desk, pay, *_ = landed_on_void()
-    with pytest.raises(NotPayable, match="void: a card payment on it is refunded in full automatically"):
-        pay.refund(desk.invoices[NUMBER], None, "asked by the client")
+    with pytest.raises(NotPayable, match="refunded in full, leave amount out"):
+        pay.refund(desk.invoices[NUMBER], Decimal("1.00"), "part")
+    with pytest.raises(NotPayable, match="no card payment on it is recorded"):
+        pay.refund(desk.invoices[NUMBER], None, "nothing was paid")
 
 
 def test_the_void_refund_key_is_one_per_invoice_and_payment():

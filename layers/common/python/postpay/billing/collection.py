@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 # Longer than a charge's gateway calls with their retries (postpay.limits); shorter than the queue's
 # visibility timeout (tests/unit/test_limits.py).
 CHARGE_LEASE = timedelta(minutes=3)
+# The invoice history's entry of a payment on a void invoice; the operator's refund reads it back.
+VOID_PAYMENT_EVENT = "card payment on the void invoice"
 
 
 class NotPayable(Exception):
@@ -243,7 +245,7 @@ class Collection:
                 invoice,
                 {
                     "at": now.isoformat(),
-                    "event": "card payment on the void invoice",
+                    "event": VOID_PAYMENT_EVENT,
                     "paymentIntent": intent_id,
                     "amount": _amount(amount, invoice.currency),
                 },
@@ -293,10 +295,7 @@ class Collection:
         record = self.payments.charge_of(invoice.number)
         reference = invoice.payment_reference or ""
         if invoice.status is InvoiceStatus.VOID:
-            raise NotPayable(
-                f"invoice {invoice.number} is void: a card payment on it is refunded in full automatically "
-                "(its history says so)"
-            )
+            return self._refund_void_invoice(invoice, amount, reason)
         if invoice.status is not InvoiceStatus.PAID or not reference.startswith("card "):
             raise NotPayable(f"invoice {invoice.number} is not paid by card: refund a transfer by transfer")
         intent_id = reference.removeprefix("card ")
@@ -318,6 +317,29 @@ class Collection:
         return {
             "invoice": invoice.number,
             "refunded": str(total),
+            "currency": invoice.currency,
+            "reason": reason,
+        }
+
+    def _refund_void_invoice(self, invoice: Invoice, amount: Decimal | None, reason: str) -> dict[str, str]:
+        """The operator's refund on a void invoice: its card payments are refunded in full automatically;
+        this finishes any whose automatic refund failed (the same record and key, so nothing twice)."""
+        if amount is not None:
+            raise NotPayable(
+                f"invoice {invoice.number} is void: its card payments are refunded in full, leave amount out"
+            )
+        intents = [
+            str(entry["paymentIntent"])
+            for entry in self.invoices.invoice_history(invoice.number)
+            if entry.get("event") == VOID_PAYMENT_EVENT and entry.get("paymentIntent")
+        ]
+        if not intents:
+            raise NotPayable(f"invoice {invoice.number} is void and no card payment on it is recorded")
+        refunded = sum(self.refund_void_payment(invoice, intent) for intent in dict.fromkeys(intents))
+        return {
+            "invoice": invoice.number,
+            "status": invoice.status.value,
+            "refunded": str(Decimal(refunded).scaleb(-money.minor_unit(invoice.currency))),
             "currency": invoice.currency,
             "reason": reason,
         }
