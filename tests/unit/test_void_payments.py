@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from postpay.billing.collection import CHARGE_LEASE, ChargeInFlight, Collection, NotPayable
+from postpay.billing.collection import CHARGE_LEASE, Collection, NotPayable
+from postpay.billing.void_payments import ChargeInFlight
 from postpay.config import Settings
 from postpay.models import Invoice, InvoiceStatus
 from postpay.payments import Card, CardOnFile, ChargeResult, GatewayError, void_refund_key

@@ -376,7 +376,7 @@ class Automation:
     def _before_void(self, number: str) -> None:
         """No card payment may start or finish on the invoice once void: a charge being made is waited
         for, a PaymentIntent waiting for 3-D Secure is cancelled (Collection.before_void)."""
-        from postpay.billing.collection import ChargeInFlight
+        from postpay.billing.void_payments import ChargeInFlight
         from postpay.payments import GatewayError
 
         assert self.collection is not None
