@@ -50,7 +50,8 @@ TABLE_ACCESS: dict[str, dict[str, list[str]]] = {
         "rate-limits": ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
         # Pay now marks the invoice paid (by number) and lifts a suspension (the overdue rule's query)
         "invoices": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
-        "payments": ["dynamodb:GetItem", "dynamodb:UpdateItem"],  # the card on file, Pay now's charge claim
+        # the card on file, Pay now's charge claim; PutItem: a payment the client finished on a void invoice
+        "payments": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
     },
     # Stripe's webhook: events stored once, the invoice marked paid, a suspension lifted, a failure emailed
     "payments": {

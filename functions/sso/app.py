@@ -65,6 +65,11 @@ NOTICES = {
     "card-saved": ("Your card is saved. New invoices are charged to it when they are issued.", False),
     "card-removed": ("Your card is removed. Invoices are paid by bank transfer.", False),
     "paid": ("Thank you: the invoice is paid.", False),
+    "refunded": (
+        "This invoice was cancelled before your payment went through, so we refunded it in full. "
+        "You owe nothing for it.",
+        False,
+    ),
     "processing": (
         "Thank you: your payment is being processed. The invoice turns paid once it clears.",
         False,
@@ -287,6 +292,8 @@ def authenticated(number: str) -> Response:
 
 
 def paid_or_not(account: Account, invoice: Invoice, status: str, reason: str | None, result: Any) -> Response:
+    if status == "refunded":
+        return web.redirect(f"/invoices/{quote(invoice.number)}?notice=refunded")
     if status == "succeeded":
         return web.redirect(f"/invoices/{quote(invoice.number)}?notice=paid")
     if status == "processing":

@@ -56,7 +56,8 @@ RUN_ACCESS: dict[str, list[str]] = {
     "run-outcomes": ["dynamodb:Query"],
     "counters": ["dynamodb:GetItem", "dynamodb:UpdateItem"],  # the credit note series
     "acceptances": ["dynamodb:Query"],  # the terms an account accepted (account)
-    "payments": ["dynamodb:GetItem", "dynamodb:UpdateItem"],  # dunning: the charge's claim and outcome
+    # dunning: the charge's claim and outcome; PutItem: refund, on a void invoice, records its payments once
+    "payments": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
 }
 WORKER_ACCESS: dict[str, list[str]] = {
     # the batch's buyers' details, copied onto their invoices; a suspension lifted once paid by card

@@ -70,6 +70,13 @@ class Monitoring(Construct):
             description="Five or more card charges failed in an hour: read the payments logs and Stripe.",
         )
         self._alarm(
+            "PaymentsOnVoidInvoices",
+            product_metric("PaymentsOnVoidInvoices", period_minutes=5),
+            threshold=1,
+            description="A card payment succeeded on a void invoice and is being refunded automatically: "
+            "check the refund in the payments logs ('card payment on a void invoice') and in Stripe.",
+        )
+        self._alarm(
             "WebhookRefused",
             product_metric("WebhookRefused", period_minutes=5),
             threshold=5,
@@ -118,6 +125,7 @@ class Monitoring(Construct):
                     product_metric("InvoiceFailures"),
                     product_metric("ChargesSucceeded"),
                     product_metric("ChargesFailed"),
+                    product_metric("PaymentsOnVoidInvoices"),
                 ],
                 right=[product_metric(f"AmountBilled{currency}")],
             ),

@@ -286,6 +286,7 @@ def test_alarms_and_outputs(template, resources):
         "ApproximateAgeOfOldestMessage",
         "HoursSinceLastDailyRun",
         "ChargesFailed",
+        "PaymentsOnVoidInvoices",
         "WebhookRefused",
     } <= names
     throttled = [a for a in alarms.values() if a["Properties"].get("MetricName") == "Throttles"]
@@ -296,6 +297,17 @@ def test_alarms_and_outputs(template, resources):
     assert {"SiteUrl", "SolusVmTokenSecret", "StripeSecretKeySecret", "StripeWebhookSecretSecret"} <= set(
         outputs
     )
+
+
+def test_a_single_payment_on_a_void_invoice_alarms(resources):
+    [alarm] = [
+        a
+        for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "PaymentsOnVoidInvoices"
+    ]
+    props = alarm["Properties"]
+    assert props["Namespace"] == "PostPay" and props["Threshold"] == 1 and props["Statistic"] == "Sum"
+    assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and props["AlarmActions"]
 
 
 def test_missed_daily_run_counts_only_scheduled_runs_and_is_quiet_before_the_first(resources):

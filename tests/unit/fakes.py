@@ -39,6 +39,7 @@ from postpay.models import (
     ToIssue,
     TokenRecord,
 )
+from postpay.payments import Card, ChargeResult, PaymentEvent
 
 
 class FixedClock:
@@ -698,3 +699,71 @@ if TYPE_CHECKING:  # mypy (make typecheck) holds every fake to its port
     _solus: ports.SolusVM = FakeSolus()
     _mailer: ports.Mailer = FakeMailer()
     _queue: ports.Queue = FakeQueue()
+
+
+class FakeGateway:
+    """postpay.ports.PaymentGateway: PaymentIntents in memory, their statuses set by the test; every
+    creating call counted, and refunds keyed as Stripe keys them (the same key is the same refund)."""
+
+    def __init__(self) -> None:
+        self.intents: dict[str, ChargeResult] = {}
+        self.charge_status = "succeeded"
+        self.calls: list[str] = []
+        self.refunds: dict[str, int] = {}  # idempotency key -> amount
+
+    def create_customer(self, *, client_id: int, email: str) -> str:
+        return f"cus_{client_id}"
+
+    def setup_intent(self, *, customer: str) -> str:
+        return f"seti_{customer}_secret"
+
+    def card(self, payment_method: str) -> Card:
+        return Card(payment_method=payment_method, brand="visa", last4="4242", exp_month=12, exp_year=2034)
+
+    def saved_card(self, *, setup_intent: str, customer: str) -> Card:
+        return self.card("pm_1")
+
+    def detach(self, payment_method: str) -> None:
+        self.calls.append(f"detach {payment_method}")
+
+    def charge(
+        self,
+        *,
+        customer: str,
+        payment_method: str,
+        amount_minor: int,
+        currency: str,
+        invoice_number: str,
+        attempt: int,
+        off_session: bool = True,
+    ) -> ChargeResult:
+        intent_id = f"pi_{invoice_number}_{attempt}"
+        self.calls.append(f"charge {intent_id}")
+        self.intents[intent_id] = ChargeResult(
+            intent_id=intent_id,
+            status=self.charge_status,
+            invoice_number=invoice_number,
+            amount_minor=amount_minor,
+            client_secret=f"{intent_id}_secret",
+        )
+        return self.intents[intent_id]
+
+    def find_charge(self, *, customer: str, invoice_number: str, attempt: int) -> ChargeResult | None:
+        return self.intents.get(f"pi_{invoice_number}_{attempt}")
+
+    def get_charge(self, intent_id: str) -> ChargeResult:
+        return self.intents[intent_id]
+
+    def cancel_charge(self, intent_id: str) -> ChargeResult:
+        self.calls.append(f"cancel {intent_id}")
+        current = self.intents[intent_id]
+        if current.status in ("requires_action", "requires_payment_method", "requires_confirmation"):
+            self.intents[intent_id] = dataclasses.replace(current, status="canceled")
+        return self.intents[intent_id]
+
+    def refund(self, *, intent_id: str, amount_minor: int, reason: str, key: str) -> int:
+        self.calls.append(f"refund {intent_id}")
+        return self.refunds.setdefault(key, amount_minor)
+
+    def parse_event(self, payload: str, signature: str | None) -> PaymentEvent:
+        raise NotImplementedError

@@ -33,6 +33,7 @@ from postpay.payments import (
     GatewayRefused,
     PaymentEvent,
     PendingRefund,
+    VoidPayment,
     idempotency_key,
 )
 
@@ -48,6 +49,7 @@ class FakePaymentsStore:
         self.cards: dict[int, CardOnFile] = {}
         self.charges: dict[str, ChargeRecord] = {}
         self.events: dict[str, str] = {}
+        self.void_payments: dict[str, VoidPayment] = {}
         self.fail_next_record = 0  # record_charge raises, as a store unreachable after the charge would
         self.fail_next_finish_refund = 0  # finish_refund raises: a crash after the gateway refunded
 
@@ -181,6 +183,25 @@ class FakePaymentsStore:
             self.charges[number] = dataclasses.replace(record, refunded_minor=refunded_minor)
 
     # gateway events
+    # payments on void invoices (one record per PaymentIntent, its refund recorded once)
+    def record_void_payment(self, number: str, intent_id: str, amount_minor: int, now: datetime) -> bool:
+        if intent_id in self.void_payments:
+            return False
+        self.void_payments[intent_id] = VoidPayment(
+            invoice_number=number, intent_id=intent_id, amount_minor=amount_minor
+        )
+        return True
+
+    def void_payment(self, intent_id: str) -> VoidPayment | None:
+        return self.void_payments.get(intent_id)
+
+    def mark_void_payment_refunded(self, intent_id: str, refunded_minor: int, now: datetime) -> bool:
+        found = self.void_payments.get(intent_id)
+        if found is None or found.refunded_minor is not None:
+            return False
+        self.void_payments[intent_id] = dataclasses.replace(found, refunded_minor=refunded_minor)
+        return True
+
     def event_seen(self, event_id: str) -> bool:
         return event_id in self.events
 
@@ -386,6 +407,16 @@ class FakeGateway:
             invoice_number=intent.invoice_number,
             amount_minor=intent.amount_minor,
         )
+
+    def cancel_charge(self, intent_id: str) -> ChargeResult:
+        """Stripe cancels a PaymentIntent still waiting; one it will not cancel is returned as it stands."""
+        self.calls.append("cancel_charge")
+        intent = self.intents.get(intent_id)
+        if intent is None:
+            raise GatewayRefused("no such payment")
+        if intent.status in ("requires_action", "requires_payment_method", "requires_confirmation"):
+            intent.status = "canceled"
+        return self.get_charge(intent_id)
 
     def authenticate(self, intent_id: str, *, passes: bool = True) -> None:
         """What the client's bank step does to a requires_action PaymentIntent."""

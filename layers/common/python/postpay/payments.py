@@ -122,6 +122,16 @@ class ChargeRecord:
         return max(self.refunded_minor, self.refunds_done_minor)
 
 
+@dataclass(frozen=True, kw_only=True)
+class VoidPayment:
+    """A card payment that succeeded on an invoice already void: recorded once, refunded in full."""
+
+    invoice_number: str
+    intent_id: str
+    amount_minor: int
+    refunded_minor: int | None = None  # None: not refunded yet
+
+
 def minor_units(amount: Decimal, currency: str) -> int:
     """An exact amount in the currency's minor units: 12.34 USD -> 1234, 1200 JPY -> 1200, 1.234 KWD -> 1234.
     Refuses an amount with more decimals than the currency has (it would be rounded silently)."""
@@ -150,3 +160,11 @@ def refund_key(invoice_number: str, seq: int) -> str:
     if seq < 1:
         raise ValueError(f"refund number must be at least 1, got {seq}")
     return f"postpay-refund-{invoice_number}-{seq}"
+
+
+def void_refund_key(invoice_number: str, intent_id: str) -> str:
+    """The refund of a payment on a void invoice: one per invoice and PaymentIntent, so the webhook replayed,
+    the client's return from 3-D Secure and a redelivery all ask the gateway for the same refund."""
+    if not invoice_number or not intent_id:
+        raise ValueError("a void payment's refund needs the invoice number and the PaymentIntent")
+    return f"postpay-void-refund-{invoice_number}-{intent_id}"

@@ -28,7 +28,15 @@ from postpay.models import (
     ToIssue,
     TokenRecord,
 )
-from postpay.payments import Card, CardOnFile, ChargeRecord, ChargeResult, PaymentEvent, PendingRefund
+from postpay.payments import (
+    Card,
+    CardOnFile,
+    ChargeRecord,
+    ChargeResult,
+    PaymentEvent,
+    PendingRefund,
+    VoidPayment,
+)
 
 # ----------------------------------------------------------------------------------------------- stores
 
@@ -220,6 +228,15 @@ class PaymentsStore(Protocol):
         kept when larger than the one recorded."""
         ...
 
+    def record_void_payment(self, number: str, intent_id: str, amount_minor: int, now: datetime) -> bool:
+        """Records a payment that succeeded on a void invoice; True for the one call that recorded it."""
+        ...
+
+    def void_payment(self, intent_id: str) -> VoidPayment | None: ...
+    def mark_void_payment_refunded(self, intent_id: str, refunded_minor: int, now: datetime) -> bool:
+        """Records its refund; True for the one call that recorded it (the one that emails the client)."""
+        ...
+
     def event_seen(self, event_id: str) -> bool: ...
     def mark_event(self, event_id: str, event_type: str, now: datetime) -> None: ...
 
@@ -284,6 +301,11 @@ class PaymentGateway(Protocol):
         ...
 
     def get_charge(self, intent_id: str) -> ChargeResult: ...
+
+    def cancel_charge(self, intent_id: str) -> ChargeResult:
+        """Cancels a PaymentIntent that has not been paid (waiting for 3-D Secure, say), so it never can be;
+        returns the PaymentIntent as it then stands (``canceled``, or ``succeeded`` if it won the race)."""
+        ...
 
     def refund(self, *, intent_id: str, amount_minor: int, reason: str, key: str) -> int:
         """Refunds ``amount_minor`` of the PaymentIntent under idempotency key ``key`` (kept on the refund,

@@ -151,14 +151,19 @@ class InvoiceDeskStore:
         return []
 
     def add_history(self, invoice: Invoice, entry: dict[str, Any]) -> None:
-        """Appends one entry to the invoice's history (an update: concurrent entries are all kept)."""
-        InvoiceItem(account_period(invoice.client_id, invoice.period_key)).update(
+        """Appends one entry to the invoice's history (an update: concurrent entries are all kept). Found by
+        its number: a void invoice a re-bill replaced is kept under a longer key than (client, period)."""
+        item = self._invoice_item(invoice.number)
+        key = (
+            item.account_period if item is not None else account_period(invoice.client_id, invoice.period_key)
+        )
+        InvoiceItem(key).update(
             actions=[
                 InvoiceItem.history.set(
                     (InvoiceItem.history | []).append([json.dumps(entry, sort_keys=True)])  # type: ignore[operator]
                 )
             ],
-            condition=InvoiceItem.outcome == "invoiced",
+            condition=(InvoiceItem.outcome == "invoiced") & (InvoiceItem.number == invoice.number),
         )
 
     def find_invoices(

@@ -26,6 +26,7 @@ SUBJECTS = {
     "credit_note": "Credit note {credit_note.number}: invoice {invoice.number} is cancelled",
     "payment_failed": "We could not charge your card for invoice {invoice.number}",
     "receipt": "Receipt: invoice {invoice.number} is paid",
+    "payment_refunded": "Refund: your payment of cancelled invoice {invoice.number}",
 }
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
 from postpay.adapters.tables import PaymentItem, conditional_failed
-from postpay.payments import Card, CardOnFile, ChargeRecord, ChargeResult, PendingRefund
+from postpay.payments import Card, CardOnFile, ChargeRecord, ChargeResult, PendingRefund, VoidPayment
 
 
 class PaymentsStore:
@@ -255,6 +255,53 @@ class PaymentsStore:
         except UpdateError as error:
             if not conditional_failed(error):
                 raise
+
+    # payments on void invoices -----------------------------------------------------------------------
+
+    def record_void_payment(self, number: str, intent_id: str, amount_minor: int, now: datetime) -> bool:
+        """One item per PaymentIntent (a conditional put): however often the payment is reported, it is
+        recorded, logged and counted once."""
+        try:
+            PaymentItem(
+                f"voidpay#{intent_id}",
+                invoice_number=number,
+                intent_id=intent_id,
+                amount_minor=amount_minor,
+                updated_at=now,
+            ).save(condition=PaymentItem.pk.does_not_exist())
+        except PutError as error:
+            if conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def void_payment(self, intent_id: str) -> VoidPayment | None:
+        try:
+            item = PaymentItem.get(f"voidpay#{intent_id}", consistent_read=True)
+        except DoesNotExist:
+            return None
+        return VoidPayment(
+            invoice_number=item.invoice_number or "",
+            intent_id=intent_id,
+            amount_minor=int(item.amount_minor or 0),
+            refunded_minor=int(item.refunded_minor) if item.refunded_at is not None else None,
+        )
+
+    def mark_void_payment_refunded(self, intent_id: str, refunded_minor: int, now: datetime) -> bool:
+        try:
+            PaymentItem(f"voidpay#{intent_id}").update(
+                actions=[
+                    PaymentItem.refunded_minor.set(refunded_minor),
+                    PaymentItem.refunded_at.set(now),
+                    PaymentItem.updated_at.set(now),
+                ],
+                condition=PaymentItem.pk.exists() & PaymentItem.refunded_at.does_not_exist(),
+            )
+        except UpdateError as error:
+            if conditional_failed(error):
+                return False
+            raise
+        return True
 
     # gateway events ---------------------------------------------------------------------------------
 

@@ -166,6 +166,17 @@ class StripeGateway:
             amount_minor=int(intent.amount),
         )
 
+    def cancel_charge(self, intent_id: str) -> ChargeResult:
+        """Cancels a PaymentIntent still waiting (for 3-D Secure, a confirmation or a card); one Stripe will
+        not cancel (succeeded, processing, cancelled already) is returned as it stands."""
+        try:
+            self.client.payment_intents.cancel(intent_id)
+        except stripe.InvalidRequestError:
+            pass  # not cancellable in its state: what that state is comes next
+        except stripe.StripeError as error:
+            raise GatewayError(_reason(error)) from error
+        return self.get_charge(intent_id)
+
     def refund(self, *, intent_id: str, amount_minor: int, reason: str, key: str) -> int:
         try:
             refund = self.client.refunds.create(

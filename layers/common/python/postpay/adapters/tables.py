@@ -309,7 +309,8 @@ class OutcomeItem(Base):
 
 
 class PaymentItem(Base):
-    """``card#<client id>``: the card on file; ``charge#<invoice number>``: the invoice's latest charge."""
+    """``card#<client id>``: the card on file; ``charge#<invoice number>``: the invoice's latest charge;
+    ``voidpay#<PaymentIntent id>``: a payment on a void invoice; ``event#<id>``: a processed gateway event."""
 
     class Meta:
         table_name = ""
@@ -343,6 +344,10 @@ class PaymentItem(Base):
     refund_lease_until = NumberAttribute(null=True)  # epoch seconds: the pending refund's holder's lease
     pay_intent = UnicodeAttribute(null=True)  # the client's open Pay now PaymentIntent
     pay_count = NumberAttribute(null=True)  # how many Pay now PaymentIntents were opened
+    # voidpay#<PaymentIntent id>: a payment that succeeded on a void invoice, and its refund
+    invoice_number = UnicodeAttribute(null=True)
+    amount_minor = NumberAttribute(null=True)
+    refunded_at = UTCDateTimeAttribute(null=True)
     # event: the gateway event ids already processed
     event_type = UnicodeAttribute(null=True)
     updated_at = UTCDateTimeAttribute(null=True)

@@ -342,6 +342,8 @@ class Automation:
                 buyer=invoice.buyer,
             )
 
+        if self.collection is not None:
+            self._before_void(command.number)
         try:
             invoice, note = self.billing.void(
                 command.number, reason=command.reason, now=now, credit_note_for=credit_note_for
@@ -370,6 +372,26 @@ class Automation:
             "reactivated": reactivated,
             "rebill": {"client": invoice.client_id, "period": invoice.period_key},
         }
+
+    def _before_void(self, number: str) -> None:
+        """No card payment may start or finish on the invoice once void: a charge being made is waited
+        for, a PaymentIntent waiting for 3-D Secure is cancelled (Collection.before_void)."""
+        from postpay.billing.void_payments import ChargeInFlight
+        from postpay.payments import GatewayError
+
+        assert self.collection is not None
+        invoice = self.billing.invoice_by_number(number)
+        if invoice is None or invoice.status is not InvoiceStatus.UNPAID:
+            return  # the void itself refuses it, with its own message
+        try:
+            self.collection.before_void(invoice)
+        except ChargeInFlight as error:
+            raise PayloadError(f"void refused: {error}") from error
+        except GatewayError as error:
+            raise PayloadError(
+                f"void refused: the card payment of invoice {number} waiting for the client's bank could not "
+                f"be cancelled at Stripe ({error}); try again"
+            ) from error
 
     def export_invoices(self, command: ExportInvoices) -> dict[str, Any]:
         """The month's invoices and credit notes as CSV: in the answer when small, else an S3 object (private,

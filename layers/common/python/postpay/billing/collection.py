@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from postpay.billing.refunds import Refunds
+from postpay.billing.void_payments import VoidPayments
 from postpay.clock import Clock
 from postpay.config import Settings
 from postpay.models import Invoice, InvoiceStatus
@@ -33,7 +34,7 @@ from postpay.payments import (
 from postpay.periods import local_date
 
 if TYPE_CHECKING:
-    from postpay.ports import InvoiceStore, Mailer, PaymentGateway, PaymentsStore
+    from postpay.ports import InvoiceDesk, Mailer, PaymentGateway, PaymentsStore
 
 # Longer than a charge's gateway calls with their retries (postpay.limits); shorter than the queue's
 # visibility timeout (tests/unit/test_limits.py).
@@ -44,14 +45,14 @@ class ChargePending(Exception):
     """Another attempt holds the charge's lease: it may be charging right now. Retry later."""
 
 
-class Collection:
+class Collection(VoidPayments):
     def __init__(
         self,
         *,
         settings: Settings,
         payments: PaymentsStore,
         gateway: PaymentGateway,
-        invoices: InvoiceStore,
+        invoices: InvoiceDesk,
         mailer: Mailer,
         clock: Clock,
         after_paid: Callable[[Invoice], object] | None = None,
@@ -85,10 +86,18 @@ class Collection:
             if record is not None and record.attempt == attempt and record.outcome is None:
                 raise ChargePending(invoice.number)
             return "already"
+        # Read again after the claim: a void waits for a live claim, so one that landed since the invoice was
+        # read is seen here. What an earlier try of this attempt made at the gateway is still settled.
+        current = self.invoices.invoice_by_number(invoice.number)
+        settled = current is None or current.status is not InvoiceStatus.UNPAID
         try:
             result = self.gateway.find_charge(
                 customer=on_file.customer, invoice_number=invoice.number, attempt=attempt
-            ) or self.gateway.charge(
+            )
+            if result is None and settled:
+                self.payments.release_charge(invoice.number, attempt)
+                return "not_unpaid"
+            result = result or self.gateway.charge(
                 customer=on_file.customer,
                 payment_method=on_file.card.payment_method,
                 amount_minor=minor_units(invoice.total, invoice.currency),
@@ -101,7 +110,7 @@ class Collection:
             # nothing was created: the retry may claim the attempt at once rather than after the lease
             self.payments.release_charge(invoice.number, attempt)
             raise
-        self._settle(invoice, attempt, result, email=not on_session)
+        self._settle(invoice, attempt, result, email=not on_session and not settled)
         return result.status
 
     def _settle(self, invoice: Invoice, attempt: int, result: ChargeResult, *, email: bool) -> None:
@@ -123,13 +132,18 @@ class Collection:
             "charge settled", extra={"invoice": invoice.number, "attempt": attempt, "status": result.status}
         )
 
-    def paid(self, number: str, intent_id: str) -> None:
-        """unpaid -> paid by card; already paid (the webhook and the charge's answer both say so) is fine."""
+    def paid(self, number: str, intent_id: str) -> str:
+        """unpaid -> paid by card ("paid"); already paid (the webhook and the charge's answer both say so)
+        is fine ("settled"); a void invoice's payment is refunded in full ("refunded")."""
         try:
             invoice = self.invoices.mark_paid(number, f"card {intent_id}", self.clock.now())
         except ValueError:
+            current = self.invoices.invoice_by_number(number)
+            if current is not None and current.status is InvoiceStatus.VOID:
+                self.refund_void_payment(current, intent_id)
+                return "refunded"
             logger.info("invoice already settled", extra={"invoice": number})
-            return
+            return "settled"
         metrics.add_metric(name="ChargesSucceeded", unit="Count", value=1)
         # Once: only the one call whose write moved the invoice to paid gets here (a crash right after
         # that write loses the receipt; the invoice page still shows it paid by card).
@@ -141,11 +155,15 @@ class Collection:
         )
         if self.after_paid is not None:
             self.after_paid(invoice)
+        return "paid"
 
     # refunds ------------------------------------------------------------------------------------------
 
     def refund(self, invoice: Invoice, amount: Decimal | None, reason: str) -> dict[str, str]:
-        """The operator's refund of an invoice paid by card (postpay.billing.refunds), exactly once."""
+        """The operator's refund of an invoice paid by card (postpay.billing.refunds), exactly once; on a void
+        invoice, what was paid on it after the void (postpay.billing.void_payments)."""
+        if invoice.status is InvoiceStatus.VOID:
+            return self._refund_void_invoice(invoice, amount, reason)
         return Refunds(payments=self.payments, gateway=self.gateway, clock=self.clock).refund(
             invoice, amount, reason
         )
@@ -206,6 +224,8 @@ class Collection:
         """The client pays with the card on file, on the site: the next charge attempt of the invoice, under
         the same claim as the automatic ones (so Pay now and a dunning retry never both charge). A bank
         asking for 3-D Secure leaves it ``requires_action`` with the client secret Stripe.js needs."""
+        if invoice.status is InvoiceStatus.VOID:
+            raise NotPayable("This invoice is cancelled: there is nothing to pay.")
         if invoice.status is not InvoiceStatus.UNPAID:
             raise NotPayable("This invoice is already paid.")
         if not chargeable(invoice.total, invoice.currency):
@@ -261,8 +281,10 @@ class Collection:
         if current.invoice_number != invoice.number:
             raise NotPayable("This payment is not one of this invoice.")
         if current.status == "succeeded":
-            self.paid(invoice.number, intent_id)
+            settled = self.paid(invoice.number, intent_id)
             self.payments.record_charge(invoice.number, record.attempt, current, self.clock.now())
+            if settled == "refunded":
+                return "refunded"  # the invoice was voided while the bank asked: the payment went back
         elif current.status == "requires_payment_method":
             failed = ChargeResult(intent_id=intent_id, status="failed", reason=current.reason)
             self.payments.record_charge(invoice.number, record.attempt, failed, self.clock.now())
@@ -331,8 +353,7 @@ class Collection:
             logger.warning("event for an unknown invoice", extra={"event_type": event.type})
             return "ignored"
         if event.type == "payment_intent.succeeded":
-            self.paid(invoice.number, event.intent_id)
-            return "paid"
+            return self.paid(invoice.number, event.intent_id)
         if event.type == "charge.refunded":
             self.payments.record_refund(invoice.number, event.refunded_minor or 0, self.clock.now())
             return "refund_recorded"
