@@ -1,11 +1,12 @@
-"""One fix to moto's DynamoDB, applied wherever this repository runs moto server (``make run``, the tests,
-the bench).
+"""One fix to moto's DynamoDB, applied wherever this repository runs moto server (``make run``, the tests, the
+bench).
 
-moto 5's ``transact_write_items`` backs up a table before applying a transaction by deep-copying it once
-per *item* of the transaction, not once per table (``original_table_state[name] = copy.deepcopy(table)``
-inside the loop over items): a 100-item batch copied the invoices table 100 times, all but one copy thrown
-away. On the shared test stack that was most of moto's CPU and, since a table's copy holds reference cycles that only the
-cyclic collector frees, gigabytes of garbage at a time (a full test run reached 13-19 GB and was OOM-killed).
+moto 5's ``transact_write_items`` backs up a table before applying a transaction by deep-copying it once per
+*item* of the transaction, not once per table (``original_table_state[name] = copy.deepcopy(table)`` inside
+the loop over items): a 100-item batch copied the invoices table 100 times, all but one copy thrown away. On
+the shared test stack that was most of moto's CPU and, since a table's copy holds reference cycles that only
+the cyclic collector frees, gigabytes of garbage at a time (a full test run reached 13-19 GB and was OOM-
+killed).
 
 The loop copies every table before it applies any operation, so every copy of one table in one call is the
 same snapshot: the first copy is kept and handed back for the others. Behaviour is unchanged, including the
