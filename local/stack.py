@@ -106,6 +106,10 @@ class MotoServer:
     def __init__(self, port: int = 0) -> None:
         import threading
 
+        from local import moto_patches
+
+        moto_patches.apply()  # a transaction copies each table once, not once per item
+
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             MotoRequestHandler,

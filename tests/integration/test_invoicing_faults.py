@@ -89,7 +89,7 @@ def test_worker_killed_between_steps_still_ends_with_one_invoice_and_one_email(
     numbers_before = counter()
     # When the run is processed; the queue redelivers the failed job (after the email lease if it applies)
     run = invoke(functions, {"invoicingDate": invoicing_date})
-    drain(worker, rounds=6)
+    drain(worker)
     if lease_passes:
         monkeypatch.setattr(invoicing, "clock", ShiftedClock(EMAIL_LEASE + timedelta(minutes=1)))
         drain(worker)
@@ -118,7 +118,7 @@ def test_killed_after_sending_the_email_does_not_resend_it_while_its_lease_lives
     account = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)
     calls = kill_once(_invoicing(functions).billing, "mark_emailed", monkeypatch)
     run = invoke(functions, {"invoicingDate": "2024-06-01"})
-    drain(worker, rounds=4)
+    drain(worker)
     assert calls
     assert len(invoices_of(account.client_id)) == 1
     assert len(invoice_mails(stack, account.email)) == 1

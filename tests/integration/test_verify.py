@@ -231,18 +231,28 @@ def test_created_user_whose_answer_was_lost_is_relinked_on_retry(browser, stack,
     assert len(emulator_users(stack, email)) == 1
 
 
-def test_a_slow_solusvm_never_holds_the_page_past_its_budget(browser, stack, settings_override):
+def test_a_slow_solusvm_never_holds_the_page_past_its_budget(browser, stack, settings_override, monkeypatch):
     # Given SolusVM answers every call with a 504 after 0.8 s (under the 1 s timeout, so each is retried:
     # three attempts of one call alone take 2.4 s), and the page's SolusVM budget is 1 s
     settings_override(solusvm_page_budget_seconds=1.0)
     email = new_email()
     sign_up(browser, email)
     fault(stack, mode="hang", seconds=0.8)
+    calls: list[str] = []
+    send = requests.Session.send
+
+    def counting(session, request, **kwargs):
+        if request.url.startswith(stack.emulator.root):
+            calls.append(request.url)
+        return send(session, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", counting)
     # When the client accepts the terms
     started = time.monotonic()
     page = verify(browser, stack, email)
     elapsed = time.monotonic() - started
-    # Then the page answers within the budget plus the page's own work (up to 1.3 s on a loaded machine),
-    # short of what the retries alone would take, and says setup is being finished
+    # Then the page stops asking SolusVM once its budget is spent: at most the attempt under way when it
+    # ran out and one more, short of the three a retried call makes (counted, not timed: a loaded machine
+    # adds seconds of the page's own work), and says setup is being finished
     assert page.status == 200 and page.has("We are finishing your setup")
-    assert elapsed < 2.3, elapsed
+    assert 1 <= len(calls) <= 2, (calls, elapsed)
