@@ -37,6 +37,11 @@ class KeepingEmitter:
 
 @pytest.fixture
 def xray() -> Iterator[KeepingEmitter]:
+    from postpay.observability import tracer
+
+    # Powertools' Tracer switches the X-Ray SDK off when it is built outside Lambda, and the product builds
+    # it on its first invocation: built here first, the SDK is switched on after it (the test alone failed)
+    tracer.tracer  # noqa: B018
     emitter = KeepingEmitter()
     global_sdk_config.set_sdk_enabled(True)
     xray_recorder.configure(
