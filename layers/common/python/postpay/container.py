@@ -130,8 +130,9 @@ class Container:
 
     def invoice_pdf(self, invoice: Invoice, *, today: date) -> bytes:
         from postpay.billing.pdf import invoice_pdf
+        from postpay.payments import pay_online_url
 
-        return invoice_pdf(invoice, today=today)
+        return invoice_pdf(invoice, today=today, pay_url=pay_online_url(self.settings, invoice))
 
     @cached_property
     def enrollment(self) -> Enrollment:
@@ -194,6 +195,7 @@ class Container:
             queue=self.queue,
             dispatcher=self.dispatcher,
             collect=self.collection.charge if self.collection is not None else None,
+            card_to_charge=self.collection.card_to_charge if self.collection is not None else None,
         )
 
     @cached_property

@@ -10,8 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from postpay import money
+from postpay.models import InvoiceStatus
+
+if TYPE_CHECKING:
+    from postpay.config import Settings
+    from postpay.models import Invoice
 
 # Stripe refuses charges below about 0.50 USD (its documented minimum per currency); the product never sends
 # one: such an invoice stays payable by transfer. Currencies without an entry use the USD figure.
@@ -168,3 +174,14 @@ def void_refund_key(invoice_number: str, intent_id: str) -> str:
     if not invoice_number or not intent_id:
         raise ValueError("a void payment's refund needs the invoice number and the PaymentIntent")
     return f"postpay-void-refund-{invoice_number}-{intent_id}"
+
+
+def pay_online_url(settings: Settings, invoice: Invoice) -> str | None:
+    """The invoice page's absolute link, where Pay now is, for an email or the PDF; None when the invoice
+    cannot be paid by card: Stripe is not configured, the invoice is not unpaid, or its amount is below the
+    gateway's minimum (then it is paid by transfer, as the payment instructions say)."""
+    if not settings.stripe_enabled or invoice.status is not InvoiceStatus.UNPAID:
+        return None
+    if not chargeable(invoice.total, invoice.currency):
+        return None
+    return settings.url(f"invoices/{invoice.number}")

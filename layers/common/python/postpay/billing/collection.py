@@ -304,6 +304,21 @@ class Collection(VoidPayments):
         on_file = self.payments.card_on_file(client_id)
         return on_file.card if on_file is not None else None
 
+    def card_to_charge(self, invoice: Invoice) -> Card | None:
+        """The card the automatic charge takes this invoice from, for the invoice email to say so instead of
+        asking to pay: an unpaid invoice the gateway accepts, a card on file, and no attempt that failed or
+        waits for the client (then the email offers Pay now). The worker sends the email before it charges,
+        so this is the charge about to be made, or one still under way (a resend, a redelivered job)."""
+        if invoice.status is not InvoiceStatus.UNPAID or not chargeable(invoice.total, invoice.currency):
+            return None
+        card = self.card_of(invoice.client_id)
+        if card is None:
+            return None
+        record = self.payments.charge_of(invoice.number)
+        if record is not None and record.outcome not in (None, "processing"):
+            return None  # failed, needs 3-D Secure, or succeeded (the invoice is then no longer unpaid)
+        return card
+
     def start_card_setup(self, client_id: int, email: str) -> str:
         """A SetupIntent for the client's gateway customer (created once); its client secret for the page."""
         return self.gateway.setup_intent(customer=self._customer(client_id, email))

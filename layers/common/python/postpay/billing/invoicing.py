@@ -37,6 +37,7 @@ from postpay.models import (
     reverse_charge_applies,
 )
 from postpay.observability import logger, metrics
+from postpay.payments import Card, pay_online_url
 from postpay.periods import Period, local_date
 
 if TYPE_CHECKING:
@@ -291,6 +292,7 @@ class Invoicing:
         profile: Callable[[], InvoiceProfile] = lambda: NO_PROFILE,
         dispatcher: Dispatcher | None = None,
         collect: Callable[[Invoice], object] | None = None,
+        card_to_charge: Callable[[Invoice], Card | None] | None = None,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -305,6 +307,8 @@ class Invoicing:
         self._usage_pool: ThreadPoolExecutor | None = None
         # charges a new invoice to the card on file (Stripe configured); exactly once by its own claim
         self.collect = collect
+        # the card that charge will take the invoice from, for the invoice email to say so
+        self.card_to_charge = card_to_charge
 
     # the run ---------------------------------------------------------------------------------------
 
@@ -734,6 +738,12 @@ class Invoicing:
     def send_invoice_email(self, invoice: Invoice) -> str:
         """Sends the invoice's email (no lease: the caller decides it must go); returns the message id."""
         today = local_date(self.clock.now(), self.settings.billing_timezone)
+        pay_url = pay_online_url(self.settings, invoice)
+        # Read as the email is rendered: the worker sends it before it charges (the client learns of the
+        # invoice first), so a card on file is the charge about to be made, and the email says so instead
+        # of asking to pay; once an attempt failed, Pay now. Without Stripe both are None: as before.
+        card = self.card_to_charge(invoice) if pay_url and self.card_to_charge is not None else None
+        pdf = invoice_pdf(invoice, today=today, pay_url=pay_url)
         return self.mailer.send(
             invoice.email,
             "invoice",
@@ -741,5 +751,8 @@ class Invoicing:
             lines=invoice.lines,
             today=today,
             invoice_url=self.settings.url(f"invoices/{invoice.number}"),
-            attachments=((f"{invoice.number}.pdf", "application/pdf", invoice_pdf(invoice, today=today)),),
+            pay_url=None if card else pay_url,
+            card=card,
+            paid=self.settings.stripe_enabled and invoice.status is InvoiceStatus.PAID,
+            attachments=((f"{invoice.number}.pdf", "application/pdf", pdf),),
         )

@@ -123,8 +123,12 @@ def _party_lines(party: Seller | Buyer) -> list[str]:
     return lines
 
 
-def invoice_pdf(invoice: Invoice, *, today: date, fallback_buyer: Buyer | None = None) -> bytes:
-    """``today`` decides paid / unpaid / overdue and whether payment instructions are printed."""
+def invoice_pdf(
+    invoice: Invoice, *, today: date, fallback_buyer: Buyer | None = None, pay_url: str | None = None
+) -> bytes:
+    """``today`` decides paid / unpaid / overdue and whether payment instructions are printed; ``pay_url``
+    (card payments configured and the invoice payable by card: postpay.payments.pay_online_url) adds the
+    invoice page's link, where Pay now is, to them."""
     from fpdf import FPDF
     from fpdf.enums import XPos, YPos
 
@@ -230,9 +234,15 @@ def invoice_pdf(invoice: Invoice, *, today: date, fallback_buyer: Buyer | None =
     if invoice.reverse_charge:
         pdf.ln(2)
         text(f"Reverse charge: {invoice.tax_label} is accounted for by the customer.")
-    if state != "paid" and invoice.payment_instructions:
+    if state != "paid" and (invoice.payment_instructions or pay_url):
         pdf.ln(4)
         text("How to pay", bold=True, size=11)
         text(f"Please pay {format_amount(invoice.total, currency)} by {invoice.due_on}.")
-        text(invoice.payment_instructions)
+        if invoice.payment_instructions:
+            text(invoice.payment_instructions)
+        if pay_url:
+            page, top = pdf.page_no(), pdf.get_y()
+            text(f"Pay online: {pay_url}")
+            if pdf.page_no() == page:  # clickable in a reader, not only printed
+                pdf.link(20, top, _WIDTH, pdf.get_y() - top, pay_url)
     return bytes(pdf.output())

@@ -10,6 +10,7 @@ from postpay.clock import Clock
 from postpay.config import Settings
 from postpay.errors import SolusRejected, SolusUnavailable
 from postpay.observability import logger
+from postpay.payments import pay_online_url
 
 if TYPE_CHECKING:
     from postpay.ports import AccountStore, InvoiceStore, Mailer, SolusVM
@@ -101,6 +102,7 @@ class Upkeep:
                         "suspended",
                         invoice=invoice,
                         invoice_url=self.settings.url(f"invoices/{invoice.number}"),
+                        pay_url=pay_online_url(self.settings, invoice),
                     )
                     summary.suspended.append(invoice.number)
             except (SolusUnavailable, SolusRejected) as error:
