@@ -71,18 +71,27 @@ run: install
 
 # The operator's override against `make run`: make invoice DATE=2022-11-01 [DRY_RUN=1] [NOW=2026-12-01T00:05:00Z]
 # or any operator payload: make invoice PAYLOAD='{"rebill": {"client": 2, "period": "2022-10"}}' [NOW=...]
+# PAYLOAD, DATE and NOW reach local/invoice.py through the environment, as typed (quotes, apostrophes, $
+# and backticks included): never pasted into the recipe's shell line.
+override PAYLOAD := $(value PAYLOAD)
+override DATE := $(value DATE)
+override NOW := $(value NOW)
+invoice op: export PAYLOAD := $(PAYLOAD)
+invoice op: export DATE := $(DATE)
+invoice op: export NOW := $(NOW)
+invoice op: export DRY_RUN := $(DRY_RUN)
+
 invoice: install
-	@test -n "$(DATE)$(PAYLOAD)" || { echo "usage: make invoice DATE=YYYY-MM-DD [DRY_RUN=1] [NOW=ISO-8601 time]" \
+	@test -n "$$DATE$$PAYLOAD" || { echo "usage: make invoice DATE=YYYY-MM-DD [DRY_RUN=1] [NOW=ISO-8601 time]" \
 		"| make invoice PAYLOAD='<operator payload, JSON>' [NOW=ISO-8601 time]"; exit 2; }
-	$(PY) -m local.invoice $(if $(DATE),--date "$(DATE)") $(if $(PAYLOAD),--payload '$(PAYLOAD)') \
-		$(if $(DRY_RUN),--dry-run) $(if $(NOW),--now "$(NOW)")
+	$(PY) -m local.invoice --from-env
 
 # Any operator payload against `make run` (whatever its ports: it reads make run's state file):
 # make op PAYLOAD='{"listInvoices": {"status": "unpaid"}}' [NOW=2026-12-01T00:05:00Z]
 op: install
-	@test -n '$(PAYLOAD)' || { echo "usage: make op PAYLOAD='<operator payload, JSON>' [NOW=ISO-8601 time]" \
+	@test -n "$$PAYLOAD" || { echo "usage: make op PAYLOAD='<operator payload, JSON>' [NOW=ISO-8601 time]" \
 		"(payloads: README, Operating)"; exit 2; }
-	@$(PY) -m local.invoice --payload '$(PAYLOAD)' $(if $(NOW),--now "$(NOW)")
+	@DATE= DRY_RUN= $(PY) -m local.invoice --from-env
 
 # Invoicing throughput in a model of AWS (bench/invoicing.py): ACCOUNTS=1000, WORKERS="1 5 20" by default;
 # LATENCY="dynamodb=8,transaction=15,ses=40,sqs=10,solusvm=80" (ms) overrides the modelled round trips.

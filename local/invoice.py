@@ -39,10 +39,23 @@ def main() -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--date", help="invoicing date: the month before it is invoiced")
     what.add_argument("--payload", help="any operator payload, as JSON (rebill, runStatus, markPaid)")
+    what.add_argument(
+        "--from-env",
+        action="store_true",
+        help="read PAYLOAD or DATE, DRY_RUN and NOW from the environment (how the Makefile passes them: "
+        "no shell quoting can break them)",
+    )
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--now", default="", help="pretend the current time is this (ISO 8601)")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
+    if args.from_env:
+        args.payload = os.environ.get("PAYLOAD") or None
+        args.date = None if args.payload else os.environ.get("DATE") or None
+        args.dry_run = args.dry_run or bool(os.environ.get("DRY_RUN"))
+        args.now = args.now or os.environ.get("NOW", "")
+        if not args.payload and not args.date:
+            parser.error("--from-env needs PAYLOAD or DATE in the environment")
 
     running = state.read()
     if running is not None:

@@ -63,10 +63,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         assert "make invoice DATE=" in output and "NOW=" in output  # the banner's example
 
 
-def op(running: dict, payload: dict | str) -> subprocess.CompletedProcess:
+def op(running: dict, payload: dict | str, *more: str) -> subprocess.CompletedProcess:
     text = payload if isinstance(payload, str) else json.dumps(payload)
     return subprocess.run(
-        ["make", "--no-print-directory", "op", f"PAYLOAD={text}"],
+        ["make", "--no-print-directory", "op", f"PAYLOAD={text}", *more],
         cwd=ROOT,
         env=running["env"],
         capture_output=True,
@@ -137,3 +137,11 @@ def test_make_op_drives_every_payload(running):
     refused(running, {"voidInvoice": "INV-999999", "reason": "x"}, "no invoice 'INV-999999'")
     refused(running, {"listInvoices": {"status": "late"}}, "status must be one of")
     refused(running, "{not json", "refused: ")
+
+
+def test_make_op_passes_any_characters_through_to_the_payload(running):
+    # an apostrophe, a $, backticks and quotes reach the product as typed: no shell syntax error
+    done = op(running, {"voidInvoice": "INV-777777", "reason": 'client\'s "$HOME" `date` request'})
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    assert "no invoice" in done.stderr and "INV-777777" in done.stderr, done.stderr
+    assert "syntax error" not in done.stderr and "unexpected EOF" not in done.stderr
