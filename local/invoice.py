@@ -57,6 +57,16 @@ def main() -> int:
         if not args.payload and not args.date:
             parser.error("--from-env needs PAYLOAD or DATE in the environment")
 
+    moment = None
+    if args.now:
+        try:
+            moment = datetime.fromisoformat(args.now.replace("Z", "+00:00")).astimezone(UTC)
+        except ValueError:
+            print(
+                f"refused: NOW={args.now!r} is not an ISO 8601 time (like 2026-12-01T00:05:00Z)",
+                file=sys.stderr,
+            )
+            return 1
     running = state.read()
     if running is not None:
         base, endpoint, emulator = running["publicBaseUrl"], running["awsEndpoint"], running["emulatorRoot"]
@@ -89,8 +99,7 @@ def main() -> int:
         return 2
 
     automation = load_function("automation")
-    if args.now:
-        moment = datetime.fromisoformat(args.now.replace("Z", "+00:00")).astimezone(UTC)
+    if moment is not None:
         automation.container.__dict__["clock"] = FixedClock(moment)
 
     def invoke(payload: dict) -> dict:

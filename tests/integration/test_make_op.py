@@ -145,3 +145,9 @@ def test_make_op_passes_any_characters_through_to_the_payload(running):
     assert done.returncode != 0, (done.stdout, done.stderr)
     assert "no invoice" in done.stderr and "INV-777777" in done.stderr, done.stderr
     assert "syntax error" not in done.stderr and "unexpected EOF" not in done.stderr
+
+
+def test_make_op_refuses_a_now_that_is_not_a_time(running):
+    done = op(running, {"schedule": "daily"}, "NOW=garbage")
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "refused: NOW='garbage' is not an ISO 8601 time" in done.stderr, done.stderr
