@@ -107,11 +107,19 @@ def main() -> int:
 
     try:
         payload = json.loads(args.payload) if args.payload else {"invoicingDate": args.date}
+    except json.JSONDecodeError as error:
+        print(
+            f"refused: the payload is not valid JSON ({error.msg} at line {error.lineno} "
+            f"column {error.colno}): {args.payload[:200]}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
         if args.dry_run:
             payload["dryRun"] = True
         result = invoke(payload)
-    except (ValueError, TypeError) as error:  # not JSON, or a PayloadError: the payload is refused
-        print(f"refused: {error}", file=sys.stderr)
+    except (ValueError, TypeError) as error:  # a PayloadError: the payload is refused
+        print(refusal(str(error)), file=sys.stderr)
         return 1
     if "runId" not in result or "runStatus" in payload:  # a payment, a listing, a run's page: as it is
         show(result)
@@ -127,6 +135,11 @@ def main() -> int:
     result.pop("next", None)
     show(result)
     return 0 if result.get("finished") and not result.get("failed") else 3
+
+
+def refusal(message: str) -> str:
+    """ "refused: …" once: "rebill refused: …" already says it."""
+    return message if "refused" in message.split(":", 1)[0] else f"refused: {message}"
 
 
 def follow(result: dict, invoke: Callable[[dict], dict], timeout: float) -> dict:

@@ -54,11 +54,11 @@ def test_the_operator_rebills_a_nothing_to_bill_month_locally_and_a_second_rebil
     # And the same payload again is refused, saying why, and changes nothing
     again = local_invoice(stack, worker, "--payload", payload)
     assert again.returncode == 1
-    assert (
-        f"refused: rebill refused: client {account.client_id} already has invoice {item.number}"
-        in again.stderr
-    )
+    assert f"rebill refused: client {account.client_id} already has invoice {item.number}" in again.stderr
+    assert "refused: rebill refused" not in again.stderr  # said once
     assert len(invoices_of(account.client_id)) == 1
     # And a payload that is not JSON is refused the same way
     broken = local_invoice(stack, worker, "--payload", "{rebill")
-    assert broken.returncode == 1 and broken.stderr.startswith("refused: ")
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("refused: the payload is not valid JSON (Expecting property name")
+    assert "at line 1 column 2): {rebill" in broken.stderr

@@ -216,3 +216,18 @@ def test_every_payload_has_a_handler():
     }
     assert set(examples) == set(PAYLOADS)
     assert {type(parse(e, timezone="UTC", now=NOW)) for e in examples.values()} == set(HANDLERS)
+
+
+@pytest.mark.parametrize(
+    ("payload", "shown"),
+    [
+        ({"schedule": None}, "got null"),
+        ({"invoicingDate": "2022-11-01", "dryRun": "yes"}, 'got "yes"'),
+        ({"listInvoices": {"limit": True}}, "got true"),
+        ({"rebill": {"client": {"client": 3}, "period": "2022-10"}}, 'got {"client": 3}'),
+    ],
+)
+def test_refusals_show_the_value_as_json_not_a_python_repr(payload, shown):
+    with pytest.raises(PayloadError) as refused:
+        parse(payload, timezone="UTC", now=NOW)
+    assert str(refused.value).endswith(shown), str(refused.value)

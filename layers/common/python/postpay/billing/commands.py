@@ -4,6 +4,7 @@ A malformed payload fails the invoke with a message saying what is wrong, before
 
 from __future__ import annotations
 
+import json
 import re
 from calendar import monthrange
 from collections.abc import Callable
@@ -17,6 +18,12 @@ from postpay.periods import Period, local_date, month_before
 
 class PayloadError(ValueError):
     """The operator's payload is refused; the message says why."""
+
+
+def shown(value: Any, limit: int = 200) -> str:
+    """A payload value as the operator typed it: JSON (null, true, {"client": 3}), not a Python repr."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ MAX_PAGE = 1000
 
 def _daily(event: dict[str, Any], timezone: str, now: datetime) -> Daily:
     if event.get("schedule") != "daily":
-        raise PayloadError(f'schedule must be "daily", got {event.get("schedule")!r}')
+        raise PayloadError(f'schedule must be "daily", got {shown(event.get("schedule"))}')
     scheduled = any(key in event for key in ("scheduledTime", "time"))
     return Daily(local_date(_scheduled_time(event, now), timezone), scheduled)
 
@@ -142,7 +149,7 @@ def _daily(event: dict[str, Any], timezone: str, now: datetime) -> Daily:
 def _run_status(event: dict[str, Any], timezone: str, now: datetime) -> RunStatus:
     after = event.get("after")
     if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
-        raise PayloadError(f"after must be a client id (a whole number), got {after!r}")
+        raise PayloadError(f"after must be a client id (a whole number), got {shown(after)}")
     return RunStatus(_text(event, "runStatus"), after)
 
 
@@ -155,12 +162,16 @@ def _mark_paid(event: dict[str, Any], timezone: str, now: datetime) -> MarkPaid:
     shape = '[{"invoice": "INV-000123", "reference": "bank 2022-11-20"}, …]'
     if not isinstance(body, list) or not 1 <= len(body) <= MAX_PAGE:
         raise PayloadError(
-            f"markPaid must be an invoice number or a list like {shape} (1 to {MAX_PAGE}), got {body!r}"[:400]
+            f"markPaid must be an invoice number or a list like {shape} (1 to {MAX_PAGE}), got {shown(body)}"[
+                :400
+            ]
         )
     payments = []
     for index, entry in enumerate(body):
         if not isinstance(entry, dict) or set(entry) != {"invoice", "reference"}:
-            raise PayloadError(f"markPaid[{index}] must be an object like {shape[1:-4]}, got {entry!r}"[:400])
+            raise PayloadError(
+                f"markPaid[{index}] must be an object like {shape[1:-4]}, got {shown(entry)}"[:400]
+            )
         payments.append(
             Payment(
                 _text(entry, "invoice", f"markPaid[{index}].invoice"),
@@ -182,7 +193,7 @@ def _account(event: dict[str, Any], timezone: str, now: datetime) -> AccountLook
         return AccountLookup(None, int(raw.strip()))
     if isinstance(raw, str) and "@" in raw and len(raw) <= 320:
         return AccountLookup(raw.strip().lower(), None)
-    raise PayloadError(f"account must be an email address or a client id, got {raw!r}"[:400])
+    raise PayloadError(f"account must be an email address or a client id, got {shown(raw)}"[:400])
 
 
 def _list_invoices(event: dict[str, Any], timezone: str, now: datetime) -> ListInvoices:
@@ -191,12 +202,12 @@ def _list_invoices(event: dict[str, Any], timezone: str, now: datetime) -> ListI
     if not isinstance(body, dict) or set(body) - allowed:
         raise PayloadError(
             "listInvoices must be an object with optional status (unpaid, overdue, paid), period (YYYY-MM), "
-            f"client, limit, after; got {body!r}"[:400]
+            f"client, limit, after; got {shown(body)}"[:400]
         )
     status = body.get("status")
     if status is not None and status not in _INVOICE_STATUSES:
         raise PayloadError(
-            f"listInvoices status must be one of {', '.join(_INVOICE_STATUSES)}, got {status!r}"
+            f"listInvoices status must be one of {', '.join(_INVOICE_STATUSES)}, got {shown(status)}"
         )
     period = body.get("period")
     if period is not None:
@@ -206,10 +217,12 @@ def _list_invoices(event: dict[str, Any], timezone: str, now: datetime) -> ListI
         client = _client(client, "listInvoices client")
     limit = body.get("limit", 100)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
-        raise PayloadError(f"listInvoices limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
+        raise PayloadError(f"listInvoices limit must be an integer from 1 to {MAX_PAGE}, got {shown(limit)}")
     after = body.get("after")
     if after is not None and (not isinstance(after, str) or not after or len(after) > 200):
-        raise PayloadError(f"listInvoices after must be the cursor of the previous page, got {after!r}"[:400])
+        raise PayloadError(
+            f"listInvoices after must be the cursor of the previous page, got {shown(after)}"[:400]
+        )
     return ListInvoices(status, period, client, limit, after)
 
 
@@ -231,7 +244,9 @@ def _refund(event: dict[str, Any], timezone: str, now: datetime) -> Refund:
         except InvalidOperation:
             amount = None
         if amount is None or amount <= 0:
-            raise PayloadError(f'refund amount must be a positive decimal string like "5.00", got {raw!r}')
+            raise PayloadError(
+                f'refund amount must be a positive decimal string like "5.00", got {shown(raw)}'
+            )
     reason = _text(event, "reason") if "reason" in event else "refund by the operator"
     return Refund(_text(event, "refund"), amount, reason)
 
@@ -298,16 +313,16 @@ def payload_name(event: dict[str, Any]) -> str:
 def _invoice_month(event: dict[str, Any], timezone: str, now: datetime) -> InvoiceMonth:
     raw = event["invoicingDate"]
     if not isinstance(raw, str):
-        raise PayloadError(f"invoicingDate must be a date like 2022-11-01, got {raw!r}")
+        raise PayloadError(f"invoicingDate must be a date like 2022-11-01, got {shown(raw)}")
     try:
         invoicing_date = date.fromisoformat(raw)
     except ValueError as error:
-        raise PayloadError(f"invoicingDate must be a date like 2022-11-01, got {raw!r}") from error
+        raise PayloadError(f"invoicingDate must be a date like 2022-11-01, got {shown(raw)}") from error
     if len(raw) != 10:
-        raise PayloadError(f"invoicingDate must be a date like 2022-11-01, got {raw!r}")
+        raise PayloadError(f"invoicingDate must be a date like 2022-11-01, got {shown(raw)}")
     dry_run = event.get("dryRun", False)
     if not isinstance(dry_run, bool):
-        raise PayloadError(f"dryRun must be true or false, got {dry_run!r}")
+        raise PayloadError(f"dryRun must be true or false, got {shown(dry_run)}")
     period = month_before(invoicing_date, timezone)
     today = local_date(now, timezone)
     if period.end >= today:
@@ -321,7 +336,7 @@ def _invoice_month(event: dict[str, Any], timezone: str, now: datetime) -> Invoi
 def _rebill(body: Any, timezone: str, now: datetime) -> Rebill:
     if not isinstance(body, dict) or set(body) != _REBILL_KEYS:
         raise PayloadError(
-            f'rebill must be an object like {{"client": 123, "period": "2022-10"}}, got {body!r}'[:400]
+            f'rebill must be an object like {{"client": 123, "period": "2022-10"}}, got {shown(body)}'[:400]
         )
     client = _client(body["client"], "rebill client")
     period = _month(body["period"], "rebill period", timezone)
@@ -333,14 +348,14 @@ def _rebill(body: Any, timezone: str, now: datetime) -> Rebill:
 
 def _client(client: Any, what: str) -> int:
     if not isinstance(client, int) or isinstance(client, bool) or client < 1:
-        raise PayloadError(f"{what} must be a client id (a positive integer), got {client!r}"[:400])
+        raise PayloadError(f"{what} must be a client id (a positive integer), got {shown(client)}"[:400])
     return client
 
 
 def _month(raw: Any, what: str, timezone: str = "UTC") -> Period:
     match = _MONTH.fullmatch(raw) if isinstance(raw, str) else None
     if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
-        raise PayloadError(f"{what} must be a month like 2022-10, got {raw!r}"[:400])
+        raise PayloadError(f"{what} must be a month like 2022-10, got {shown(raw)}"[:400])
     year, month = int(match.group(1)), int(match.group(2))
     start = date(year, month, 1)
     return Period(start, start.replace(day=monthrange(year, month)[1]), timezone)  # 9999-12 has no next month
@@ -349,7 +364,7 @@ def _month(raw: Any, what: str, timezone: str = "UTC") -> Period:
 def _text(event: dict[str, Any], key: str, what: str | None = None) -> str:
     value = event.get(key)
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
-        raise PayloadError(f"{what or key} must be a non-empty string, got {value!r}"[:400])
+        raise PayloadError(f"{what or key} must be a non-empty string, got {shown(value)}"[:400])
     return value.strip()
 
 
@@ -360,4 +375,4 @@ def _scheduled_time(event: dict[str, Any], now: datetime) -> datetime:
     try:
         return datetime.fromisoformat(str(raw).replace("Z", "+00:00")).astimezone(UTC)
     except ValueError as error:
-        raise PayloadError(f"scheduled time {raw!r} is not a timestamp") from error
+        raise PayloadError(f"scheduled time {shown(raw)} is not a timestamp") from error
