@@ -91,7 +91,7 @@ def test_rebill_names_one_client_and_one_ended_month():
         ({"rebill": {"client": 123, "period": "2022-1"}}, "period must be a month like 2022-10"),
         ({"rebill": {"client": 123, "period": "2022-10-01"}}, "period must be a month like 2022-10"),
         ({"rebill": {"client": 123, "period": 202210}}, "period must be a month like 2022-10"),
-        ({"rebill": {"client": "123", "period": "2022-10"}}, "client must be a client id"),
+        ({"rebill": {"client": "12a", "period": "2022-10"}}, "client must be a client id"),
         ({"rebill": {"client": True, "period": "2022-10"}}, "client must be a client id"),
         ({"rebill": {"client": 0, "period": "2022-10"}}, "client must be a client id"),
         ({"rebill": {"client": 123}}, "rebill must be an object like"),
@@ -172,7 +172,7 @@ def test_the_operator_desk_payloads():
         ({"account": True}, "account must be an email address or a client id"),
         ({"listInvoices": {"status": "late"}}, "status must be one of unpaid, overdue, paid"),
         ({"listInvoices": {"period": "2022-1"}}, "period must be a month like 2022-10"),
-        ({"listInvoices": {"client": "7"}}, "client must be a client id"),
+        ({"listInvoices": {"client": "7a"}}, "client must be a client id"),
         ({"listInvoices": {"limit": 0}}, "limit must be an integer from 1 to 1000"),
         ({"listInvoices": {"limit": 1001}}, "limit must be an integer from 1 to 1000"),
         ({"listInvoices": {"after": 3}}, "after must be the cursor"),
@@ -231,3 +231,21 @@ def test_refusals_show_the_value_as_json_not_a_python_repr(payload, shown):
     with pytest.raises(PayloadError) as refused:
         parse(payload, timezone="UTC", now=NOW)
     assert str(refused.value).endswith(shown), str(refused.value)
+
+
+@pytest.mark.parametrize("client", [3, "3", " 3 "])
+def test_every_payload_takes_a_client_id_as_an_integer_or_its_digits(client):
+    account = parse({"account": client}, timezone="UTC", now=NOW)
+    listed = parse({"listInvoices": {"client": client}}, timezone="UTC", now=NOW)
+    rebill = parse({"rebill": {"client": client, "period": "2022-10"}}, timezone="UTC", now=NOW)
+    assert account.client_id == listed.client_id == rebill.client_id == 3  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("client", [0, -1, "0", "-3", "3.0", "٣", True, 3.0, "1" * 21])
+def test_no_payload_takes_anything_else_as_a_client_id(client):
+    for payload in (
+        {"listInvoices": {"client": client}},
+        {"rebill": {"client": client, "period": "2022-10"}},
+    ):
+        with pytest.raises(PayloadError, match="must be a client id"):
+            parse(payload, timezone="UTC", now=NOW)

@@ -187,10 +187,9 @@ def _mark_paid(event: dict[str, Any], timezone: str, now: datetime) -> MarkPaid:
 
 def _account(event: dict[str, Any], timezone: str, now: datetime) -> AccountLookup:
     raw = event["account"]
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
-        return AccountLookup(None, raw)
-    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
-        return AccountLookup(None, int(raw.strip()))
+    client = _client_id(raw)
+    if client is not None:
+        return AccountLookup(None, client)
     if isinstance(raw, str) and "@" in raw and len(raw) <= 320:
         return AccountLookup(raw.strip().lower(), None)
     raise PayloadError(f"account must be an email address or a client id, got {shown(raw)}"[:400])
@@ -346,10 +345,23 @@ def _rebill(body: Any, timezone: str, now: datetime) -> Rebill:
     return Rebill(client, period)
 
 
+def _client_id(raw: Any) -> int | None:
+    """A client id as every payload takes it: a positive integer, or a string of ASCII digits ("3")."""
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) <= 20:
+        raw = int(raw.strip())
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        return raw
+    return None
+
+
 def _client(client: Any, what: str) -> int:
-    if not isinstance(client, int) or isinstance(client, bool) or client < 1:
-        raise PayloadError(f"{what} must be a client id (a positive integer), got {shown(client)}"[:400])
-    return client
+    found = _client_id(client)
+    if found is None:
+        raise PayloadError(
+            f'{what} must be a client id (a positive integer, or its digits as a string like "3"), '
+            f"got {shown(client)}"[:400]
+        )
+    return found
 
 
 def _month(raw: Any, what: str, timezone: str = "UTC") -> Period:
