@@ -90,7 +90,15 @@ def test_list_invoices_filters_and_pages_with_a_cursor(stack, functions, worker)
     # and without a client the status index finds them too
     overdue = invoke(functions, {"listInvoices": {"status": "overdue", "limit": 1000}})["invoices"]
     assert november.number in [i["number"] for i in overdue]
-    assert all(i["status"] == "unpaid" for i in overdue)
+    assert all(i["status"] == "unpaid" and i["overdue"] is True for i in overdue)
+    # and every row says whether it is overdue, its status as stored
+    rows = invoke(functions, {"listInvoices": {"client": client, "status": "overdue"}})["invoices"]
+    assert [(i["number"], i["status"], i["overdue"]) for i in rows] == [(november.number, "unpaid", True)]
+    rows = invoke(functions, {"listInvoices": {"client": client, "period": "2022-09"}})["invoices"]
+    rows += invoke(functions, {"listInvoices": {"client": client, "period": "2022-10"}})["invoices"]
+    assert [(i["status"], i["overdue"]) for i in rows] == [("paid", False), ("unpaid", False)]
+    shown = {i["number"]: i["overdue"] for i in invoke(functions, {"account": client})["invoices"]}
+    assert shown[september.number] is False and shown[october.number] is False
     everything = invoke(functions, {"listInvoices": {"period": "2022-10", "limit": 1000}})["invoices"]
     assert october.number in [i["number"] for i in everything] and all(
         i["period"] == "2022-10" for i in everything

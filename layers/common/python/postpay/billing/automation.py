@@ -70,7 +70,9 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def invoice_summary(invoice: Invoice) -> dict[str, Any]:
+def invoice_summary(invoice: Invoice, overdue_cutoff: date, overdue: bool | None = None) -> dict[str, Any]:
+    """One invoice row; ``overdue`` as the suspension reads it (unpaid and due before the cutoff), while
+    ``status`` stays as stored (an overdue invoice is "unpaid")."""
     return {
         "number": invoice.number,
         "client": invoice.client_id,
@@ -83,6 +85,9 @@ def invoice_summary(invoice: Invoice) -> dict[str, Any]:
         "dueOn": invoice.due_on.isoformat(),
         "paidAt": invoice.paid_at.isoformat() if invoice.paid_at else None,
         "paymentReference": invoice.payment_reference,
+        "overdue": overdue
+        if overdue is not None
+        else invoice.status is InvoiceStatus.UNPAID and invoice.due_on < overdue_cutoff,
     }
 
 
@@ -250,6 +255,7 @@ class Automation:
             account = self.accounts.account_by_client(command.client_id or 0)
         if account is None:
             raise PayloadError(f"no account {command.email or command.client_id!r}")
+        cutoff = self.upkeep.overdue_cutoff(local_date(self.clock.now(), self.settings.billing_timezone))
         return {
             "email": account.email,
             "client": account.client_id,
@@ -274,18 +280,19 @@ class Automation:
                 }
                 for a in self.accounts.acceptances(account.client_id)
             ],
-            "invoices": [invoice_summary(i) for i in self.billing.invoices_of(account.client_id)],
+            "invoices": [invoice_summary(i, cutoff) for i in self.billing.invoices_of(account.client_id)],
         }
 
     def list_invoices(self, command: ListInvoices) -> dict[str, Any]:
         """A page of invoices in number order, and the cursor of the next page (null on the last)."""
         overdue = command.status == "overdue"
         today = local_date(self.clock.now(), self.settings.billing_timezone)
+        cutoff = self.upkeep.overdue_cutoff(today)  # as the suspension reads it
         invoices = self.billing.find_invoices(
             status="unpaid" if overdue else command.status,
             period_key=command.period,
             client_id=command.client_id,
-            due_before=self.upkeep.overdue_cutoff(today) if overdue else None,  # as the suspension reads it
+            due_before=cutoff if overdue else None,
         )
         invoices.sort(key=lambda i: (len(i.number), i.number))
         if command.after is not None:
@@ -294,7 +301,8 @@ class Automation:
         page = invoices[: command.limit]
         more = len(invoices) > command.limit
         return {
-            "invoices": [invoice_summary(i) for i in page],
+            # a row the overdue filter found is overdue by the index the suspension reads
+            "invoices": [invoice_summary(i, cutoff, overdue or None) for i in page],
             "count": len(page),
             "after": page[-1].number if more else None,
         }
