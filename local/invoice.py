@@ -124,7 +124,10 @@ def main() -> int:
     if "runId" not in result or "runStatus" in payload:  # a payment, a listing, a run's page: as it is
         show(result)
         return 0
-    result = follow(result, invoke, args.timeout)
+    joined = {k: result[k] for k in ("joined", "note") if k in result}
+    if joined.get("note"):  # a joined run: it bills nobody enrolled since the first request
+        print(f"note: {joined['note']}", file=sys.stderr)
+    result = {**follow(result, invoke, args.timeout), **joined}
     if result.get("dryRun"):  # the report: every page of the run's accounts, as an operator reads it on AWS
         accounts = list(result.pop("accounts", []))
         while result.get("next") is not None:

@@ -75,8 +75,8 @@ def op(running: dict, payload: dict | str, *more: str) -> subprocess.CompletedPr
     )
 
 
-def ok(running: dict, payload: dict) -> dict:
-    done = op(running, payload)
+def ok(running: dict, payload: dict, *more: str) -> dict:
+    done = op(running, payload, *more)
     assert done.returncode == 0, (payload, done.stdout, done.stderr)
     return json.loads(done.stdout)
 
@@ -110,9 +110,14 @@ def test_make_op_drives_every_payload(running):
     # invoicingDate: the run is followed to its end, with a progress bar on stderr
     dry = ok(running, {"invoicingDate": "2022-11-01", "dryRun": True})
     assert dry["wouldInvoice"] == 1
-    run = ok(running, {"invoicingDate": "2022-11-01"})
+    run = ok(running, {"invoicingDate": "2022-11-01"}, "RUN_JOIN_MINUTES=10")  # the deployed join window
     assert run["finished"] and run["state"] == "finished" and run["invoiced"] == 1
     assert ok(running, {"runStatus": run["runId"]})["invoiced"] == 1
+    # the same request again within RUN_JOIN_MINUTES joins that run, and says so on stderr
+    again = op(running, {"invoicingDate": "2022-11-01"}, "RUN_JOIN_MINUTES=10")
+    assert again.returncode == 0 and json.loads(again.stdout)["joined"], again.stderr
+    assert f"note: joined run {run['runId']} started at " in again.stderr
+    assert "accounts enrolled since are not in it" in again.stderr
     # account, listInvoices, resendInvoice
     found = ok(running, {"account": account["email"]})
     [invoice] = found["invoices"]

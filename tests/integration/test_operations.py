@@ -78,6 +78,15 @@ def test_an_identical_request_within_minutes_joins_the_first_run(stack, function
     other = invoke(functions, {"invoicingDate": "2022-06-02"})
     # Then the second joins the first; a dry run and another request are runs of their own
     assert second["runId"] == first["runId"] and second["joined"] and not first["joined"]
+    # and the joined answer says plainly that accounts enrolled since are not in it, and when to send again
+    assert "note" not in first
+    note = second["note"]
+    assert (
+        note.startswith(f"joined run {first['runId']} started at ")
+        and "(same request within 10 minutes)" in note
+    )
+    assert "accounts enrolled since are not in it; send it again after " in note
+    assert note.endswith(" UTC or with another invoicingDate")
     assert len({first["runId"], dry["runId"], other["runId"]}) == 3
     assert invoicing.dispatcher.runs == [first["runId"], dry["runId"], other["runId"]]
     # And after the window, the same request starts a new run (running a month again is safe)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from postpay.billing.commands import (
@@ -183,7 +183,18 @@ class Automation:
         )
         run = self.billing.run(run_id)
         summary = run_summary(run) if run is not None else {"runId": run_id, "state": "starting"}
-        return {**summary, "joined": joined}
+        answer: dict[str, Any] = {**summary, "joined": joined}
+        if joined:
+            minutes = self.invoicing.settings.run_join_minutes  # the window the join was decided by
+            started = run.started_at if run is not None else self.clock.now()
+            again = (started + timedelta(minutes=minutes)).astimezone(UTC)
+            answer["note"] = (
+                f"joined run {run_id} started at {started.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
+                f"(same request within {minutes} minutes): accounts enrolled since are not in it; "
+                f"send it again after "
+                f"{again:%H:%M} UTC or with another invoicingDate"
+            )
+        return answer
 
     def queue_run(self, command: QueueRun) -> dict[str, Any]:
         try:
