@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -210,7 +211,8 @@ def finish() -> Response:
 @app.get("/invoices")
 def invoices() -> Response:
     _, account = signed_in()
-    return web.page("invoices.html", invoices=container.billing.invoices_of(account.client_id), today=today())
+    found = container.billing.invoices_of(account.client_id)
+    return web.page("invoices.html", invoices=found, refunded=refunded_of(found), today=today())
 
 
 @app.get("/invoices/<number>")
@@ -227,8 +229,24 @@ def invoice(number: str) -> Response:
     notice, _ = NOTICES.get(web.request.query_value("notice") or "", (None, False))
     pay_now = container.collection is not None and found.status is InvoiceStatus.UNPAID
     return web.page(
-        "invoice.html", invoice=found, account=account, today=today(), pay_now=pay_now, notice=notice
+        "invoice.html",
+        invoice=found,
+        account=account,
+        today=today(),
+        pay_now=pay_now,
+        notice=notice,
+        refunded=refunded_of([found]).get(found.number),
     )
+
+
+def refunded_of(invoices: list[Invoice]) -> dict[str, Decimal]:
+    """What was refunded of each invoice's card payment, by number, for those with a refund: one read per
+    invoice paid by card, none without Stripe."""
+    collection = container.collection
+    if collection is None:
+        return {}
+    amounts = {i.number: collection.refunded(i) for i in invoices}
+    return {number: amount for number, amount in amounts.items() if amount}
 
 
 def own_invoice(account: Account, number: str) -> Invoice:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import date
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from postpay import money
 from postpay.billing.commands import (
     AccountLookup,
     Daily,
@@ -70,7 +72,8 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def invoice_summary(invoice: Invoice) -> dict[str, Any]:
+def invoice_summary(invoice: Invoice, refunded: Decimal) -> dict[str, Any]:
+    """An invoice for the operator; ``refunded``: what was refunded of its card payment."""
     return {
         "number": invoice.number,
         "client": invoice.client_id,
@@ -83,6 +86,7 @@ def invoice_summary(invoice: Invoice) -> dict[str, Any]:
         "dueOn": invoice.due_on.isoformat(),
         "paidAt": invoice.paid_at.isoformat() if invoice.paid_at else None,
         "paymentReference": invoice.payment_reference,
+        "refunded": format(refunded, "f"),
     }
 
 
@@ -243,6 +247,13 @@ class Automation:
             "reactivated": reactivated,
         }
 
+    def _refunded(self, invoice: Invoice) -> Decimal:
+        """What was refunded of the invoice's card payment: one read for an invoice paid by card, none
+        without Stripe configured (nothing can be paid by card then)."""
+        if self.collection is None:
+            return money.quantum(invoice.currency) * 0
+        return self.collection.refunded(invoice)
+
     def account(self, command: AccountLookup) -> dict[str, Any]:
         if command.email is not None:
             account = self.accounts.get_account(command.email)
@@ -274,7 +285,9 @@ class Automation:
                 }
                 for a in self.accounts.acceptances(account.client_id)
             ],
-            "invoices": [invoice_summary(i) for i in self.billing.invoices_of(account.client_id)],
+            "invoices": [
+                invoice_summary(i, self._refunded(i)) for i in self.billing.invoices_of(account.client_id)
+            ],
         }
 
     def list_invoices(self, command: ListInvoices) -> dict[str, Any]:
@@ -294,7 +307,7 @@ class Automation:
         page = invoices[: command.limit]
         more = len(invoices) > command.limit
         return {
-            "invoices": [invoice_summary(i) for i in page],
+            "invoices": [invoice_summary(i, self._refunded(i)) for i in page],
             "count": len(page),
             "after": page[-1].number if more else None,
         }
@@ -406,7 +419,7 @@ class Automation:
                 companies[client_id] = account.company if account is not None else ""
             return companies[client_id]
 
-        text = invoices_csv(invoices, notes, company_of)
+        text = invoices_csv(invoices, notes, company_of, self._refunded)
         body = text.encode("utf-8")
         result: dict[str, Any] = {
             "period": command.period,
