@@ -328,7 +328,11 @@ def paid_or_not(account: Account, invoice: Invoice, status: str, reason: str | N
             stripe_js=settings.stripe_js_url,
             script=code,
         )
-    message = f"The payment did not go through: {reason}." if reason else "The payment did not go through."
+    message = (
+        f"The payment did not go through: {reason.rstrip('.')}."
+        if reason
+        else "The payment did not go through."
+    )
     return pay_page(account, invoice, status=402, error=message)
 
 
