@@ -236,7 +236,30 @@ def invoice(number: str) -> Response:
         pay_now=pay_now,
         notice=notice,
         refunded=refunded_of([found]).get(found.number),
+        **cancelled_by(found),
     )
+
+
+def cancelled_by(invoice: Invoice) -> dict[str, Any]:
+    """On a void invoice's page: its credit note (number, date, reason) and the invoice that re-billed its
+    month, if any. Two queries of the client's own items, only for a void invoice."""
+    if invoice.status is not InvoiceStatus.VOID:
+        return {"credit_note": None, "replacement": None}
+    billing = container.billing
+    notes = [
+        n for n in billing.credit_notes(client_id=invoice.client_id) if n.invoice_number == invoice.number
+    ]
+    replacement = next(
+        (
+            i
+            for i in billing.invoices_of(invoice.client_id)
+            if i.period_key == invoice.period_key
+            and i.number != invoice.number
+            and i.status is not InvoiceStatus.VOID
+        ),
+        None,
+    )
+    return {"credit_note": notes[0] if notes else None, "replacement": replacement}
 
 
 def refunded_of(invoices: list[Invoice]) -> dict[str, Decimal]:
