@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -210,7 +211,8 @@ def finish() -> Response:
 @app.get("/invoices")
 def invoices() -> Response:
     _, account = signed_in()
-    return web.page("invoices.html", invoices=container.billing.invoices_of(account.client_id), today=today())
+    found = container.billing.invoices_of(account.client_id)
+    return web.page("invoices.html", invoices=found, refunded=refunded_of(found), today=today())
 
 
 @app.get("/invoices/<number>")
@@ -227,8 +229,47 @@ def invoice(number: str) -> Response:
     notice, _ = NOTICES.get(web.request.query_value("notice") or "", (None, False))
     pay_now = container.collection is not None and found.status is InvoiceStatus.UNPAID
     return web.page(
-        "invoice.html", invoice=found, account=account, today=today(), pay_now=pay_now, notice=notice
+        "invoice.html",
+        invoice=found,
+        account=account,
+        today=today(),
+        pay_now=pay_now,
+        notice=notice,
+        refunded=refunded_of([found]).get(found.number),
+        **cancelled_by(found),
     )
+
+
+def cancelled_by(invoice: Invoice) -> dict[str, Any]:
+    """On a void invoice's page: its credit note (number, date, reason) and the invoice that re-billed its
+    month, if any. Two queries of the client's own items, only for a void invoice."""
+    if invoice.status is not InvoiceStatus.VOID:
+        return {"credit_note": None, "replacement": None}
+    billing = container.billing
+    notes = [
+        n for n in billing.credit_notes(client_id=invoice.client_id) if n.invoice_number == invoice.number
+    ]
+    replacement = next(
+        (
+            i
+            for i in billing.invoices_of(invoice.client_id)
+            if i.period_key == invoice.period_key
+            and i.number != invoice.number
+            and i.status is not InvoiceStatus.VOID
+        ),
+        None,
+    )
+    return {"credit_note": notes[0] if notes else None, "replacement": replacement}
+
+
+def refunded_of(invoices: list[Invoice]) -> dict[str, Decimal]:
+    """What was refunded of each invoice's card payment, by number, for those with a refund: one read per
+    invoice paid by card, none without Stripe."""
+    collection = container.collection
+    if collection is None:
+        return {}
+    amounts = {i.number: collection.refunded(i) for i in invoices}
+    return {number: amount for number, amount in amounts.items() if amount}
 
 
 def own_invoice(account: Account, number: str) -> Invoice:
@@ -310,7 +351,11 @@ def paid_or_not(account: Account, invoice: Invoice, status: str, reason: str | N
             stripe_js=settings.stripe_js_url,
             script=code,
         )
-    message = f"The payment did not go through: {reason}." if reason else "The payment did not go through."
+    message = (
+        f"The payment did not go through: {reason.rstrip('.')}."
+        if reason
+        else "The payment did not go through."
+    )
     return pay_page(account, invoice, status=402, error=message)
 
 

@@ -88,7 +88,10 @@ def test_the_export_matches_the_months_invoices_and_credit_notes(stack, function
         "currency",
         "status",
         "invoice",
+        "refunded",
     ]
+    # nothing was refunded: an invoice's refunded cell is 0.00, a credit note's is empty
+    assert {r["refunded"] for r in invoice_rows.values()} == {"0.00"} and cn["refunded"] == ""
 
 
 def test_a_large_export_is_a_presigned_link_to_a_private_encrypted_object(

@@ -98,6 +98,7 @@ def test_pay_now_with_a_declining_card_says_so(stack, functions, worker, browser
     pay = browser.get(f"/invoices/{item.number}/pay")
     answer = browser.post(f"/invoices/{item.number}/pay", {}, csrf_from=pay)
     assert answer.status == 402 and answer.has("The payment did not go through")
+    assert not answer.has(".."), "the decline reason's own period is not doubled"
 
 
 def test_another_clients_invoice_cannot_be_paid_or_seen(stack, functions, worker, browser, new_browser):

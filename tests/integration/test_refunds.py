@@ -6,19 +6,24 @@ look-up of the refund by the key its metadata carries (real Stripe's key covers 
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from postpay.adapters.tables import AccountItem
 from postpay.billing.commands import PayloadError
 from postpay.billing.refunds import REFUND_LEASE
 from postpay.payments import PendingRefund
+from postpay.security import hash_password
 from tests.integration.billing_helpers import ShiftedClock, drain, enrolled_account, invoices_of, invoke
 from tests.integration.payment_helpers import JUNE_2026, card_on_file, intents_of, stripe_client
 from tests.integration.test_webhook import event, post, signed
 
+PASSWORD = "a long enough passphrase"
 SEPTEMBER = [{"plan_id": 1, "created_at": "2026-05-15T00:00:00+00:00", "name": "web-1"}]  # 5.00 USD
 
 
@@ -124,3 +129,41 @@ def test_the_payments_table_refuses_a_refund_claim_beyond_what_was_paid(function
     record = payments.charge_of(number)
     assert (record.refunded_minor, record.refunds_done_minor, record.refund_seq) == (400, 100, 1)
     assert record.pending_refund is None
+
+
+def test_a_refund_shows_on_the_invoice_in_the_operators_answers_and_export_and_is_emailed_once(
+    stack, functions, worker, browser
+):
+    # Given an invoice of 5.00 paid by card, its client logged in
+    item, _intent = paid_by_card(stack, functions, worker)
+    AccountItem(item.email).update(actions=[AccountItem.password_hash.set(hash_password(PASSWORD))])
+    form = browser.get("/login")
+    assert browser.post("/login", {"email": item.email, "password": PASSWORD}, csrf_from=form).status == 303
+    before = invoke(functions, {"listInvoices": {"client": item.client_id}})["invoices"]
+    assert [i["refunded"] for i in before] == ["0.00"]
+    # When the operator refunds 2.00 of it
+    invoke(functions, {"refund": item.number, "amount": "2.00", "reason": "outage credit"})
+    # Then the client's invoice page and list show it, and so do listInvoices, account and the export
+    page = browser.get(f"/invoices/{item.number}")
+    assert page.has("Refunded") and page.has("2.00 USD") and not page.has("in full")
+    assert browser.get("/invoices").has("partly refunded")
+    [listed] = invoke(functions, {"listInvoices": {"client": item.client_id}})["invoices"]
+    assert listed["refunded"] == "2.00"
+    [row] = invoke(functions, {"account": item.client_id})["invoices"]
+    assert row["refunded"] == "2.00"
+    csv_rows = _csv_rows(invoke(functions, {"exportInvoices": item.period_key})["csv"])
+    assert list(csv_rows[0])[-2:] == ["invoice", "refunded"]
+    assert {r["number"]: r["refunded"] for r in csv_rows if r["type"] == "invoice"}[item.number] == "2.00"
+    # and the client got one email of it
+    mails = [m for m in stack.mails_to(item.email) if m.subject == f"Refund: invoice {item.number}"]
+    assert len(mails) == 1 and "2.00 USD" in mails[0].html
+    # When the rest is refunded, the page says it is refunded in full and a second email says so
+    invoke(functions, {"refund": item.number})
+    page = browser.get(f"/invoices/{item.number}")
+    assert page.has("5.00 USD in full")
+    mails = [m for m in stack.mails_to(item.email) if m.subject == f"Refund: invoice {item.number}"]
+    assert len(mails) == 2 and any("refunded in full" in m.html for m in mails)
+
+
+def _csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))

@@ -10,10 +10,13 @@ import pytest
 
 from postpay.adapters.tables import AccountItem, InvoiceItem
 from postpay.billing.commands import PayloadError
+from postpay.security import hash_password
 from tests.integration.billing_helpers import drain, enrolled_account, invoice_mails, invoke
 from tests.integration.test_invoice_documents import example_profile  # noqa: F401 (a fixture)
 from tests.integration.test_invoicing import OCTOBER_SERVERS
 from tests.integration.test_upkeep import daily, make_overdue, solus_status
+
+PASSWORD = "a long enough passphrase"
 
 
 def _october_invoice(stack, functions, worker):
@@ -28,7 +31,7 @@ def _credit_notes(client_id: int) -> list[InvoiceItem]:
 
 
 def test_void_issues_a_credit_note_then_rebill_bills_the_month_once_with_a_new_number(
-    stack, functions, worker
+    stack, functions, worker, browser
 ):
     # Given an unpaid October invoice
     account, invoice = _october_invoice(stack, functions, worker)
@@ -74,6 +77,15 @@ def test_void_issues_a_credit_note_then_rebill_bills_the_month_once_with_a_new_n
     }
     with pytest.raises(PayloadError, match=f"already has invoice {current.number}"):
         invoke(functions, rebill)
+    # and the client's page of the void invoice names its credit note, date and reason, and links the new one
+    AccountItem(account.email).update(actions=[AccountItem.password_hash.set(hash_password(PASSWORD))])
+    form = browser.get("/login")
+    assert (
+        browser.post("/login", {"email": account.email, "password": PASSWORD}, csrf_from=form).status == 303
+    )
+    page = browser.get(f"/invoices/{invoice.number}")
+    assert page.has(f"By credit note {note['number']} of {note['issuedOn']}: wrong plan price")
+    assert page.has(f'href="/invoices/{current.number}"')
 
 
 def test_credit_notes_are_a_gapless_series_of_their_own(stack, functions, worker):

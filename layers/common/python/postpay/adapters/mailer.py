@@ -27,6 +27,7 @@ SUBJECTS = {
     "payment_failed": "We could not charge your card for invoice {invoice.number}",
     "receipt": "Receipt: invoice {invoice.number} is paid",
     "payment_refunded": "Refund: your payment of cancelled invoice {invoice.number}",
+    "refund": "Refund: invoice {invoice.number}",
 }
 
 

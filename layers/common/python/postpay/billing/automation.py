@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from postpay import money
 from postpay.billing.commands import (
     AccountLookup,
     Daily,
@@ -70,9 +72,12 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def invoice_summary(invoice: Invoice, overdue_cutoff: date, overdue: bool | None = None) -> dict[str, Any]:
-    """One invoice row; ``overdue`` as the suspension reads it (unpaid and due before the cutoff), while
-    ``status`` stays as stored (an overdue invoice is "unpaid")."""
+def invoice_summary(
+    invoice: Invoice, overdue_cutoff: date, refunded: Decimal, overdue: bool | None = None
+) -> dict[str, Any]:
+    """One invoice row for the operator; ``overdue`` as the suspension reads it (unpaid and due before the
+    cutoff), while ``status`` stays as stored (an overdue invoice is "unpaid"); ``refunded``: what was
+    refunded of its card payment."""
     return {
         "number": invoice.number,
         "client": invoice.client_id,
@@ -88,6 +93,7 @@ def invoice_summary(invoice: Invoice, overdue_cutoff: date, overdue: bool | None
         "overdue": overdue
         if overdue is not None
         else invoice.status is InvoiceStatus.UNPAID and invoice.due_on < overdue_cutoff,
+        "refunded": format(refunded, "f"),
     }
 
 
@@ -259,6 +265,13 @@ class Automation:
             "reactivated": reactivated,
         }
 
+    def _refunded(self, invoice: Invoice) -> Decimal:
+        """What was refunded of the invoice's card payment: one read for an invoice paid by card, none
+        without Stripe configured (nothing can be paid by card then)."""
+        if self.collection is None:
+            return money.quantum(invoice.currency) * 0
+        return self.collection.refunded(invoice)
+
     def account(self, command: AccountLookup) -> dict[str, Any]:
         if command.email is not None:
             account = self.accounts.get_account(command.email)
@@ -291,7 +304,10 @@ class Automation:
                 }
                 for a in self.accounts.acceptances(account.client_id)
             ],
-            "invoices": [invoice_summary(i, cutoff) for i in self.billing.invoices_of(account.client_id)],
+            "invoices": [
+                invoice_summary(i, cutoff, self._refunded(i))
+                for i in self.billing.invoices_of(account.client_id)
+            ],
         }
 
     def list_invoices(self, command: ListInvoices) -> dict[str, Any]:
@@ -313,7 +329,7 @@ class Automation:
         more = len(invoices) > command.limit
         return {
             # a row the overdue filter found is overdue by the index the suspension reads
-            "invoices": [invoice_summary(i, cutoff, overdue or None) for i in page],
+            "invoices": [invoice_summary(i, cutoff, self._refunded(i), overdue or None) for i in page],
             "count": len(page),
             "after": page[-1].number if more else None,
         }
@@ -425,7 +441,7 @@ class Automation:
                 companies[client_id] = account.company if account is not None else ""
             return companies[client_id]
 
-        text = invoices_csv(invoices, notes, company_of)
+        text = invoices_csv(invoices, notes, company_of, self._refunded)
         body = text.encode("utf-8")
         result: dict[str, Any] = {
             "period": command.period,

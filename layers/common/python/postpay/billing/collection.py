@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from postpay import money
 from postpay.billing.refunds import Refunds
 from postpay.billing.void_payments import VoidPayments
 from postpay.clock import Clock
@@ -164,9 +165,30 @@ class Collection(VoidPayments):
         invoice, what was paid on it after the void (postpay.billing.void_payments)."""
         if invoice.status is InvoiceStatus.VOID:
             return self._refund_void_invoice(invoice, amount, reason)
-        return Refunds(payments=self.payments, gateway=self.gateway, clock=self.clock).refund(
-            invoice, amount, reason
+        return Refunds(
+            payments=self.payments, gateway=self.gateway, clock=self.clock, on_refunded=self._email_refund
+        ).refund(invoice, amount, reason)
+
+    def _email_refund(self, invoice: Invoice, refunded_minor: int) -> None:
+        """The client's email of a refund the operator made: once, by the payload that recorded it."""
+        total = self.refunded(invoice)
+        self.mailer.send(
+            invoice.email,
+            "refund",
+            invoice=invoice,
+            amount=_decimal(refunded_minor, invoice.currency),
+            refunded=total,
+            in_full=total >= invoice.total,
+            invoice_url=self.settings.url(f"invoices/{invoice.number}"),
         )
+
+    def refunded(self, invoice: Invoice) -> Decimal:
+        """What was refunded of the invoice's card payment, 0 when it was not paid by card: one read of
+        its charge record, none for an invoice not paid by card."""
+        if not (invoice.payment_reference or "").startswith("card "):
+            return _decimal(0, invoice.currency)
+        record = self.payments.charge_of(invoice.number)
+        return _decimal(record.refunded_total if record is not None else 0, invoice.currency)
 
     # dunning ------------------------------------------------------------------------------------------
 
@@ -400,3 +422,8 @@ class Collection(VoidPayments):
 
 
 HANDLED_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded")
+
+
+def _decimal(minor: int, currency: str) -> Decimal:
+    """Minor units as an amount with the currency's decimals: 0 USD -> 0.00."""
+    return Decimal(minor).scaleb(-money.minor_unit(currency)).quantize(money.quantum(currency))

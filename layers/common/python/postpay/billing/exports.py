@@ -24,15 +24,21 @@ COLUMNS = [
     "currency",
     "status",
     "invoice",
+    "refunded",
 ]
 
 
 def invoices_csv(
-    invoices: list[Invoice], credit_notes: list[CreditNote], company_of: Callable[[int], str]
+    invoices: list[Invoice],
+    credit_notes: list[CreditNote],
+    company_of: Callable[[int], str],
+    refunded_of: Callable[[Invoice], Decimal],
 ) -> str:
     """One row per invoice (void ones included: their credit note cancels them) and per credit note, in
     number order. Amounts are exact decimal strings. Company and tax id are the buyer as the document
-    printed it; a document issued before buyers were recorded takes the account's company of today."""
+    printed it; a document issued before buyers were recorded takes the account's company of today.
+    ``refunded``: what was refunded of an invoice's card payment (income is its total less that); empty on a
+    credit note."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
@@ -53,6 +59,7 @@ def invoices_csv(
                 invoice.currency,
                 invoice.status.value,
                 "",
+                _money(refunded_of(invoice)),
             ]
         )
     for note in sorted(credit_notes, key=lambda n: (len(n.number), n.number)):
@@ -72,6 +79,7 @@ def invoices_csv(
                 note.currency,
                 "issued",
                 note.invoice_number,
+                "",
             ]
         )
     return out.getvalue()

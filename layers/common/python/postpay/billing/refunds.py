@@ -8,6 +8,7 @@ between; the claim's condition keeps every refund within what was paid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -30,10 +31,19 @@ REFUND_CLAIM_TRIES = 3
 
 
 class Refunds:
-    def __init__(self, *, payments: PaymentsStore, gateway: PaymentGateway, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        payments: PaymentsStore,
+        gateway: PaymentGateway,
+        clock: Clock,
+        on_refunded: Callable[[Invoice, int], object] | None = None,
+    ) -> None:
         self.payments = payments
         self.gateway = gateway
         self.clock = clock
+        # Told once per refund (its amount in minor units), by the payload that recorded its answer.
+        self.on_refunded = on_refunded
 
     def refund(self, invoice: Invoice, amount: Decimal | None, reason: str) -> dict[str, str]:
         """The operator's refund of an invoice paid by card: all that is left (``amount`` None) or part, never
@@ -62,10 +72,12 @@ class Refunds:
         # Stripe's total is now at least what this refund was claimed on plus it (a refund in its dashboard
         # included): recorded before the claim ends, so a crash in between leaves it pending, not uncounted.
         self.payments.record_refund(invoice.number, claim.refunded_before + refunded, now)
-        self.payments.finish_refund(invoice.number, claim.seq, refunded, now)
+        first = self.payments.finish_refund(invoice.number, claim.seq, refunded, now)
         logger.info(
             "refunded", extra={"invoice": invoice.number, "refund": claim.seq, "amount_minor": refunded}
         )
+        if first and self.on_refunded is not None:
+            self.on_refunded(invoice, refunded)
         record = self.payments.charge_of(invoice.number)
         total = record.refunded_total if record is not None else refunded
         return {
