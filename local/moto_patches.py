@@ -27,15 +27,15 @@ class _CopyOncePerTable:
     """Stands in for the ``copy`` module inside moto.dynamodb.models: while a transaction is being applied,
     ``deepcopy`` of a Table returns that call's first copy of it; everything else is the real ``copy``."""
 
+    def __init__(self, table_type: type) -> None:
+        self.table_type = table_type  # moto's Table, imported once: every item write deep-copies through here
+
     def __getattr__(self, name: str) -> Any:
         return getattr(copy, name)
 
-    @staticmethod
-    def deepcopy(obj: Any, memo: Any = None) -> Any:
-        from moto.dynamodb.models.table import Table
-
+    def deepcopy(self, obj: Any, memo: Any = None) -> Any:
         copies = getattr(_state, "copies", None)
-        if copies is None or not isinstance(obj, Table):
+        if copies is None or not isinstance(obj, self.table_type):
             return copy.deepcopy(obj, memo)
         if id(obj) not in copies:
             copies[id(obj)] = copy.deepcopy(obj, memo)
@@ -44,6 +44,7 @@ class _CopyOncePerTable:
 
 def apply() -> None:
     from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
 
     backend = models.DynamoDBBackend
     original = backend.transact_write_items
@@ -59,4 +60,4 @@ def apply() -> None:
 
     transact_write_items.copies_once = True  # type: ignore[attr-defined]
     backend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    models.copy = _CopyOncePerTable()  # type: ignore[assignment]
+    models.copy = _CopyOncePerTable(Table)  # type: ignore[assignment]
