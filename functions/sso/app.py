@@ -174,8 +174,13 @@ def card_on_file(account: Account) -> dict[str, Any]:
     """What the dashboard and the account page show of the card: nothing when Stripe is not configured."""
     collection = container.collection
     if collection is None or not account.enrolled:
-        return {"payments_enabled": False, "card": None}
-    return {"payments_enabled": True, "card": collection.card_of(account.client_id)}
+        return {"payments_enabled": False, "card": None, "declined": None}
+    card = collection.card_of(account.client_id)
+    declined = None
+    if card is not None:  # a card known to decline is not one "new invoices are charged to"
+        found = collection.declined_on(card, container.billing.invoices_of(account.client_id))
+        declined = {"invoice": found[0], "reason": found[1]} if found else None
+    return {"payments_enabled": True, "card": card, "declined": declined}
 
 
 @app.post("/sso")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 
 import requests
 
 from tests.integration.conftest import new_email, sign_up, verify
-from tests.integration.payment_helpers import VISA, stripe_client
+from tests.integration.payment_helpers import VISA, card_on_file, stripe_client
 
 PASSWORD = "a long enough passphrase"
 MASTERCARD = "5555555555554444"
@@ -19,6 +20,11 @@ def signed_in_client(browser, stack):
     sign_up(browser, email, password=PASSWORD)
     assert verify(browser, stack, email).has("Log in to SolusVM")
     return email
+
+
+def words(page) -> str:
+    """The page's text as a person reads it: no tags, one space between words."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", page.body)).split())
 
 
 def stripe_js_confirms(stack, page, number: str) -> str:
@@ -110,3 +116,23 @@ def test_the_card_form_needs_its_csrf_token(browser, stack):
     signed_in_client(browser, stack)
     browser.get("/account/card")
     assert browser.post("/account/card", {"setup_intent": "seti_x", "csrf_token": "x" * 43}).status == 403
+
+
+def test_a_card_whose_automatic_charge_was_declined_is_not_said_to_be_charged(
+    stack, functions, worker, browser
+):
+    # Given a client whose card on file was declined by the automatic charge of an invoice
+    from tests.integration.test_pay_now import client_with_failed_invoice
+
+    account, item, _customer = client_with_failed_invoice(stack, functions, worker, browser)
+    # When they open the dashboard and their account
+    for path in ("/dashboard", "/account"):
+        shown = browser.get(path)
+        # Then the card is shown as declined on that invoice, with Replace and Pay now, not as charged
+        assert f"This card was declined when we charged invoice {item.number}" in words(shown), path
+        assert not shown.has("New invoices are charged to it"), path
+        assert f'href="/invoices/{item.number}/pay"' in shown.body and shown.has("Replace the card"), path
+    # And once the card is replaced, the new card reads as usual
+    card_on_file(stack, functions["sso"].container, account, VISA)
+    replaced = browser.get("/dashboard")
+    assert replaced.has("New invoices are charged to it") and not replaced.has("was declined")

@@ -80,7 +80,14 @@ class FakePaymentsStore:
         return self.charges.get(number)
 
     def claim_charge(
-        self, number: str, attempt: int, now: datetime, lease: timedelta, *, on: date | None = None
+        self,
+        number: str,
+        attempt: int,
+        now: datetime,
+        lease: timedelta,
+        *,
+        on: date | None = None,
+        payment_method: str | None = None,
     ) -> bool:
         record = self.charges.get(number)
         expired = int(now.timestamp())
@@ -100,6 +107,7 @@ class FakePaymentsStore:
                 reason=None,
                 lease_until=lease_until,
                 attempted_on=on,
+                payment_method=payment_method,
             )
         else:  # the store keeps the intent id and the refunds; it clears the outcome and its reason
             self.charges[number] = dataclasses.replace(
@@ -109,6 +117,7 @@ class FakePaymentsStore:
                 reason=None,
                 lease_until=lease_until,
                 attempted_on=on or record.attempted_on,
+                payment_method=payment_method or record.payment_method,
             )
         return True
 

@@ -283,6 +283,23 @@ def dunning_days(world: World, invoice: Invoice, last_day: int, runs_a_day: int 
     return retried
 
 
+def test_a_card_is_known_to_decline_only_after_its_own_charge_of_an_unpaid_invoice_failed(world):
+    # Given an invoice whose automatic charge was declined on the card on file
+    invoice = world.issue()
+    assert world.collection.declined_on(VISA, [invoice]) is None, "not charged yet"
+    world.gateway.default = "decline"
+    world.collection.charge(invoice)
+    # Then that card is known to decline on that invoice, with the gateway's reason
+    assert world.collection.declined_on(VISA, [world.current(invoice)]) == (
+        world.current(invoice),
+        "Your card was declined.",
+    )
+    # and a card saved since, or an invoice no longer unpaid, is not
+    mastercard = replace(VISA, payment_method="pm_mastercard", last4="4444")
+    assert world.collection.declined_on(mastercard, [world.current(invoice)]) is None
+    assert world.collection.declined_on(VISA, [replace(invoice, status=InvoiceStatus.PAID)]) is None
+
+
 def test_dunning_retries_a_declined_charge_on_days_3_and_7_after_issue_only(world):
     # Given an automatic charge declined on the day of issue, and a card that keeps declining
     invoice = world.issue()

@@ -117,6 +117,9 @@ class ChargeRecord:
     refunded_minor: int = 0  # the gateway's own refunded total, from charge.refunded (the largest seen)
     lease_until: int = 0
     attempted_on: date | None = None  # the billing time zone's date the latest attempt was claimed on
+    payment_method: str | None = (
+        None  # the card the latest attempt charged (None: recorded before it was kept)
+    )
     refunds_done_minor: int = 0  # our refunds the gateway answered, summed
     refund_seq: int = 0  # refunds claimed so far: the number of the pending or latest one
     pending_refund: PendingRefund | None = None

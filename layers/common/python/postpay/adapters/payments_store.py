@@ -106,18 +106,27 @@ class PaymentsStore:
             refunded_minor=int(item.refunded_minor or 0),
             lease_until=int(item.lease_until or 0),
             attempted_on=date.fromisoformat(item.attempted_on) if item.attempted_on else None,
+            payment_method=item.payment_method,
             refunds_done_minor=int(item.refunds_done_minor or 0),
             refund_seq=int(item.refund_seq or 0),
             pending_refund=pending,
         )
 
     def claim_charge(
-        self, number: str, attempt: int, now: datetime, lease: timedelta, *, on: date | None = None
+        self,
+        number: str,
+        attempt: int,
+        now: datetime,
+        lease: timedelta,
+        *,
+        on: date | None = None,
+        payment_method: str | None = None,
     ) -> bool:
         """Takes the right to make charge ``attempt`` of the invoice: the first attempt on a fresh invoice,
         the next one only after the previous one failed, the same one again only after its holder's lease
         expired without an outcome (a crash). Never after a success. ``on``: the billing time zone's date,
-        kept as the day of the latest attempt (dunning retries at most once a day)."""
+        kept as the day of the latest attempt (dunning retries at most once a day); ``payment_method``: the
+        card the attempt charges (the dashboard tells a client whose card on file was declined)."""
         expired = int(now.timestamp())
         actions: list[Action] = [
             PaymentItem.attempt.set(attempt),
@@ -128,6 +137,8 @@ class PaymentsStore:
         ]
         if on is not None:
             actions.append(PaymentItem.attempted_on.set(on.isoformat()))
+        if payment_method is not None:
+            actions.append(PaymentItem.payment_method.set(payment_method))
         try:
             PaymentItem(f"charge#{number}").update(
                 actions=actions,

@@ -319,7 +319,7 @@ class PaymentItem(Base):
     logical_name = "payments"
 
     pk = UnicodeAttribute(hash_key=True)
-    # card
+    # card (and on a charge: the card its latest attempt charged)
     customer = UnicodeAttribute(null=True)
     payment_method = UnicodeAttribute(null=True)
     brand = UnicodeAttribute(null=True)

@@ -82,7 +82,9 @@ class Collection(VoidPayments):
             return "below_minimum"
         now = self.clock.now()
         on = today or local_date(now, self.settings.billing_timezone)
-        if not self.payments.claim_charge(invoice.number, attempt, now, CHARGE_LEASE, on=on):
+        if not self.payments.claim_charge(
+            invoice.number, attempt, now, CHARGE_LEASE, on=on, payment_method=on_file.card.payment_method
+        ):
             record = self.payments.charge_of(invoice.number)
             if record is not None and record.attempt == attempt and record.outcome is None:
                 raise ChargePending(invoice.number)
@@ -325,6 +327,22 @@ class Collection(VoidPayments):
     def card_of(self, client_id: int) -> Card | None:
         on_file = self.payments.card_on_file(client_id)
         return on_file.card if on_file is not None else None
+
+    def declined_on(self, card: Card, invoices: Iterable[Invoice]) -> tuple[Invoice, str | None] | None:
+        """The unpaid invoice (and the gateway's reason) whose latest charge attempt was declined on this very
+        card: the card is known to decline, and the client is told so rather than that invoices are charged
+        to it. One read per unpaid invoice; an attempt on a card since replaced does not count."""
+        for invoice in invoices:
+            if invoice.status is not InvoiceStatus.UNPAID:
+                continue
+            record = self.payments.charge_of(invoice.number)
+            if (
+                record is not None
+                and record.outcome == "failed"
+                and record.payment_method == card.payment_method
+            ):
+                return invoice, record.reason
+        return None
 
     def card_to_charge(self, invoice: Invoice) -> Card | None:
         """The card the automatic charge takes this invoice from, for the invoice email to say so instead of
