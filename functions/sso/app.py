@@ -552,10 +552,27 @@ def save_card() -> Response:
     return web.redirect("/account?notice=card-saved")
 
 
+def remove_card_page(account: Account) -> Response:
+    """"Remove your card?": the confirmation asked before the only payment method goes (a page of its own,
+    so Back and reload only show it again). With no card left, the account page says so."""
+    card = _collection(account).card_of(account.client_id)
+    if card is None:
+        return web.redirect("/account")
+    return web.page("card_remove.html", card=card)
+
+
+@app.get("/account/card/remove")
+def remove_card_form() -> Response:
+    _, account = signed_in()
+    return remove_card_page(account)
+
+
 @app.post("/account/card/remove")
 def remove_card() -> Response:
     _, account = signed_in()
-    web.form()
+    fields = web.form()
+    if fields.get("confirm") != "yes":  # a form without the confirmation (an old page): ask first
+        return remove_card_page(account)
     try:
         _collection(account).remove_card(account.client_id)
     except GatewayError:

@@ -90,8 +90,8 @@ def test_replacing_the_card_detaches_the_old_one_and_removing_it_leaves_none(bro
     )
     assert browser.get("/account").has("ending in 4444")
     assert stripe_client(stack).payment_methods.retrieve(old).customer is None
-    account = browser.get("/account")
-    removed = browser.post("/account/card/remove", {}, csrf_from=account)
+    confirm = browser.get("/account/card/remove")
+    removed = browser.post("/account/card/remove", {"confirm": "yes"}, csrf_from=confirm)
     assert removed.location == "/account?notice=card-removed"
     assert browser.get("/account").has("No card on file")
 
@@ -136,3 +136,44 @@ def test_a_card_whose_automatic_charge_was_declined_is_not_said_to_be_charged(
     card_on_file(stack, functions["sso"].container, account, VISA)
     replaced = browser.get("/dashboard")
     assert replaced.has("New invoices are charged to it") and not replaced.has("was declined")
+
+
+def saved_card(browser, stack) -> None:
+    page = browser.get("/account/card")
+    browser.post("/account/card", {"setup_intent": stripe_js_confirms(stack, page, VISA)}, csrf_from=page)
+
+
+def test_removing_the_card_asks_first_on_a_page_of_its_own(browser, stack):
+    # Given a client with a card on file
+    signed_in_client(browser, stack)
+    saved_card(browser, stack)
+    # Then the dashboard and the account page link to the question rather than removing at once
+    for path in ("/dashboard", "/account"):
+        shown = browser.get(path)
+        assert 'href="/account/card/remove"' in shown.body, path
+        assert 'action="/account/card/remove"' not in shown.body, path
+    # When they press Remove the card: a page asks, with its own CSRF-protected form and a way back
+    confirm = browser.get("/account/card/remove")
+    assert confirm.status == 200 and confirm.has("Remove your card?") and confirm.has("Visa ending in 4242")
+    assert 'action="/account/card/remove"' in confirm.body and confirm.field("csrf_token")
+    assert 'href="/account"' in confirm.body and confirm.has("keep the card")
+    # a form without the confirmation (a page from before) asks again and removes nothing
+    unconfirmed = browser.post("/account/card/remove", {}, csrf_from=confirm)
+    assert unconfirmed.status == 200 and unconfirmed.has("Remove your card?")
+    # a confirmation without the CSRF token is refused
+    forged = browser.post("/account/card/remove", {"confirm": "yes", "csrf_token": "x" * 43})
+    assert forged.status == 403
+    assert browser.get("/account").has("Visa ending in 4242")
+    # When they confirm
+    removed = browser.post("/account/card/remove", {"confirm": "yes"}, csrf_from=confirm)
+    # Then the card is gone, and Back to the question (or sending it again) just shows the account
+    assert removed.status == 303 and removed.location == "/account?notice=card-removed"
+    assert browser.get(removed.location).has("No card on file")
+    back = browser.get("/account/card/remove")
+    assert back.status == 303 and back.location == "/account"
+    again = browser.post("/account/card/remove", {"confirm": "yes"}, csrf_from=confirm)
+    assert again.status == 303 and browser.get("/account").has("No card on file")
+
+
+def test_the_removal_question_is_only_for_a_signed_in_client(browser, stack):
+    assert browser.get("/account/card/remove").location == "/login"

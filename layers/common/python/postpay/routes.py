@@ -39,7 +39,7 @@ ROUTES: dict[str, Route] = {
     "/account/password": _route("sso", "POST"),
     "/account/billing": _route("sso", "POST"),
     "/account/card": _route("sso", "GET", "POST"),
-    "/account/card/remove": _route("sso", "POST"),
+    "/account/card/remove": _route("sso", "GET", "POST"),
     "/finish": _route("sso", "POST"),
     "/payments/stripe": _route("payments", "POST"),
 }
