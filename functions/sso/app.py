@@ -553,7 +553,7 @@ def save_card() -> Response:
 
 
 def remove_card_page(account: Account) -> Response:
-    """"Remove your card?": the confirmation asked before the only payment method goes (a page of its own,
+    """The question "Remove your card?", asked before the only payment method goes (a page of its own,
     so Back and reload only show it again). With no card left, the account page says so."""
     card = _collection(account).card_of(account.client_id)
     if card is None:
