@@ -1,4 +1,4 @@
-"""Landing page and sign-up form (API Gateway REST proxy): GET /, GET /signup, POST /signup."""
+"""Landing page and sign-up form (API Gateway REST proxy): GET /, GET|POST /signup, GET /signup/sent."""
 
 from __future__ import annotations
 
@@ -58,7 +58,14 @@ def signup() -> Response:
     except RateLimited:
         return web.error(429, "Too many attempts", "Too many sign-up attempts. Please try again later.")
     at_least(started, settings.signup_min_response_ms)
-    return web.page("check_inbox.html", email=form.email)
+    # post-redirect-get: reloading "Check your inbox" never sends the form again. The page names no address,
+    # so it reads the same for a new and a known one, and the address stays out of the URL (and of logs).
+    return web.redirect("/signup/sent")
+
+
+@app.get("/signup/sent")
+def check_inbox() -> Response:
+    return web.page("check_inbox.html")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

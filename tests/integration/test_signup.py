@@ -56,8 +56,10 @@ def test_valid_signup_sends_a_link_built_from_the_configured_base_url(browser, s
         csrf_from=form,
         headers={"Host": "evil.example"},
     )
-    # Then
-    assert page.status == 200 and page.has("Check your inbox")
+    # Then the form redirects (post-redirect-get) to the page that says to check the inbox
+    assert page.status == 303 and page.location == "/signup/sent"
+    sent = browser.get(page.location)
+    assert sent.status == 200 and sent.has("Check your inbox") and email not in sent.body.lower()
     link = verify_link(stack, email)
     assert link.startswith("http://localhost:8080/verify?token=")
     assert AccountItem.count(email) == 0, "an attempt is no account"
@@ -98,9 +100,11 @@ def test_same_answer_for_a_known_address_and_the_owner_is_told_they_have_an_acco
     # When someone signs up with the known address and someone else with a fresh one
     known = sign_up(new_browser(), email)
     unknown = sign_up(new_browser(), fresh)
-    # Then the answers are the same page and status
-    assert known.status == unknown.status == 200
-    assert known.body.replace(email, "X") == unknown.body.replace(fresh, "X")
+    # Then the answers are the same redirect, to the same page, which names neither address
+    assert (known.status, known.location) == (unknown.status, unknown.location) == (303, "/signup/sent")
+    assert known.body == unknown.body and sorted(known.headers) == sorted(unknown.headers)
+    assert email not in known.location + known.body and fresh not in unknown.location + unknown.body
+    assert new_browser().get(known.location).body == new_browser().get(unknown.location).body
     assert stack.mails_to(email)[-1].subject == "You already have an account"
     assert AccountItem.get(email).status == "enrolled", "the existing account is untouched"
 
@@ -123,7 +127,7 @@ def test_response_time_does_not_reveal_a_known_address(new_browser, stack, setti
                 csrf_from=form,
             )
             timings[label].append(time.monotonic() - started)
-            assert page.status == 200
+            assert page.status == 303
     fastest = {label: min(values) for label, values in timings.items()}
     assert min(fastest.values()) >= 0.7
     assert abs(fastest["known"] - fastest["unknown"]) < 0.25, timings
@@ -143,7 +147,7 @@ def test_signing_up_again_is_a_separate_attempt_with_its_own_link(browser, new_b
 def test_at_most_three_emails_per_address_per_hour(new_browser, stack):
     email = new_email()
     for _ in range(3):
-        assert sign_up(new_browser(), email).status == 200
+        assert sign_up(new_browser(), email).status == 303
     page = sign_up(new_browser(), email)
     assert page.status == 429 and page.has("try again later")
     assert len(stack.mails_to(email)) == 3
@@ -152,8 +156,21 @@ def test_at_most_three_emails_per_address_per_hour(new_browser, stack):
 def test_at_most_twenty_signups_per_source_ip_per_hour(new_browser, stack):
     browser = new_browser(source_ip="198.51.100.77")
     for _ in range(20):
-        assert sign_up(browser, new_email()).status == 200
+        assert sign_up(browser, new_email()).status == 303
     blocked = new_email()
     page = sign_up(browser, blocked)
     assert page.status == 429
     assert not stack.mails_to(blocked) and AccountItem.count(blocked) == 0
+
+
+def test_reloading_check_your_inbox_does_not_send_the_form_again(browser, stack):
+    # Given a sign-up that landed on "Check your inbox"
+    email = new_email()
+    sent = sign_up(browser, email)
+    assert sent.status == 303 and sent.location == "/signup/sent"
+    # When the page is reloaded (twice), or opened later from history
+    pages = [browser.get(sent.location) for _ in range(3)]
+    # Then it is the same GET page each time, and only the one email was sent
+    assert all(p.status == 200 and p.has("Check your inbox") for p in pages)
+    assert len([m for m in stack.mails_to(email) if m.subject == "Confirm your email address"]) == 1
+    assert browser.post("/signup/sent", {}, csrf_from=browser.get("/signup")).status == 405

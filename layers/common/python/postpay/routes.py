@@ -24,6 +24,7 @@ def _route(function: str, *methods: str) -> Route:
 ROUTES: dict[str, Route] = {
     "/": _route("signup", "GET"),
     "/signup": _route("signup", "GET", "POST"),
+    "/signup/sent": _route("signup", "GET"),
     "/verify": _route("verify", "GET", "POST"),
     "/sso": _route("sso", "POST"),
     "/login": _route("sso", "GET", "POST"),
