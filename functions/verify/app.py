@@ -71,7 +71,13 @@ def terms() -> Response:
     token = web.request.query_value("token") or ""
     try:
         attempt = container.enrollment.check_token(token)
-    except (TokenInvalid, TokenExpired, TokenUsed) as error:
+    except TokenUsed as error:
+        if error.email and signed_in_as(error.email):
+            # Back after verifying, or the email's link opened again, by the client it verified, signed in:
+            # their dashboard, not an error. Anyone else still gets "already used" (the link works once).
+            return web.redirect("/dashboard")
+        return link_problem(error)
+    except (TokenInvalid, TokenExpired) as error:
         return link_problem(error)
     return web.page("terms.html", token=token, missing=[], error=None, email=attempt.email)
 

@@ -117,6 +117,31 @@ def test_used_link_from_another_browser_is_410(browser, new_browser, stack):
     assert page.status == 410 and page.has("already used")
 
 
+def test_back_to_a_used_link_in_the_browser_it_signed_in_goes_to_the_dashboard(browser, new_browser, stack):
+    # Given a client who verified (and so is signed in), and another signed-in client
+    email = new_email()
+    sign_up(browser, email)
+    link = verify_link(stack, email)
+    assert verify(browser, stack, email).has("Log in to SolusVM")
+    other_email = new_email()
+    other = new_browser()
+    sign_up(other, other_email)
+    verify(other, stack, other_email)
+    # When the client presses Back to the link (or opens the email's link again)
+    back = browser.get(link)
+    # Then they are sent to their dashboard, not told the link was used
+    assert back.status == 303 and back.location == "/dashboard"
+    dashboard = browser.get(back.location)
+    assert dashboard.has(email) and dashboard.has("Log in to SolusVM")
+    # And for anyone else the link stays used: another client signed in, or this browser once logged out
+    refused = other.get(link)
+    assert refused.status == 410 and refused.has("already used") and not refused.location
+    dashboard = browser.get("/dashboard")
+    browser.post("/logout", {}, csrf_from=dashboard)
+    logged_out = browser.get(link)
+    assert logged_out.status == 410 and logged_out.has("already used")
+
+
 def test_retry_from_the_same_browser_shows_the_outcome_again(browser, stack):
     email = new_email()
     sign_up(browser, email)
