@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -72,32 +73,59 @@ class Gateway:
 
     def local_page(self, request: Request) -> Response:
         if request.path == "/_local/mail":
-            items = []
-            for mail in reversed(self.stack.mails()):
-                attached = "".join(
-                    f"<li>{escape(name)} ({len(data):,} bytes)</li>"
-                    for name, data in mail.attachments.items()
-                )
-                items.append(
-                    f"<article><h2>{escape(mail.subject)}</h2><p>To: {escape(', '.join(mail.to))} · "
-                    f"From: {escape(mail.source)}</p><div class='mail'>{mail.html}</div>"
-                    + (f"<p>Attached:</p><ul class='attachments'>{attached}</ul>" if attached else "")
-                    + "</article><hr>"
-                )
-            body = "".join(items) or "<p>No email sent yet.</p>"
-            html = (
-                "<!doctype html><meta charset='utf-8'><title>Local mailbox</title>"
-                "<h1>Local mailbox</h1><p>Every email the product sent through SES (moto), newest first.</p>"
-                + body
-            )
-            return Response(html, content_type="text/html; charset=utf-8")
+            return Response(mailbox_page(self.stack.mails()), content_type="text/html; charset=utf-8")
         if request.path.startswith("/_local/terms/"):
             name = escape(request.path.rsplit("/", 1)[-1])
             return Response(
-                f"<!doctype html><title>Terms</title><h1>Local terms: {name}</h1><p>Sample text.</p>",
+                "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+                "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+                "<title>Terms</title></head>"
+                f"<body><main><h1>Local terms: {name}</h1><p>Sample text.</p></main></body></html>",
                 content_type="text/html; charset=utf-8",
             )
         return Response("Not found", status=404)
+
+
+# The mailbox reads like the site: one <main>, a phone's width, and each email's own body only (its <html>,
+# <head> and <body> would otherwise be merged into the page's). A long link in an email wraps, as a mail app
+# wraps it; an email wider than the screen (the invoice's table of lines) scrolls in its own box, which can
+# take the keyboard's focus to scroll, instead of widening the page.
+MAILBOX_STYLE = (
+    "body{font-family:system-ui,sans-serif;color:#1c2430;max-width:48rem;margin:0 auto;padding:1rem}"
+    "article{border-top:1px solid #c8ced8;margin-top:1.5rem}"
+    ".mail{overflow-wrap:break-word;overflow-x:auto}.mail img{max-width:100%;height:auto}"
+)
+_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
+
+
+def mailbox_page(mails: Iterable[Any]) -> str:
+    items = []
+    for mail in reversed(list(mails)):
+        attached = "".join(
+            f"<li>{escape(name)} ({len(data):,} bytes)</li>" for name, data in mail.attachments.items()
+        )
+        items.append(
+            f"<article><h2>{escape(mail.subject)}</h2><p>To: {escape(', '.join(mail.to))} · "
+            f"From: {escape(mail.source)}</p><div class='mail' role='region' tabindex='0' "
+            f"aria-label='Email: {escape(mail.subject)}'>{email_body(mail.html)}</div>"
+            + (f"<p>Attached:</p><ul class='attachments'>{attached}</ul>" if attached else "")
+            + "</article>"
+        )
+    body = "".join(items) or "<p>No email sent yet.</p>"
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'><title>Local mailbox</title>"
+        f"<style>{MAILBOX_STYLE}</style></head><body><main><h1>Local mailbox</h1>"
+        "<p>Every email the product sent through SES (moto), newest first.</p>"
+        + body
+        + "</main></body></html>"
+    )
+
+
+def email_body(html: str) -> str:
+    """What is inside an email's <body> (the whole text when it has none)."""
+    found = _BODY.search(html)
+    return found.group(1) if found else html
 
 
 def _refusing_body(environ: dict, response: Response) -> Response:

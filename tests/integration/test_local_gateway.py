@@ -53,3 +53,33 @@ def test_the_mailbox_page_still_opens(gateway):
         received += chunk
     client.close()
     assert received.startswith(b"HTTP/1.1 200") and b"Local mailbox" in received
+
+
+def test_the_mailbox_is_one_document_with_a_main_landmark_that_fits_a_phone():
+    # Given an email as SES holds it: a whole HTML document, with a long link
+    from types import SimpleNamespace
+
+    from local.gateway import mailbox_page
+
+    mail = SimpleNamespace(
+        subject="Confirm <you>",
+        to=["ada@example.com"],
+        source="billing@postpay.local",
+        html="<!doctype html><html lang='en'><head><title>Confirm</title></head>"
+        "<body style='max-width:36rem;padding:1rem'><p>Open http://localhost:8080/verify?token="
+        + "x"
+        * 43
+        + "</p>"
+        "</body></html>",
+        attachments={},
+    )
+    # When the mailbox shows it
+    page = mailbox_page([mail])
+    # Then the page is one document in a <main>, sized for a phone, holding only the email's body
+    assert page.count("<html") == page.count("<body") == page.count("<head") == 1
+    assert "<html lang='en'>" in page and "width=device-width" in page
+    assert page.index("<main>") < page.index("<h1>Local mailbox</h1>") < page.index("</main>")
+    assert "max-width:36rem" not in page and "token=" + "x" * 43 in page
+    # and an email wider than the screen wraps or scrolls in its own focusable box, never the page
+    assert "overflow-wrap:break-word;overflow-x:auto" in page and "tabindex='0'" in page
+    assert "Confirm &lt;you&gt;" in page
