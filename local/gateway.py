@@ -100,14 +100,16 @@ _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
 
 def mailbox_page(mails: Iterable[Any]) -> str:
     items = []
-    for mail in reversed(list(mails)):
+    newest_first = list(mails)[::-1]
+    for n, mail in enumerate(newest_first, start=1):
         attached = "".join(
             f"<li>{escape(name)} ({len(data):,} bytes)</li>" for name, data in mail.attachments.items()
         )
         items.append(
             f"<article><h2>{escape(mail.subject)}</h2><p>To: {escape(', '.join(mail.to))} · "
             f"From: {escape(mail.source)}</p><div class='mail' role='region' tabindex='0' "
-            f"aria-label='Email: {escape(mail.subject)}'>{email_body(mail.html)}</div>"
+            f"aria-label='Email {n} of {len(newest_first)}: {escape(mail.subject)}'>"
+            f"{email_body(mail.html)}</div>"
             + (f"<p>Attached:</p><ul class='attachments'>{attached}</ul>" if attached else "")
             + "</article>"
         )

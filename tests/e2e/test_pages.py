@@ -131,6 +131,9 @@ def test_every_page_is_accessible_fits_a_phone_and_the_invoice_is_complete(site,
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
+    # post-redirect-get: "Check your inbox" is a GET page; a reload never sends the form (or email) again
+    expect(page).to_have_url(site.base + "/signup/sent")
+    page.reload()
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
     check(page, "check-inbox")
     page.goto(latest_mail_link(page, site, email, "Confirm your email", "Confirm my email address"))
@@ -144,6 +147,12 @@ def test_every_page_is_accessible_fits_a_phone_and_the_invoice_is_complete(site,
     expect(page).to_have_url(re.compile(r"/dashboard\?notice="))
     expect(page.get_by_role("status")).to_contain_text("Your account is ready")
     check(page, "dashboard")
+    # Back to the used link, signed in: the dashboard, not "link already used"
+    page.go_back()
+    expect(page).to_have_url(site.base + "/dashboard")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Hello Grace Hopper")
+    page.goto(site.base + "/_local/mail")
+    expect(page.locator("article", has_text="Confirm your email").filter(has_text=email)).to_have_count(1)
 
     # Billing details, with a mistake first
     page.goto(site.base + "/account")
@@ -196,6 +205,7 @@ def test_every_page_is_accessible_fits_a_phone_and_the_invoice_is_complete(site,
     expect(mail).to_contain_text("Hello Grace Hopper")
     expect(mail).to_contain_text(total)
     expect(mail.locator(".attachments")).to_contain_text(f"{number}.pdf")
+    check(page, "mailbox")  # the local mailbox too: one <main>, and the invoice's table never widens the page
 
     # Password reset pages
     page.goto(site.base + "/forgot")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import ROOT
+from tests.e2e.test_pages import check
 
 PASSWORD = "a very long passphrase"
 
@@ -46,6 +47,18 @@ def add_card(site, page, number: str) -> None:
     expect(page.get_by_role("status")).to_have_text(
         "Your card is saved. New invoices are charged to it when they are issued."
     )
+
+
+def checked(page, name: str) -> None:
+    """axe-core and the phone width (tests/e2e/test_pages.check) on the page as this client sees it, in a
+    context of its own that lets the test's script past the page's CSP (this test's pages keep theirs)."""
+    context = page.context.browser.new_context(bypass_csp=True, storage_state=page.context.storage_state())
+    try:
+        copy = context.new_page()
+        copy.goto(page.url)
+        check(copy, name)
+    finally:
+        context.close()
 
 
 _RUNS = iter(range(10, 60))
@@ -110,6 +123,12 @@ def test_a_saved_card_is_charged_and_a_declined_one_is_dunned_then_paid_with_pay
         if mail.count():
             break
         page.wait_for_timeout(1000)
+    # the dashboard tells the truth about the declined card, rather than that invoices are charged to it
+    page.goto(site.base + "/dashboard")
+    expect(page.locator("#card-declined")).to_contain_text("This card was declined when we charged invoice")
+    expect(page.locator("#card-on-file")).not_to_contain_text("New invoices are charged to it")
+    checked(page, "dashboard-card-declined")
+    page.goto(site.base + "/_local/mail")
     mail.get_by_role("link", name="Pay it now").click()
     expect(page.locator("#invoice-status")).to_have_text("Unpaid")
     page.get_by_role("link", name="Pay now").click()
@@ -120,3 +139,31 @@ def test_a_saved_card_is_charged_and_a_declined_one_is_dunned_then_paid_with_pay
     page.get_by_role("button", name="with Visa ending in 4242").click()
     expect(page.get_by_role("status")).to_have_text("Thank you: the invoice is paid.")
     expect(page.locator("main")).to_contain_text("by card")
+
+
+def test_removing_the_card_asks_first_and_survives_back(site, page):
+    # Given a client with a card on file
+    sign_up(site, page)
+    add_card(site, page, "4242424242424242")
+    page.goto(site.base + "/dashboard")
+    # When they press Remove the card: a page asks first
+    page.get_by_role("link", name="Remove the card").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Remove your card?")
+    expect(page.locator("main")).to_contain_text("Visa ending in 4242")
+    checked(page, "card-remove")
+    # Back, or "No, keep the card", keeps it
+    page.go_back()
+    expect(page.locator("#card")).to_contain_text("Visa ending in 4242")
+    page.get_by_role("link", name="Remove the card").click()
+    page.get_by_role("link", name="No, keep the card").click()
+    expect(page.locator("#card")).to_contain_text("Visa ending in 4242")
+    # Then confirming removes it, and Back to the question shows the account without a card
+    page.get_by_role("link", name="Remove the card").click()
+    page.get_by_role("button", name="Yes, remove the card").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "Your card is removed. Invoices are paid by bank transfer."
+    )
+    expect(page.locator("#card")).to_contain_text("No card on file")
+    page.go_back()
+    expect(page).to_have_url(site.base + "/account")
+    expect(page.locator("#card")).to_contain_text("No card on file")

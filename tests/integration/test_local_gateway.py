@@ -83,3 +83,6 @@ def test_the_mailbox_is_one_document_with_a_main_landmark_that_fits_a_phone():
     # and an email wider than the screen wraps or scrolls in its own focusable box, never the page
     assert "overflow-wrap:break-word;overflow-x:auto" in page and "tabindex='0'" in page
     assert "Confirm &lt;you&gt;" in page
+    # each email's box has a name of its own (two emails may share a subject)
+    two = mailbox_page([mail, mail])
+    assert "'Email 1 of 2: Confirm &lt;you&gt;'" in two and "'Email 2 of 2: Confirm &lt;you&gt;'" in two
