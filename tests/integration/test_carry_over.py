@@ -195,3 +195,41 @@ def test_a_next_invoice_still_below_the_minimum_carries_again_and_a_void_release
     drain(worker)
     assert [i.number for i in invoices_of(account.client_id)].count(again.number) == 1
     assert _item(account, 10).outcome == "nothing_to_bill"
+
+
+def test_two_invoices_that_read_the_same_carried_balance_take_it_once(
+    stack, functions, worker, carry_on, monkeypatch
+):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from postpay.adapters.billing_store import BillingStore
+
+    # Given August carried (0.01 USD), and September and October to bill
+    account = enrolled_account(stack, functions, servers=TINY_THEN_FULL, enrolled_at=AUGUST_2026)
+    _queue(functions, account, 8)
+    drain(worker)
+    assert _item(account, 8).status == "carried"
+    # When September's and October's jobs both read the open balance before either writes (overlapping
+    # runs: the index read is no lock)
+    both_read = Barrier(2, timeout=30)
+    read = BillingStore._carried_into
+
+    def read_then_wait(self, entries, chosen):
+        found = read(self, entries, chosen)
+        both_read.wait()
+        return found
+
+    monkeypatch.setattr(BillingStore, "_carried_into", read_then_wait)
+    invoicing = functions["worker"].container.invoicing
+    jobs = [_queue(functions, account, month) for month in (9, 10)]
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda job: invoicing.process(job, final_attempt=False), jobs))
+    # Then both are invoiced, and exactly one of them carries August's 0.01: the other's transaction found
+    # it taken and was issued without it
+    assert outcomes == ["invoiced", "invoiced"]
+    carried = {m: _doc(_item(account, m)).get("carried_in", []) for m in (9, 10)}
+    assert sorted(len(c) for c in carried.values()) == [0, 1], carried
+    [taker] = [m for m, c in carried.items() if c]
+    assert carried[taker] == [{"number": _item(account, 8).number, "amount": "0.01"}]
+    assert _item(account, 8).carried_to == _item(account, taker).number
