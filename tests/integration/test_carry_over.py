@@ -104,6 +104,10 @@ def test_a_total_below_the_minimum_is_carried_into_the_next_invoice_once_and_cha
         i.number for i in container.billing.unpaid_due_before(datetime(2099, 1, 1).date())
     ]
 
+    # and the operator finds it among the balances waiting
+    waiting = invoke(functions, {"listInvoices": {"status": "carried"}})["invoices"]
+    assert august.number in [r["number"] for r in waiting]
+
     # When September is invoiced: its job twice in one batch, an overlapping run, and a redelivery after
     job = _queue(functions, account, 9, copies=2)
     _queue(functions, account, 9)
@@ -117,9 +121,11 @@ def test_a_total_below_the_minimum_is_carried_into_the_next_invoice_once_and_cha
     assert doc["carried_in"] == [{"number": august.number, "amount": "0.01"}]
     lines = sum(Decimal(ln["amount"]) for ln in doc["lines"])
     assert Decimal(doc["total"]) == lines + Decimal(doc["tax"]) + Decimal("0.01")
-    # and August names September: taken once
+    # and August names September: taken once, and no longer among the balances waiting
     august = _item(account, 8)
     assert (august.status, august.carried_to) == ("carried", september.number)
+    waiting = invoke(functions, {"listInvoices": {"status": "carried"}})["invoices"]
+    assert august.number not in [r["number"] for r in waiting]
     # and September was charged once, for its whole total, August's 0.01 included
     [intent] = intents_of(stack, customer)
     assert (
@@ -175,6 +181,7 @@ def test_a_next_invoice_still_below_the_minimum_carries_again_and_a_void_release
     # Then the credit note cancels September's whole total and August is carried again (open), once
     assert note["total"] == "-0.02"
     assert (_item(account, 8).status, _item(account, 8).carried_to) == ("carried", None)
+    assert _item(account, 8).due_on == _doc(_item(account, 8))["due_on"]  # back among the balances waiting
     with pytest.raises(PayloadError, match="void already"):
         invoke(functions, {"voidInvoice": september.number, "reason": "again"})
     # When September is billed again (twice: a duplicate re-bill)

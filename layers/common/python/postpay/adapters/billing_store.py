@@ -166,7 +166,7 @@ class BillingStore(InvoiceReads, RunsStore):
         its client for a later period, so no carried invoice is in two of them (one read for the batch,
         none when the batch issues no invoice). An index read (eventually consistent): a balance carried a
         moment ago may be missed and then waits for the invoice after; the transaction's condition is what
-        makes it taken once."""
+        makes it taken once. A taken one has left the index (no due_on); the filter is the belt to that."""
         billing = [i for i in chosen if entries[i].invoice_for is not None]
         if not billing:
             return {}
@@ -281,7 +281,12 @@ class BillingStore(InvoiceReads, RunsStore):
                     for index, it in consumed:  # taken by this invoice only if no one took it first
                         tx.update(
                             InvoiceItem(it.account_period),
-                            actions=[InvoiceItem.carried_to.set(invoices[index].number)],
+                            # without due_on it leaves the status index: that holds only balances waiting,
+                            # so the batch's read of them does not grow with every balance ever carried
+                            actions=[
+                                InvoiceItem.carried_to.set(invoices[index].number),
+                                InvoiceItem.due_on.remove(),
+                            ],
                             condition=(InvoiceItem.status == InvoiceStatus.CARRIED.value)
                             & InvoiceItem.carried_to.does_not_exist()
                             & (InvoiceItem.number == it.number),

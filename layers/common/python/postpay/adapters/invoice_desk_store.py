@@ -147,9 +147,14 @@ class InvoiceDeskStore:
                         condition=_OPEN & (InvoiceItem.number == number),
                     )
                     for carried in invoice.carried_in:  # carried again, for the next invoice
+                        waiting = self._carried_item(invoice.client_id, carried.number)
                         tx.update(
-                            InvoiceItem(self._carried_key(invoice.client_id, carried.number)),
-                            actions=[InvoiceItem.carried_to.remove()],
+                            InvoiceItem(waiting.account_period),
+                            # back in the status index, where the next invoice looks for balances waiting
+                            actions=[
+                                InvoiceItem.carried_to.remove(),
+                                InvoiceItem.due_on.set(to_invoice(waiting).due_on.isoformat()),
+                            ],
                             condition=(InvoiceItem.status == InvoiceStatus.CARRIED.value)
                             & (InvoiceItem.carried_to == number),
                         )
@@ -166,13 +171,12 @@ class InvoiceDeskStore:
             return to_invoice(InvoiceItem.get(item.account_period, consistent_read=True)), note
         raise RuntimeError(f"could not allocate a credit note number after {MAX_VOID_ATTEMPTS} attempts")
 
-    def _carried_key(self, client_id: int, number: str) -> str:
-        """Where the client's carried invoice with this number is kept (a carried invoice is never void,
-        so it is at its (client, period))."""
+    def _carried_item(self, client_id: int, number: str) -> InvoiceItem:
+        """The client's carried invoice with this number (never void while taken: at its (client, period))."""
         item = self._invoice_item(number)
         if item is None or item.client_id != client_id:
             raise RuntimeError(f"carried invoice {number} of client {client_id} not found")
-        return str(item.account_period)
+        return item
 
     def mark_credit_note_emailed(self, note: CreditNote, message_id: str, now: datetime) -> None:
         InvoiceItem(account_period(note.client_id, note.period_key) + f"#{note.number}").update(
@@ -224,6 +228,8 @@ class InvoiceDeskStore:
             for item in items
             if item.outcome == "invoiced"
             and (status is None or item.status == status)
+            # "carried" lists the balances waiting for an invoice; a taken one is listed by client
+            and not (status == InvoiceStatus.CARRIED.value and item.carried_to)
             and (period_key is None or item.period_key == period_key)
             and (due_before is None or (item.due_on or "") < due_before.isoformat())
         ]
