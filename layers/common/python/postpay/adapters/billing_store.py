@@ -44,8 +44,8 @@ INVOICE_COUNTER = "invoice_number"
 
 # A transaction's items: per entry its record, its outcome, its run's update (when every entry belongs to
 # another run), on the re-bill of a void month the void invoice kept, and one per carried invoice it takes;
-# and the counter. Within DynamoDB's
-# 100 items per TransactWriteItems: 33 entries of 3 items, fewer when some re-bill a void month.
+# and the counter. Within DynamoDB's 100 items per TransactWriteItems: 33 entries of 3 items, fewer when some
+# re-bill a void month or take carried balances.
 MAX_ITEMS_PER_TRANSACTION = 100
 MAX_ATTEMPTS = 50
 # what a cancelled batch transaction is retried for at once (None / "None": the item passed)
