@@ -176,3 +176,22 @@ def test_the_pdf_prints_the_carried_line_and_where_a_carried_total_went():
     assert "Carried to INV-000002" in text and "How to pay" not in text
     open_carried = replace(carried, carried_to=None)
     assert "Carried to your next invoice" in pdf_text(invoice_pdf(open_carried, today=date(2026, 11, 2)))
+
+
+def test_a_month_with_nothing_to_bill_leaves_the_balance_carried_for_the_next_invoice():
+    # Given October carried (0.12), and a November with no usage
+    billing, solus = FakeBilling(), FakeSolus(usage_by_user={USER: month_usage(OCTOBER, 100)})
+    subject = invoicing(CARRY, billing, solus)
+    october = bill(subject, billing, OCTOBER)
+    solus.usage_by_user[USER] = month_usage(NOVEMBER)
+    billing.start_run("run-nov", trigger="t", period=NOVEMBER.as_dict(), now=datetime.now(UTC))
+    job = Job("run-nov", 7, "ada@example.com", USER, NOVEMBER)
+    assert subject.process(job, final_attempt=False) == "nothing_to_bill"
+    # Then October stays carried, waiting
+    assert billing.billed(7, OCTOBER.key)[1].carried_to is None
+    # and December's invoice takes it
+    december = Period(date(2022, 12, 1), date(2022, 12, 31), "UTC")
+    solus.usage_by_user[USER] = month_usage(december, 5000)
+    taken = bill(subject, billing, december)
+    assert taken.carried_in == (CarriedBalance(number=october.number, amount=D("0.12")),)
+    assert billing.billed(7, OCTOBER.key)[1].carried_to == taken.number
