@@ -55,6 +55,8 @@ class StackConfig:
     alarm_email: str = ""
     stripe_publishable_key: str = ""  # set (with both Stripe secrets filled) to turn card payments on
     dunning_days: str = "3,7"  # retries of a failed automatic charge, days after issue
+    # with card payments on: an invoice below the minimum charge is carried into the next one (README)
+    carry_below_minimum: bool = False
 
     def invoice_profile(self) -> dict[str, str]:
         """The SSM parameters (names relative to the invoice path) that the non-empty values become."""

@@ -252,6 +252,8 @@ def _environment(
         env["STRIPE_SECRET_KEY_SECRET"], env["STRIPE_WEBHOOK_SECRET_SECRET"] = stripe_secrets
         env["STRIPE_PUBLISHABLE_KEY"] = config.stripe_publishable_key
         env["DUNNING_DAYS"] = config.dunning_days
+        if config.carry_below_minimum:
+            env["CARRY_BELOW_MINIMUM"] = "true"
     if config.solusvm_limit_group_id:
         env["SOLUSVM_LIMIT_GROUP_ID"] = config.solusvm_limit_group_id
     if config.postpay_terms_url:

@@ -23,6 +23,7 @@ VARIANTS: dict[str, dict[str, object]] = {
         "stage": "test",
         "useExistingSesIdentity": True,
         "stripePublishableKey": "pk_test_rehearsal",
+        "carryBelowMinimum": True,
     },
     "custom-domain": {
         "domainName": "billing.example.com",

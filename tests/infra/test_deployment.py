@@ -251,3 +251,12 @@ def test_the_run_handler_may_invoke_itself_and_nothing_else(synth):
     ]
     [statement] = invokes
     assert json.dumps(statement["Resource"]).endswith(f':function:{name}"]]}}'), statement["Resource"]
+
+
+def test_the_carry_over_is_passed_only_where_the_operator_turned_it_on_with_cards(synth):
+    # Given a stage with cards and carryBelowMinimum, and the README's first deploy (neither)
+    with_carry = _environments(synth("existing-ses-identity").json["Resources"])
+    without = _environments(synth("stage-url").json["Resources"])
+    # Then every function of the first is told CARRY_BELOW_MINIMUM=true, and none of the second
+    assert {env.get("CARRY_BELOW_MINIMUM") for env in with_carry.values()} == {"true"}
+    assert all("CARRY_BELOW_MINIMUM" not in env for env in without.values())

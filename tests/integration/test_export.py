@@ -89,9 +89,13 @@ def test_the_export_matches_the_months_invoices_and_credit_notes(stack, function
         "status",
         "invoice",
         "refunded",
+        "carried_in",
+        "carried_to",
     ]
     # nothing was refunded: an invoice's refunded cell is 0.00, a credit note's is empty
     assert {r["refunded"] for r in invoice_rows.values()} == {"0.00"} and cn["refunded"] == ""
+    # nothing was carried below the minimum: both carry cells are empty
+    assert {(r["carried_in"], r["carried_to"]) for r in rows} == {("", "")}
 
 
 def test_a_large_export_is_a_presigned_link_to_a_private_encrypted_object(

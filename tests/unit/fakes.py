@@ -9,6 +9,7 @@ real semantics stay tested against moto in tests/integration.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from postpay.models import (
     Acceptance,
     Account,
     AccountStatus,
+    CarriedBalance,
     Invoice,
     InvoiceStatus,
     RunRecord,
@@ -531,7 +533,7 @@ class FakeBilling:
 
     def issue(
         self,
-        invoice_for: Callable[[int], Invoice],
+        invoice_for: Callable[..., Invoice],
         *,
         run_id: str,
         now: datetime,
@@ -608,17 +610,39 @@ class FakeBilling:
                     )
                     results.append(None)
                 else:
+                    taken = self._open_carried(entry)
+                    balances = tuple(CarriedBalance(number=i.number, amount=i.total) for i in taken)
+                    build = (
+                        functools.partial(entry.invoice_for, carried=balances)
+                        if balances
+                        else entry.invoice_for
+                    )
                     invoice = self.issue(
-                        entry.invoice_for,
+                        build,
                         run_id=entry.run_id,
                         now=now,
                         email_lease=email_lease,
                         replace_nothing=entry.replace_nothing,
                     )
+                    for carried in taken:  # taken with the invoice, as the store's transaction does
+                        record = self.records[(carried.client_id, carried.period_key)]
+                        record.invoice = dataclasses.replace(carried, carried_to=invoice.number)
                     results.append(invoice)
             except (AlreadyBilled, OutcomeRecorded) as refused:
                 results.append(refused)
         return results
+
+    def _open_carried(self, entry: ToIssue) -> list[Invoice]:
+        return [
+            r.invoice
+            for (c, period), r in sorted(self.records.items())
+            if c == entry.client_id
+            and period < entry.period_key
+            and r.invoice is not None
+            and r.invoice.status is InvoiceStatus.CARRIED
+            and r.invoice.carried_to is None
+            and r.invoice.currency == entry.currency
+        ]
 
     def outcome_of(self, run_id: str, client_id: int) -> str | None:
         item = self.outcome_items.get((run_id, client_id))

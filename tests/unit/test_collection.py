@@ -4,6 +4,7 @@ than was paid. The same flows run against localstripe over HTTP in tests/integra
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -226,6 +227,16 @@ def test_an_amount_below_the_minimum_charge_never_reaches_the_gateway(world, tot
         world.collection.pay_now(invoice)
     assert world.gateway.calls == [] and world.payments.charge_of(invoice.number) is None
     assert world.current(invoice).status is InvoiceStatus.UNPAID
+
+
+def test_a_carried_invoice_is_never_charged_nor_paid_now(world):
+    # Given an invoice issued carried into the next one (CARRY_BELOW_MINIMUM)
+    invoice = dataclasses.replace(world.issue("0.12", "USD"), status=InvoiceStatus.CARRIED)
+    # Then neither the worker's charge nor Pay now reach the gateway, and Pay now says why
+    world.collection.charge(invoice)
+    with pytest.raises(NotPayable, match="carried to your next invoice"):
+        world.collection.pay_now(invoice)
+    assert world.gateway.calls == [] and world.payments.charge_of(invoice.number) is None
 
 
 def test_the_minimum_itself_is_charged(world):

@@ -170,7 +170,7 @@ def test_the_operator_desk_payloads():
         ({"account": ""}, "account must be an email address or a client id"),
         ({"account": 0}, "account must be an email address or a client id"),
         ({"account": True}, "account must be an email address or a client id"),
-        ({"listInvoices": {"status": "late"}}, "status must be one of unpaid, overdue, paid"),
+        ({"listInvoices": {"status": "late"}}, "status must be one of unpaid, overdue, paid, carried"),
         ({"listInvoices": {"period": "2022-1"}}, "period must be a month like 2022-10"),
         ({"listInvoices": {"client": "7a"}}, "client must be a client id"),
         ({"listInvoices": {"limit": 0}}, "limit must be an integer from 1 to 1000"),

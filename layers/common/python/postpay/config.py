@@ -87,6 +87,9 @@ class Settings:
     stripe_api_base: str | None = None  # localstripe for make run and the tests; unset = Stripe itself
     stripe_js_url: str = "https://js.stripe.com/v3/"
     dunning_days: tuple[int, ...] = (3, 7)
+    # An invoice below the gateway's minimum charge is carried into the client's next invoice instead of
+    # staying payable by transfer (README, Minimum charge). Off by default; only with Stripe configured.
+    carry_below_minimum: bool = False
 
     @property
     def stripe_enabled(self) -> bool:
@@ -189,6 +192,15 @@ class _Reader:
             return default
         return days
 
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in ("true", "false"):
+            self.errors.append(f"{name} must be true or false, got {value!r}")
+            return default
+        return value.lower() == "true"
+
     def stripe(self) -> dict[str, object]:
         names = ("STRIPE_SECRET_KEY_SECRET", "STRIPE_WEBHOOK_SECRET_SECRET", "STRIPE_PUBLISHABLE_KEY")
         values = [self.raw(name) for name in names]
@@ -206,6 +218,7 @@ class _Reader:
             "stripe_api_base": api_base,
             "stripe_js_url": self.url("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
             "dunning_days": self.days("DUNNING_DAYS", (3, 7)),
+            "carry_below_minimum": self.flag("CARRY_BELOW_MINIMUM", False),
         }
 
     def timezone(self, name: str, default: str) -> str:

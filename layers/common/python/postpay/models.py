@@ -101,6 +101,9 @@ class InvoiceStatus(StrEnum):
     UNPAID = "unpaid"
     PAID = "paid"
     VOID = "void"
+    # Below the gateway's minimum charge with CARRY_BELOW_MINIMUM on: not payable, never overdue; its total
+    # is a line of the client's next invoice (``carried_to`` names it once that is issued).
+    CARRIED = "carried"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -422,6 +425,15 @@ class InvoiceLine:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CarriedBalance:
+    """An earlier invoice's total carried into this one: "Balance carried from <number>". Taxed on its own
+    invoice already, so it is added to this one's total after tax and never taxed again."""
+
+    number: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
 class Invoice:
     """An issued invoice. Never edited: only its status and payment record change."""
 
@@ -452,15 +464,24 @@ class Invoice:
     reverse_charge: bool = False
     tax: Decimal = Decimal(0)
     payment_instructions: str = ""
+    # Earlier invoices' totals this one carries (stored with it); and, on a carried invoice, the invoice
+    # that took its total once that is issued (a state, like paid_at: not part of the document).
+    carried_in: tuple[CarriedBalance, ...] = ()
+    carried_to: str | None = None
 
     @property
     def period_key(self) -> str:
         return f"{self.period_start:%Y-%m}"
 
     @property
+    def carried_total(self) -> Decimal:
+        return sum((c.amount for c in self.carried_in), Decimal(0))
+
+    @property
     def subtotal(self) -> Decimal:
-        """Net of tax: the lines' total (exclusive), or the lines' total less the tax in it (inclusive)."""
-        return self.total - self.tax
+        """Net of tax: the lines' total (exclusive), or the lines' total less the tax in it (inclusive).
+        Balances carried in are neither: total = subtotal + tax + carried_total."""
+        return self.total - self.tax - self.carried_total
 
     @property
     def lines_total(self) -> Decimal:
@@ -470,6 +491,15 @@ class Invoice:
     def shows_tax(self) -> bool:
         """A 0 % rate shows no tax line; reverse charge shows its note instead of an amount."""
         return self.tax_rate != 0 and not self.reverse_charge
+
+    @property
+    def carry_note(self) -> str:
+        """What a carried invoice says of its total: where it went, or that it goes to the next invoice."""
+        if self.status is not InvoiceStatus.CARRIED:
+            return ""
+        if self.carried_to:
+            return f"Carried to {self.carried_to}"
+        return "Carried to your next invoice: below the minimum card payment, nothing to pay now"
 
     def state(self, today: date) -> str:
         """paid, unpaid, or overdue (unpaid past its due date): what the client sees."""
@@ -534,10 +564,11 @@ class ToIssue:
     run_id: str
     email: str
     usage: str  # the raw SolusVM answer, JSON
-    # builds the invoice for its number; None: nothing to bill
-    invoice_for: Callable[[int], Invoice] | None = None
+    # builds the invoice for its number (and the balances it carries in, ``carried=``); None: nothing to bill
+    invoice_for: Callable[..., Invoice] | None = None
     # the operator's re-bill: may replace the period's nothing-to-bill record (never an invoice)
     replace_nothing: bool = False
+    currency: str = ""  # the invoice's: only carried balances in it are taken into it
 
     @property
     def key(self) -> str:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from postpay.models import Invoice
 
 # Stripe refuses charges below about 0.50 USD (its documented minimum per currency); the product never sends
-# one: such an invoice stays payable by transfer. Currencies without an entry use the USD figure.
+# one: such an invoice stays payable by transfer, or is carried into the next invoice when the operator turns
+# CARRY_BELOW_MINIMUM on (carries_forward). Currencies without an entry use the USD figure.
 MINIMUM_CHARGE = {
     "USD": Decimal("0.50"),
     "EUR": Decimal("0.50"),
@@ -153,6 +154,16 @@ def minor_units(amount: Decimal, currency: str) -> int:
 def chargeable(amount: Decimal, currency: str) -> bool:
     """Whether the gateway accepts the amount: at least its minimum charge for the currency."""
     return amount >= MINIMUM_CHARGE.get(currency.upper(), MINIMUM_CHARGE["USD"])
+
+
+def carries_forward(settings: Settings, total: Decimal, currency: str) -> bool:
+    """Whether an invoice of this total (with tax, and with any balance it carries in) is issued carried
+    into the client's next invoice rather than payable: only with card payments on and the operator's
+    CARRY_BELOW_MINIMUM, and only for an amount above zero the gateway would refuse (chargeable: compared
+    exactly, as Decimals; the minimum itself is charged)."""
+    if not (settings.stripe_enabled and settings.carry_below_minimum):
+        return False
+    return total > 0 and not chargeable(total, currency)
 
 
 def idempotency_key(invoice_number: str, attempt: int) -> str:

@@ -129,7 +129,7 @@ class InvoiceStore(Protocol):
     def daily_heartbeat(self, now: datetime) -> datetime | None: ...
     def issue(
         self,
-        invoice_for: Callable[[int], Invoice],
+        invoice_for: Callable[..., Invoice],
         *,
         run_id: str,
         now: datetime,

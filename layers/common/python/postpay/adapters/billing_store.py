@@ -6,6 +6,10 @@ Exactly once is the database's job here, not a check-then-insert:
   previous value: a number is used only if its invoice is written, so numbers are sequential and gapless;
 - ``run-outcomes`` is keyed by (run, client): each run counts each account once, in that same transaction.
 
+An invoice that carries earlier invoices' balances (CARRY_BELOW_MINIMUM) takes them in that same transaction:
+each carried invoice is updated to name it, conditioned on still being carried and taken by none, so a
+balance is carried into exactly one invoice whatever runs, duplicates and redeliveries overlap.
+
 A re-bill of a voided month replaces the void invoice (and only it, by its number) in that transaction and
 keeps it, unchanged, under "<client>#<period>#<its number>": the month is billed once more, with the next
 number of the same gapless counter. The operator's desk (voids, credit notes, listings) is InvoiceDeskStore.
@@ -14,34 +18,34 @@ number of the same gapless counter. The operator's desk (voids, credit notes, li
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from postpay.adapters.invoice_desk_store import InvoiceDeskStore
-from postpay.adapters.invoice_documents import account_period, invoice_item, nothing_item, to_invoice
+from postpay.adapters.invoice_documents import invoice_item, nothing_item, to_invoice
+from postpay.adapters.invoice_reads import InvoiceReads
 from postpay.adapters.runs_store import RunsStore
 from postpay.adapters.tables import (
     CounterItem,
     InvoiceItem,
     OutcomeItem,
     RunItem,
-    conditional_failed,
     connection,
 )
 from postpay.errors import AlreadyBilled, OutcomeRecorded
-from postpay.models import Invoice, InvoiceStatus, ToIssue
+from postpay.models import CarriedBalance, Invoice, InvoiceStatus, ToIssue
 from postpay.observability import logger
 
 INVOICE_COUNTER = "invoice_number"
 
 
 # A transaction's items: per entry its record, its outcome, its run's update (when every entry belongs to
-# another run) and, on the re-bill of a void month, the void invoice kept; and the counter. Within DynamoDB's
-# 100 items per TransactWriteItems: 33 entries of 3 items, fewer when some re-bill a void month.
+# another run), on the re-bill of a void month the void invoice kept, and one per carried invoice it takes;
+# and the counter. Within DynamoDB's 100 items per TransactWriteItems: 33 entries of 3 items, fewer when some
+# re-bill a void month or take carried balances.
 MAX_ITEMS_PER_TRANSACTION = 100
 MAX_ATTEMPTS = 50
 # what a cancelled batch transaction is retried for at once (None / "None": the item passed)
@@ -75,9 +79,9 @@ def _chunks(weights: list[int], chosen: list[int]) -> Iterator[list[int]]:
         yield chunk
 
 
-class BillingStore(InvoiceDeskStore, RunsStore):
-    """Issuing, reading, emailing and paying invoices; the runs they count in come from RunsStore, the
-    operator's desk on them from InvoiceDeskStore."""
+class BillingStore(InvoiceReads, RunsStore):
+    """Issuing invoices; reading and emailing them is InvoiceReads, the runs they count in come from
+    RunsStore, the operator's desk on them from InvoiceDeskStore."""
 
     # The counter value this process last saw: the first guess for the next number (saves a read per invoice).
     _counter_hint: int | None = None
@@ -94,7 +98,7 @@ class BillingStore(InvoiceDeskStore, RunsStore):
 
     def issue(
         self,
-        invoice_for: Callable[[int], Invoice],
+        invoice_for: Callable[..., Invoice],
         *,
         run_id: str,
         now: datetime,
@@ -149,12 +153,48 @@ class BillingStore(InvoiceDeskStore, RunsStore):
         voids = {
             i: v for i in chosen if entries[i].replace_nothing and (v := self._void_here(entries[i].key))
         }
-        weights = [4 if i in voids else 3 for i in range(len(entries))]
+        carried = self._carried_into(entries, chosen)
+        weights = [(4 if i in voids else 3) + len(carried.get(i, ())) for i in range(len(entries))]
         for chunk in _chunks(weights, chosen):
-            self._issue_chunk(entries, chunk, results, now, email_lease, voids)
+            self._issue_chunk(entries, chunk, results, now, email_lease, voids, carried)
         for index in later:
             results[index] = AlreadyBilled(entries[index].key)  # the copy of an entry billed just before
         return results
+
+    def _carried_into(self, entries: list[ToIssue], chosen: list[int]) -> dict[int, list[InvoiceItem]]:
+        """The carried invoices not yet taken that the batch's invoices take: each by the first invoice of
+        its client for a later period, so no carried invoice is in two of them (one read for the batch,
+        none when the batch issues no invoice). An index read (eventually consistent): a balance carried a
+        moment ago may be missed and then waits for the invoice after; the transaction's condition is what
+        makes it taken once. A taken one has left the index (no due_on); the filter is the belt to that."""
+        billing = [i for i in chosen if entries[i].invoice_for is not None]
+        if not billing:
+            return {}
+        clients = {entries[i].client_id for i in billing}
+        found = [
+            item
+            for item in InvoiceItem.by_status.query(
+                InvoiceStatus.CARRIED.value, filter_condition=InvoiceItem.carried_to.does_not_exist()
+            )
+            if item.outcome == "invoiced" and item.client_id in clients
+        ]
+        currency = {item.account_period: to_invoice(item).currency for item in found}
+        carried: dict[int, list[InvoiceItem]] = {}
+        for item in sorted(found, key=lambda it: it.period_key):
+            taker = next(
+                (
+                    i
+                    for i in billing
+                    if entries[i].client_id == item.client_id
+                    and entries[i].period_key > item.period_key
+                    # a balance in another currency is never added: it stays carried (README)
+                    and entries[i].currency == currency[item.account_period]
+                ),
+                None,
+            )
+            if taker is not None:
+                carried.setdefault(taker, []).append(item)
+        return carried
 
     def _issue_chunk(
         self,
@@ -164,6 +204,7 @@ class BillingStore(InvoiceDeskStore, RunsStore):
         now: datetime,
         lease: timedelta,
         voids: dict[int, InvoiceItem],
+        carried: dict[int, list[InvoiceItem]],
     ) -> None:
         current = self._counter_hint if self._counter_hint is not None else self.counter_value()
         replace_failed: set[int] = set()
@@ -175,7 +216,16 @@ class BillingStore(InvoiceDeskStore, RunsStore):
             for offset, index in enumerate(with_invoice, start=1):
                 build = entries[index].invoice_for
                 assert build is not None
-                invoices[index] = build(current + offset)
+                balances = tuple(
+                    CarriedBalance(number=str(it.number), amount=to_invoice(it).total)
+                    for it in carried.get(index, ())
+                )
+                invoices[index] = (
+                    build(current + offset, carried=balances) if balances else build(current + offset)
+                )
+            # the carried invoices these invoices take: updated after the runs, in this order
+            consumed = [(i, it) for i in pending if i in invoices for it in carried.get(i, ())]
+            runs = _run_counts(entries, pending, invoices, replace_failed)
             try:
                 with TransactWrite(connection=connection()) as tx:
                     # puts first, in entry order: [record, outcome, (void kept)] of entry 0, of entry 1, ...
@@ -224,16 +274,39 @@ class BillingStore(InvoiceDeskStore, RunsStore):
                             else CounterItem.name.does_not_exist(),
                             return_values="ALL_OLD",
                         )
-                    for run_id, counts in _run_counts(entries, pending, invoices, replace_failed).items():
+                    for run_id, counts in runs.items():
                         actions: list[Action] = [RunItem.updated_at.set(now)]
                         actions += [getattr(RunItem, name).add(n) for name, n in counts.items() if n]
                         tx.update(RunItem(run_id), actions=actions, condition=RunItem.run_id.exists())
+                    for index, it in consumed:  # taken by this invoice only if no one took it first
+                        tx.update(
+                            InvoiceItem(it.account_period),
+                            # without due_on it leaves the status index: that holds only balances waiting,
+                            # so the batch's read of them does not grow with every balance ever carried
+                            actions=[
+                                InvoiceItem.carried_to.set(invoices[index].number),
+                                InvoiceItem.due_on.remove(),
+                            ],
+                            condition=(InvoiceItem.status == InvoiceStatus.CARRIED.value)
+                            & InvoiceItem.carried_to.does_not_exist()
+                            & (InvoiceItem.number == it.number),
+                        )
             except TransactWriteError as error:
                 reasons = error.cancellation_reasons
                 if not reasons:
                     raise  # not a cancellation (throttled, network): the queue retries the batch
                 current, pending = self._after_cancel(
-                    entries, pending, invoices, reasons, results, replace_failed, current, voids
+                    entries,
+                    pending,
+                    invoices,
+                    reasons,
+                    results,
+                    replace_failed,
+                    current,
+                    voids,
+                    runs=len(runs),
+                    consumed=consumed,
+                    carried=carried,
                 )
                 if attempt >= 1:
                     logger.info("invoice counter contended", extra={"attempt": attempt + 1})
@@ -254,15 +327,27 @@ class BillingStore(InvoiceDeskStore, RunsStore):
         replace_failed: set[int],
         current: int,
         voids: dict[int, InvoiceItem],
+        *,
+        runs: int,
+        consumed: list[tuple[int, InvoiceItem]],
+        carried: dict[int, list[InvoiceItem]],
     ) -> tuple[int, list[int]]:
         """Reads which items a cancelled transaction refused: drops entries billed before, turns a redriven
-        job's "failed" outcome into a replaceable one, takes the counter's value as it was."""
+        job's "failed" outcome into a replaceable one, takes the counter's value as it was, and drops a
+        carried invoice someone else took (or paid, or voided) from the invoice that was to take it."""
         codes = [(r.code if r else None, r.raw_item if r else None) for r in reasons]
         unexpected = {code for code, _ in codes} - _RETRIED_CODES
         if unexpected:  # throttled, too large, invalid: not for this loop to retry at once
             raise RuntimeError(f"invoice transaction cancelled: {', '.join(sorted(map(str, unexpected)))}")
         puts = sum(3 if index in voids else 2 for index in pending)
-        codes += [(None, None)] * (puts + 1 - len(codes))
+        first_carried = puts + (1 if invoices else 0) + runs
+        codes += [(None, None)] * (first_carried + len(consumed) - len(codes))
+        for (index, item), (code, _) in zip(consumed, codes[first_carried:], strict=True):
+            if code == "ConditionalCheckFailed":
+                fresh = InvoiceItem.get(item.account_period, consistent_read=True)
+                if fresh.status != InvoiceStatus.CARRIED.value or fresh.carried_to is not None:
+                    carried[index] = [it for it in carried[index] if it.account_period != item.account_period]
+        codes = codes[:first_carried]
         retry: list[int] = []
         position = 0
         for index in pending:
@@ -360,79 +445,3 @@ class BillingStore(InvoiceDeskStore, RunsStore):
             return OutcomeItem.get(run_id, client_id, consistent_read=True).outcome
         except OutcomeItem.DoesNotExist:
             return None
-
-    # reading ---------------------------------------------------------------------------------------
-
-    def billed(self, client_id: int, period_key: str) -> tuple[str, Invoice | None] | None:
-        """("invoiced", invoice) / ("nothing_to_bill", None) for (client, period), or None."""
-        try:
-            item = InvoiceItem.get(account_period(client_id, period_key), consistent_read=True)
-        except InvoiceItem.DoesNotExist:
-            return None
-        return (item.outcome, to_invoice(item) if item.outcome == "invoiced" else None)
-
-    def invoice_by_number(self, number: str) -> Invoice | None:
-        item = self._invoice_item(number)
-        return to_invoice(item) if item is not None else None
-
-    def _void_here(self, key: str) -> InvoiceItem | None:
-        """The void invoice at (client, period) a re-bill would replace, if that is what is there."""
-        try:
-            item = InvoiceItem.get(key, consistent_read=True)
-        except InvoiceItem.DoesNotExist:
-            return None
-        return item if item.outcome == "invoiced" and item.status == InvoiceStatus.VOID.value else None
-
-    def invoice_of(self, client_id: int, number: str) -> Invoice | None:
-        """The client's invoice with that number, in one read (another client's invoice is not found)."""
-        for item in InvoiceItem.by_client.query(
-            client_id, filter_condition=(InvoiceItem.number == number) & (InvoiceItem.outcome == "invoiced")
-        ):
-            return to_invoice(item)
-        return None
-
-    def invoices_of(self, client_id: int) -> list[Invoice]:
-        return [
-            to_invoice(item)
-            for item in InvoiceItem.by_client.query(client_id, scan_index_forward=False)
-            if item.outcome == "invoiced"
-        ]
-
-    def unpaid_due_before(self, day: date) -> Iterator[Invoice]:
-        for item in InvoiceItem.by_status.query(
-            InvoiceStatus.UNPAID.value, InvoiceItem.due_on < day.isoformat()
-        ):
-            yield to_invoice(item)
-
-    # email and payment -----------------------------------------------------------------------------
-
-    def claim_email(self, invoice: Invoice, now: datetime, lease: timedelta) -> str:
-        """Takes the right to send the invoice email. Returns "claimed", "sent" (nothing to do) or "leased"
-        (another attempt holds a live lease: it may be sending right now, so this one must not)."""
-        key = account_period(invoice.client_id, invoice.period_key)
-        try:
-            InvoiceItem(key).update(
-                actions=[InvoiceItem.email_lease_until.set(int((now + lease).timestamp()))],
-                condition=InvoiceItem.email_sent_at.does_not_exist()
-                & (
-                    InvoiceItem.email_lease_until.does_not_exist()
-                    | (InvoiceItem.email_lease_until < int(now.timestamp()))
-                ),
-            )
-        except UpdateError as error:
-            if not conditional_failed(error):
-                raise
-            item = InvoiceItem.get(
-                key, consistent_read=True, attributes_to_get=["account_period", "email_sent_at"]
-            )
-            return "sent" if item.email_sent_at is not None else "leased"
-        return "claimed"
-
-    def mark_emailed(self, invoice: Invoice, message_id: str, now: datetime) -> None:
-        InvoiceItem(account_period(invoice.client_id, invoice.period_key)).update(
-            actions=[
-                InvoiceItem.email_sent_at.set(now),
-                InvoiceItem.email_message_id.set(message_id),
-                InvoiceItem.email_lease_until.remove(),
-            ]
-        )

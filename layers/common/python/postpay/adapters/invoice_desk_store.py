@@ -30,7 +30,25 @@ MAX_VOID_ATTEMPTS = 50
 def _not_unpaid(item: InvoiceItem) -> str:
     if item.status == InvoiceStatus.VOID.value:
         return f"invoice {item.number} is void already (credit note {item.credit_note})"
+    if item.status == InvoiceStatus.CARRIED.value and item.carried_to:
+        return (
+            f"invoice {item.number} was carried to {item.carried_to}: its total is billed there"
+            f" (pay or void {item.carried_to} instead)"
+        )
     return f"invoice {item.number} is {item.status}, not unpaid"
+
+
+def _open(item: InvoiceItem) -> bool:
+    """Unpaid, or carried and not yet taken by a later invoice: what a payment or a void may settle."""
+    return item.status == InvoiceStatus.UNPAID.value or (
+        item.status == InvoiceStatus.CARRIED.value and not item.carried_to
+    )
+
+
+# The database's form of _open: the condition a payment or a void is written under.
+_OPEN = (InvoiceItem.status == InvoiceStatus.UNPAID.value) | (
+    (InvoiceItem.status == InvoiceStatus.CARRIED.value) & InvoiceItem.carried_to.does_not_exist()
+)
 
 
 def _counter(name: str) -> int:
@@ -79,13 +97,16 @@ class InvoiceDeskStore:
         now: datetime,
         credit_note_for: Callable[[int, Invoice], CreditNote],
     ) -> tuple[Invoice, CreditNote]:
-        """unpaid -> void, with its credit note (the next number of its own series), in one transaction:
-        two voids of one invoice issue one credit note. ``credit_note_for(number, invoice)`` builds it.
+        """unpaid (or carried, not yet taken) -> void, with its credit note (the next number of its own
+        series), in one transaction: two voids of one invoice issue one credit note. The balances the
+        invoice carried in are carried again in that transaction (each carried invoice is open once more,
+        for the client's next invoice), conditioned on this invoice having taken them: a void releases a
+        balance once. ``credit_note_for(number, invoice)`` builds the note.
         Raises LookupError (unknown number) or ValueError (not unpaid)."""
         item = self._invoice_item(number)
         if item is None:
             raise LookupError(number)
-        if item.status != InvoiceStatus.UNPAID.value:
+        if not _open(item):
             raise ValueError(_not_unpaid(item))
         invoice = to_invoice(item)
         current = _counter(CREDIT_NOTE_COUNTER)
@@ -123,9 +144,20 @@ class InvoiceDeskStore:
                             InvoiceItem.voided_at.set(now),
                             InvoiceItem.credit_note.set(note.number),
                         ],
-                        condition=(InvoiceItem.status == InvoiceStatus.UNPAID.value)
-                        & (InvoiceItem.number == number),
+                        condition=_OPEN & (InvoiceItem.number == number),
                     )
+                    for carried in invoice.carried_in:  # carried again, for the next invoice
+                        waiting = self._carried_item(invoice.client_id, carried.number)
+                        tx.update(
+                            InvoiceItem(waiting.account_period),
+                            # back in the status index, where the next invoice looks for balances waiting
+                            actions=[
+                                InvoiceItem.carried_to.remove(),
+                                InvoiceItem.due_on.set(to_invoice(waiting).due_on.isoformat()),
+                            ],
+                            condition=(InvoiceItem.status == InvoiceStatus.CARRIED.value)
+                            & (InvoiceItem.carried_to == number),
+                        )
             except TransactWriteError as error:
                 codes = _cancel_codes(error) + [None] * 3  # puts, then updates: [note, counter, invoice]
                 if codes[2] == "ConditionalCheckFailed":
@@ -138,6 +170,13 @@ class InvoiceDeskStore:
                 raise
             return to_invoice(InvoiceItem.get(item.account_period, consistent_read=True)), note
         raise RuntimeError(f"could not allocate a credit note number after {MAX_VOID_ATTEMPTS} attempts")
+
+    def _carried_item(self, client_id: int, number: str) -> InvoiceItem:
+        """The client's carried invoice with this number (never void while taken: at its (client, period))."""
+        item = self._invoice_item(number)
+        if item is None or item.client_id != client_id:
+            raise RuntimeError(f"carried invoice {number} of client {client_id} not found")
+        return item
 
     def mark_credit_note_emailed(self, note: CreditNote, message_id: str, now: datetime) -> None:
         InvoiceItem(account_period(note.client_id, note.period_key) + f"#{note.number}").update(
@@ -189,12 +228,15 @@ class InvoiceDeskStore:
             for item in items
             if item.outcome == "invoiced"
             and (status is None or item.status == status)
+            # "carried" lists the balances waiting for an invoice; a taken one is listed by client
+            and not (status == InvoiceStatus.CARRIED.value and item.carried_to)
             and (period_key is None or item.period_key == period_key)
             and (due_before is None or (item.due_on or "") < due_before.isoformat())
         ]
 
     def mark_paid(self, number: str, reference: str, now: datetime) -> Invoice:
-        """unpaid -> paid, once. Raises LookupError (unknown number) or ValueError (not unpaid)."""
+        """unpaid (or carried, not yet taken) -> paid, once. Raises LookupError (unknown number) or
+        ValueError (not unpaid)."""
         keys = list(InvoiceItem.by_number.query(number))
         if not keys:
             raise LookupError(number)
@@ -206,11 +248,11 @@ class InvoiceDeskStore:
                     InvoiceItem.paid_at.set(now),
                     InvoiceItem.payment_reference.set(reference),
                 ],
-                condition=InvoiceItem.status == InvoiceStatus.UNPAID.value,
+                condition=_OPEN,
             )
         except UpdateError as error:
             if conditional_failed(error):
                 current = InvoiceItem.get(keys[0].account_period, consistent_read=True)
-                raise ValueError(f"invoice {number} is {current.status}, not unpaid") from error
+                raise ValueError(_not_unpaid(current)) from error
             raise
         return to_invoice(InvoiceItem.get(keys[0].account_period, consistent_read=True))

@@ -10,7 +10,16 @@ from decimal import Decimal
 from typing import Any
 
 from postpay.adapters.tables import InvoiceItem
-from postpay.models import Buyer, CreditNote, Invoice, InvoiceLine, InvoiceStatus, Seller, ToIssue
+from postpay.models import (
+    Buyer,
+    CarriedBalance,
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Seller,
+    ToIssue,
+)
 
 
 def account_period(client_id: int, period_key: str) -> str:
@@ -108,6 +117,12 @@ def invoice_document(invoice: Invoice) -> str:
                 }
                 for ln in invoice.lines
             ],
+            # only when there are some: an invoice without stores the same document as before
+            **(
+                {"carried_in": [{"number": c.number, "amount": _dec(c.amount)} for c in invoice.carried_in]}
+                if invoice.carried_in
+                else {}
+            ),
         },
         sort_keys=True,
     )
@@ -155,6 +170,10 @@ def to_invoice(item: InvoiceItem) -> Invoice:
         reverse_charge=bool(doc.get("reverse_charge", False)),
         tax=Decimal(doc.get("tax", "0")),
         payment_instructions=doc.get("payment_instructions", ""),
+        carried_in=tuple(
+            CarriedBalance(number=c["number"], amount=Decimal(c["amount"])) for c in doc.get("carried_in", ())
+        ),
+        carried_to=item.carried_to,
     )
 
 

@@ -261,6 +261,7 @@ class InvoiceItem(Base):
     void_reason = UnicodeAttribute(null=True)
     voided_at = UTCDateTimeAttribute(null=True)
     credit_note = UnicodeAttribute(null=True)  # on a void invoice: the credit note that cancelled it
+    carried_to = UnicodeAttribute(null=True)  # on a carried invoice: the invoice that took its total
     by_number = InvoicesByNumber()
     by_client = InvoicesByClient()
     by_status = InvoicesByStatus()

@@ -94,6 +94,13 @@ def invoice_summary(
         if overdue is not None
         else invoice.status is InvoiceStatus.UNPAID and invoice.due_on < overdue_cutoff,
         "refunded": format(refunded, "f"),
+        # carried below the gateway's minimum: to which invoice (null: not issued yet), and what it carries in
+        **({"carriedTo": invoice.carried_to} if invoice.status is InvoiceStatus.CARRIED else {}),
+        **(
+            {"carriedFrom": [{"invoice": c.number, "amount": str(c.amount)} for c in invoice.carried_in]}
+            if invoice.carried_in
+            else {}
+        ),
     }
 
 
@@ -238,7 +245,12 @@ class Automation:
             invoice = self.billing.invoice_by_number(payment.number)
             if invoice is None:
                 raise PayloadError(f"no invoice {payment.number!r}")
-            if invoice.status is not InvoiceStatus.UNPAID:
+            if invoice.status is InvoiceStatus.CARRIED and invoice.carried_to:
+                raise PayloadError(
+                    f"invoice {payment.number} was carried to {invoice.carried_to}: its total is billed"
+                    f" there (pay or void {invoice.carried_to} instead)"
+                )
+            if invoice.status not in (InvoiceStatus.UNPAID, InvoiceStatus.CARRIED):
                 raise PayloadError(f"invoice {payment.number} is {invoice.status.value}, not unpaid")
         results = [self._pay(payment.number, payment.reference) for payment in command.payments]
         if len(results) == 1:
@@ -368,7 +380,8 @@ class Automation:
                 period_start=invoice.period_start,
                 period_end=invoice.period_end,
                 currency=invoice.currency,
-                subtotal=-invoice.subtotal,
+                # a balance the invoice carried in is cancelled with it (and carried again: billing.void)
+                subtotal=-(invoice.subtotal + invoice.carried_total),
                 tax=-invoice.tax,
                 total=-invoice.total,
                 issued_on=today,

@@ -250,6 +250,8 @@ class Collection(VoidPayments):
         asking for 3-D Secure leaves it ``requires_action`` with the client secret Stripe.js needs."""
         if invoice.status is InvoiceStatus.VOID:
             raise NotPayable("This invoice is cancelled: there is nothing to pay.")
+        if invoice.status is InvoiceStatus.CARRIED:
+            raise NotPayable("This amount is carried to your next invoice: there is nothing to pay now.")
         if invoice.status is not InvoiceStatus.UNPAID:
             raise NotPayable("This invoice is already paid.")
         if not chargeable(invoice.total, invoice.currency):

@@ -135,7 +135,7 @@ class Payload:
 
 
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII only: \d takes any Unicode digit
-_INVOICE_STATUSES = ("unpaid", "overdue", "paid")
+_INVOICE_STATUSES = ("unpaid", "overdue", "paid", "carried")
 MAX_PAGE = 1000
 
 

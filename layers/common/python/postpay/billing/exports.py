@@ -25,6 +25,8 @@ COLUMNS = [
     "status",
     "invoice",
     "refunded",
+    "carried_in",  # balances of earlier invoices in the total, after tax: subtotal + tax + carried_in = total
+    "carried_to",  # a carried invoice: the invoice its total went into (empty until that is issued)
 ]
 
 
@@ -60,6 +62,8 @@ def invoices_csv(
                 invoice.status.value,
                 "",
                 _money(refunded_of(invoice)),
+                _money(invoice.carried_total) if invoice.carried_in else "",
+                invoice.carried_to or "",
             ]
         )
     for note in sorted(credit_notes, key=lambda n: (len(n.number), n.number)):
@@ -79,6 +83,8 @@ def invoices_csv(
                 note.currency,
                 "issued",
                 note.invoice_number,
+                "",
+                "",
                 "",
             ]
         )

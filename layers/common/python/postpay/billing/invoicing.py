@@ -27,6 +27,7 @@ from postpay.models import (
     Account,
     AccountStatus,
     Buyer,
+    CarriedBalance,
     Invoice,
     InvoiceLine,
     InvoiceProfile,
@@ -37,7 +38,7 @@ from postpay.models import (
     reverse_charge_applies,
 )
 from postpay.observability import logger, metrics
-from postpay.payments import Card, pay_online_url
+from postpay.payments import Card, carries_forward, pay_online_url
 from postpay.periods import Period, local_date
 
 if TYPE_CHECKING:
@@ -631,7 +632,15 @@ class Invoicing:
         """The job's invoice (built for whatever number the transaction gives it), or its nothing-to-bill
         record, from its checked usage and its lines."""
         raw = json.dumps(usage, sort_keys=True)
-        entry = ToIssue(job.client_id, job.period.key, job.run_id, job.email, raw, replace_nothing=job.rebill)
+        entry = ToIssue(
+            job.client_id,
+            job.period.key,
+            job.run_id,
+            job.email,
+            raw,
+            replace_nothing=job.rebill,
+            currency=pricing.currency,
+        )
         if lines:
             # Seller, buyer and tax as they are now: the invoice keeps them, whatever changes later.
             profile = self.profile()
@@ -653,9 +662,14 @@ class Invoicing:
         buyer: Buyer,
         charged: Charges,
         number: int,
+        carried: tuple[CarriedBalance, ...] = (),
     ) -> Invoice:
-        """One invoice as issued, for the number its transaction allocates."""
+        """One invoice as issued, for the number its transaction allocates and the earlier invoices'
+        balances it takes (each taxed on its own invoice: added after tax, never taxed again). Below the
+        gateway's minimum, with the operator's carry-over on, it is issued carried itself (payments)."""
         issued_on = local_date(now, self.settings.billing_timezone)
+        total = charged.total + sum((c.amount for c in carried), Decimal(0))
+        carry = carries_forward(self.settings, total, pricing.currency)
         return Invoice(
             number=self.settings.invoice_number_format.format(number=number),
             client_id=job.client_id,
@@ -667,8 +681,8 @@ class Invoicing:
             currency=pricing.currency,
             token_price=pricing.token_price,
             lines=tuple(lines),
-            total=charged.total,
-            status=InvoiceStatus.UNPAID,
+            total=total,
+            status=InvoiceStatus.CARRIED if carry else InvoiceStatus.UNPAID,
             issued_on=issued_on,
             due_on=issued_on + timedelta(days=self.settings.due_days),
             usage=raw,
@@ -681,6 +695,7 @@ class Invoicing:
             reverse_charge=charged.reverse_charge,
             tax=charged.tax,
             payment_instructions=profile.payment_instructions,
+            carried_in=carried,
         )
 
     def _issued(self, invoice: Invoice) -> None:

@@ -187,6 +187,8 @@ def invoice_pdf(
     ]
     if invoice.paid_at:
         facts.append(("Paid", invoice.paid_at.date().isoformat()))
+    if invoice.carry_note:
+        facts.append(("Carried", invoice.carry_note))
     for label, value in facts:
         pdf.set_font(FONT, "B", 10)
         pdf.cell(22, 5, label)
@@ -225,6 +227,8 @@ def invoice_pdf(
         rate = format(invoice.tax_rate.normalize(), "f")
         included = " (included)" if invoice.tax_inclusive else ""
         totals.append((f"{invoice.tax_label} {rate} %{included}", format_amount(invoice.tax, currency)))
+    for carried in invoice.carried_in:  # taxed on its own invoice: after the tax
+        totals.append((f"Balance carried from {carried.number}", format_amount(carried.amount, currency)))
     totals.append(("Total", format_amount(invoice.total, currency)))
     for label, value in totals:
         bold = label == "Total"
@@ -234,7 +238,7 @@ def invoice_pdf(
     if invoice.reverse_charge:
         pdf.ln(2)
         text(f"Reverse charge: {invoice.tax_label} is accounted for by the customer.")
-    if state != "paid" and (invoice.payment_instructions or pay_url):
+    if state not in ("paid", "carried") and (invoice.payment_instructions or pay_url):
         pdf.ln(4)
         text("How to pay", bold=True, size=11)
         text(f"Please pay {format_amount(invoice.total, currency)} by {invoice.due_on}.")
