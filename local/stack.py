@@ -164,7 +164,7 @@ def _raw_mail(message: Any) -> Mail:
         for part in parsed.iter_attachments()
     }
     return Mail(
-        to=list(message.destinations),
+        to=list(dict.fromkeys(message.destinations)),  # moto lists the Destination and the To header both
         source=message.source,
         subject=str(parsed["Subject"]),
         html=body.get_content() if body is not None else "",

@@ -107,6 +107,7 @@ def test_an_issued_invoice_carries_seller_buyer_and_tax_everywhere(
     assert re.search(r"Subtotal\s+8\.19 USD", text)
     # and the email greets by name, shows the tax and carries the same PDF
     [mail] = invoice_mails(stack, account.email)
+    assert mail.to == [account.email]  # the mailbox names a recipient once (moto lists Destination and To)
     assert "Hello Bill Payer" in mail.html and "1.64 USD" in mail.html and "9.83 USD" in mail.html
     assert "padding:6px 8px" in mail.html
     attached = mail.attachments[f"{item.number}.pdf"]
