@@ -189,11 +189,13 @@ def test_solusvm_5xx_leaves_the_account_verified_and_automation_finishes_it(brow
 def test_solusvm_hanging_times_out_quickly_and_calmly(browser, stack):
     email = new_email()
     sign_up(browser, email)
-    fault(stack, mode="hang", seconds=5, path="users")
+    fault(stack, mode="hang", seconds=30, path="users")
     started = time.monotonic()
     page = verify(browser, stack, email)
     assert page.status == 200 and page.has("We are finishing your setup")
-    assert time.monotonic() - started < 4, "the configured timeout (1 s in tests) bounds the wait"
+    # the configured timeout (1 s in tests) bounds the wait, not the 30 s hang; a margin for a loaded machine
+    # (a bound of 4 s failed once with the 2 cores at a load of 9)
+    assert time.monotonic() - started < 15, "the page waited for the hanging SolusVM"
 
 
 def test_solusvm_down_is_handled(browser, stack, functions, monkeypatch):
