@@ -127,3 +127,13 @@ def receive_all(stack: LocalStack) -> list[dict]:
             break
         messages += batch
     return messages
+
+
+def logged_in(browser: Any, email: str) -> None:
+    """Gives the enrolled account ``email`` the tests' password and logs ``browser`` in as it."""
+    from postpay.security import hash_password
+    from tests.integration.conftest import PASSWORD
+
+    AccountItem(email).update(actions=[AccountItem.password_hash.set(hash_password(PASSWORD))])
+    form = browser.get("/login")
+    assert browser.post("/login", {"email": email, "password": PASSWORD}, csrf_from=form).status == 303

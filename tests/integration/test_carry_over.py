@@ -16,8 +16,14 @@ from postpay.adapters.tables import AccountItem, InvoiceItem
 from postpay.billing.commands import PayloadError
 from postpay.billing.invoicing import Job
 from postpay.periods import Period
-from postpay.security import hash_password
-from tests.integration.billing_helpers import drain, enrolled_account, invoice_mails, invoices_of, invoke
+from tests.integration.billing_helpers import (
+    drain,
+    enrolled_account,
+    invoice_mails,
+    invoices_of,
+    invoke,
+    logged_in,
+)
 from tests.integration.payment_helpers import card_on_file, intents_of
 
 # August to October 2026: months no other test bills, ended (the emulator reports no future usage); the
@@ -140,11 +146,7 @@ def test_a_total_below_the_minimum_is_carried_into_the_next_invoice_once_and_cha
     assert rows[august.number]["status"] == "carried" and rows[august.number]["carriedTo"] == september.number
     assert rows[september.number]["carriedFrom"] == [{"invoice": august.number, "amount": "0.01"}]
     # … and the client's pages
-    AccountItem(account.email).update(actions=[AccountItem.password_hash.set(hash_password(PASSWORD))])
-    form = browser.get("/login")
-    assert (
-        browser.post("/login", {"email": account.email, "password": PASSWORD}, csrf_from=form).status == 303
-    )
+    logged_in(browser, account.email)
     page = browser.get(f"/invoices/{august.number}")
     assert page.has(f'Carried to <a href="/invoices/{september.number}">{september.number}</a>')
     assert not page.has("Pay now")

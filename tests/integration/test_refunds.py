@@ -14,12 +14,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from postpay.adapters.tables import AccountItem
 from postpay.billing.commands import PayloadError
 from postpay.billing.refunds import REFUND_LEASE
 from postpay.payments import PendingRefund
-from postpay.security import hash_password
-from tests.integration.billing_helpers import ShiftedClock, drain, enrolled_account, invoices_of, invoke
+from tests.integration.billing_helpers import (
+    ShiftedClock,
+    drain,
+    enrolled_account,
+    invoices_of,
+    invoke,
+    logged_in,
+)
 from tests.integration.payment_helpers import JUNE_2026, card_on_file, intents_of, stripe_client
 from tests.integration.test_webhook import event, post, signed
 
@@ -136,9 +141,7 @@ def test_a_refund_shows_on_the_invoice_in_the_operators_answers_and_export_and_i
 ):
     # Given an invoice of 5.00 paid by card, its client logged in
     item, _intent = paid_by_card(stack, functions, worker)
-    AccountItem(item.email).update(actions=[AccountItem.password_hash.set(hash_password(PASSWORD))])
-    form = browser.get("/login")
-    assert browser.post("/login", {"email": item.email, "password": PASSWORD}, csrf_from=form).status == 303
+    logged_in(browser, item.email)
     before = invoke(functions, {"listInvoices": {"client": item.client_id}})["invoices"]
     assert [i["refunded"] for i in before] == ["0.00"]
     # When the operator refunds 2.00 of it

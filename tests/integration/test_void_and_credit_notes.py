@@ -10,8 +10,7 @@ import pytest
 
 from postpay.adapters.tables import AccountItem, InvoiceItem
 from postpay.billing.commands import PayloadError
-from postpay.security import hash_password
-from tests.integration.billing_helpers import drain, enrolled_account, invoice_mails, invoke
+from tests.integration.billing_helpers import drain, enrolled_account, invoice_mails, invoke, logged_in
 from tests.integration.test_invoice_documents import example_profile  # noqa: F401 (a fixture)
 from tests.integration.test_invoicing import OCTOBER_SERVERS
 from tests.integration.test_upkeep import daily, make_overdue, solus_status
@@ -78,11 +77,7 @@ def test_void_issues_a_credit_note_then_rebill_bills_the_month_once_with_a_new_n
     with pytest.raises(PayloadError, match=f"already has invoice {current.number}"):
         invoke(functions, rebill)
     # and the client's page of the void invoice names its credit note, date and reason, and links the new one
-    AccountItem(account.email).update(actions=[AccountItem.password_hash.set(hash_password(PASSWORD))])
-    form = browser.get("/login")
-    assert (
-        browser.post("/login", {"email": account.email, "password": PASSWORD}, csrf_from=form).status == 303
-    )
+    logged_in(browser, account.email)
     page = browser.get(f"/invoices/{invoice.number}")
     assert page.has(f"By credit note {note['number']} of {note['issuedOn']}: wrong plan price")
     assert page.has(f'href="/invoices/{current.number}"')
