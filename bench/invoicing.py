@@ -97,14 +97,21 @@ def start_servers() -> tuple[list[subprocess.Popen], int, int]:
     return processes, moto_port, solus_port
 
 
+# Stripe as the stack deploys it once card payments are configured. No bench account has a card on file, so
+# the worker never calls the gateway: this address takes no connection, and a call would fail the run.
+STRIPE_UNREACHABLE = "http://127.0.0.1:9"
+
+
 def configure(moto_port: int, solus_port: int) -> None:
-    from local.stack import _fake_credentials, local_settings
+    from local.stack import _fake_credentials, local_settings, stripe_settings
 
     os.environ.update(_fake_credentials())
     os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{moto_port}"
     os.environ.update(
         local_settings(
-            "http://localhost:8080", f"http://127.0.0.1:{solus_port}", extra={"POWERTOOLS_LOG_LEVEL": "ERROR"}
+            "http://localhost:8080",
+            f"http://127.0.0.1:{solus_port}",
+            extra={"POWERTOOLS_LOG_LEVEL": "ERROR", **stripe_settings(STRIPE_UNREACHABLE)},
         )
     )
 
