@@ -51,6 +51,12 @@ def product(out: Path) -> None:
     model.counting = True
     cpu = time.process_time()
     last_done = time.time()
+    profiler = None
+    if os.environ.get("BENCH_WORKER_PROFILE"):  # a cProfile of this worker's main thread: <value>.<pid>
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) to stdout
         while not stop.exists():
             if poller.poll_once(wait_seconds=0) == 0:
@@ -61,10 +67,14 @@ def product(out: Path) -> None:
             else:
                 last_done = time.time()
     model.counting = False
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{os.environ['BENCH_WORKER_PROFILE']}.{os.getpid()}")
     out.write_bytes(
         pickle.dumps(
             {
                 "counts": dict(model.counts),
+                "operations": dict(model.operations),
                 "recording": model.recording,
                 "cpu": time.process_time() - cpu,
                 "last_done": last_done,
