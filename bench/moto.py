@@ -64,7 +64,7 @@ class Profile:
         import os
 
         self.path = f"{path}.{os.getpid()}"
-        self.profiler = cProfile.Profile() if cprofile else None
+        self.profiler = cProfile.Profile(time.process_time) if cprofile else None
         self.operations: dict[str, list[float]] = {}  # name -> [count, cpu seconds, wall seconds]
 
     def wrap(self, app: Any) -> Any:
