@@ -70,7 +70,7 @@ def _parsed_font(family: str, style: str, path: str) -> tuple[TTFFont, bytes]:
     return TTFFont(FPDF(), Path(path), f"{family.lower()}{style}", style), data.getvalue()
 
 
-# The characters most invoices print (Latin, Greek, Cyrillic, punctuation, currency signs): see the module doc.
+# The characters most invoices print (Latin, Greek, Cyrillic, punctuation, currency): see the module doc.
 _COMMON = [*range(0x20, 0x530), *range(0x2000, 0x2070), *range(0x20A0, 0x20C1), 0x2116, 0x2122, 0xFFFD]
 
 
