@@ -192,6 +192,8 @@ def test_the_pdf_prints_pay_online_in_its_payment_section_only_when_given_a_link
 def test_the_pdf_with_its_link_is_the_same_bytes_each_time_and_is_clickable():
     first = invoice_pdf(invoice(), today=TODAY, pay_url=PAGE)
     assert first == invoice_pdf(invoice(), today=TODAY, pay_url=PAGE)
+    # dated the day it is rendered for, not by the clock (two renderings a second apart differed)
+    assert f"/CreationDate (D:{TODAY:%Y%m%d}000000".encode() in first
     assert f"/URI ({PAGE})".encode() in first
 
 

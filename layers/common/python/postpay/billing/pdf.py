@@ -23,7 +23,7 @@ import binascii
 import copy
 import functools
 from collections import defaultdict
-from datetime import date
+from datetime import UTC, date, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,6 +181,9 @@ def invoice_pdf(
     pdf.set_title(f"Invoice {invoice.number}")
     pdf.set_author(seller.name if seller else "Post-Pay")
     pdf.set_creator("Post-Pay")
+    # the day it describes the invoice's state on, not the clock: the same invoice on the same day is the same
+    # bytes (fpdf2 stamps "now", so two renderings a second apart differed)
+    pdf.set_creation_date(datetime(today.year, today.month, today.day, tzinfo=UTC))
     pdf.set_lang("en")
     pdf.add_page()
     currency = invoice.currency
