@@ -38,6 +38,26 @@ GOAL_FLOOR_RATIO = 1.15
 GOAL_REQUESTS_PER_ACCOUNT = 4.5
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system), from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServerCpu:
+    """The CPU the servers (moto, the emulator) spend between ``start`` and ``stop``."""
+
+    def __init__(self, servers: dict[str, subprocess.Popen]) -> None:
+        self.servers = servers
+        self.started: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.started = {name: cpu_seconds(p.pid) for name, p in self.servers.items()}
+
+    def stop(self) -> dict[str, float]:
+        return {name: cpu_seconds(p.pid) - self.started[name] for name, p in self.servers.items()}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -97,14 +117,21 @@ def start_servers() -> tuple[list[subprocess.Popen], int, int]:
     return processes, moto_port, solus_port
 
 
+# Stripe as the stack deploys it once card payments are configured. No bench account has a card on file, so
+# the worker never calls the gateway: this address takes no connection, and a call would fail the run.
+STRIPE_UNREACHABLE = "http://127.0.0.1:9"
+
+
 def configure(moto_port: int, solus_port: int) -> None:
-    from local.stack import _fake_credentials, local_settings
+    from local.stack import _fake_credentials, local_settings, stripe_settings
 
     os.environ.update(_fake_credentials())
     os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{moto_port}"
     os.environ.update(
         local_settings(
-            "http://localhost:8080", f"http://127.0.0.1:{solus_port}", extra={"POWERTOOLS_LOG_LEVEL": "ERROR"}
+            "http://localhost:8080",
+            f"http://127.0.0.1:{solus_port}",
+            extra={"POWERTOOLS_LOG_LEVEL": "ERROR", **stripe_settings(STRIPE_UNREACHABLE)},
         )
     )
 
@@ -269,7 +296,19 @@ def _worker_env(
     }
 
 
-def run_product(model: RequestModel, workers: int, workdir: Path) -> dict[str, Any]:
+def finished(run_id: str) -> bool:
+    """Whether the run has an outcome for every job: the run's item alone (runStatus also queries the run's
+    outcomes, which moto answers by walking the whole table: polled five times a second, that would load
+    the server the workers share with it)."""
+    from postpay.adapters.tables import RunItem
+    from postpay.models import OUTCOMES
+
+    item = RunItem.get(run_id, consistent_read=True)
+    done = sum(int(getattr(item, name) or 0) for name in OUTCOMES)
+    return item.state == "queued" and done >= int(item.queued or 0)
+
+
+def run_product(model: RequestModel, workers: int, workdir: Path, servers: ServerCpu) -> dict[str, Any]:
     """The run handler queues the jobs; WORKERS processes take batches (postpay.limits.WORKER_BATCH_SIZE)
     until the run has finished."""
     from local.events import LambdaContext, load_function
@@ -281,36 +320,45 @@ def run_product(model: RequestModel, workers: int, workdir: Path) -> dict[str, A
         _worker_env(model, workdir, workers=workers),
     )
     model.recording, model.counting = [], True
+    servers.start()
     pool.go()
     started = time.time()
+    run_cpu = time.process_time()
     summary = automation.handler({"invoicingDate": "2022-11-01"}, LambdaContext(function_name="automation"))
+    run_cpu = time.process_time() - run_cpu
     model.counting = False  # watching the run is the bench's own business
-    while not summary.get("finished"):
-        time.sleep(0.1)
-        summary = automation.handler(
-            {"runStatus": summary["runId"]}, LambdaContext(function_name="automation")
-        )
+    while not finished(summary["runId"]):
+        time.sleep(0.2)
+    server_cpu = servers.stop()
+    summary = automation.handler({"runStatus": summary["runId"]}, LambdaContext(function_name="automation"))
     (workdir / "stop").touch()
     pool.wait()
     figures = [pickle.loads(out.read_bytes()) for out in outs]  # noqa: S301 - written by our own worker, in our temp dir
     counts: Counter[str] = Counter(model.counts)
+    operations: Counter[str] = Counter(model.operations)
     spent: Counter[str] = Counter()
     for figure in figures:
         counts.update(figure["counts"])
+        operations.update(figure["operations"])
         for request in figure["recording"]:
             spent[request.kind] += request.ended - request.started
     return {
         "summary": summary,
         "seconds": max(f["last_done"] for f in figures) - started,
         "counts": counts,
+        "operations": operations,
         "cpu": sum(f["cpu"] for f in figures),
+        "run_cpu": run_cpu,
+        "server_cpu": server_cpu,
         "run_recording": model.recording,
         "outs": outs,
         "spent": spent,
     }
 
 
-def run_floor(model: RequestModel, product: dict[str, Any], port_map: dict[int, int], workdir: Path) -> dict:
+def run_floor(
+    model: RequestModel, product: dict[str, Any], port_map: dict[int, int], workdir: Path, servers: ServerCpu
+) -> dict:
     """The same requests, the same delays, the same processes and parallel groups, no product logic."""
     import urllib3
 
@@ -323,6 +371,7 @@ def run_floor(model: RequestModel, product: dict[str, Any], port_map: dict[int, 
         env,
     )
     pools: dict[int, urllib3.HTTPConnectionPool] = {}
+    servers.start()
     started = time.time()
     cpu = time.process_time()
     for request in product["run_recording"]:  # the run handler: one process, in order
@@ -336,10 +385,12 @@ def run_floor(model: RequestModel, product: dict[str, Any], port_map: dict[int, 
     run_seconds = time.time() - started
     pool.go()
     pool.wait()
+    server_cpu = servers.stop()
     figures = [pickle.loads(out.with_suffix(".floor").read_bytes()) for out in product["outs"]]  # noqa: S301 - written by our own worker, in our temp dir
     return {
         "seconds": run_seconds + max(f["last_done"] for f in figures) - min(f["started"] for f in figures),
         "cpu": run_cpu + sum(f["cpu"] for f in figures),
+        "server_cpu": server_cpu,
     }
 
 
@@ -355,7 +406,10 @@ def measure(accounts: int, workers: int, latency: dict[str, float]) -> dict[str,
         model.install()
         with tempfile.TemporaryDirectory(prefix="postpay-bench-") as tmp:
             workdir = Path(tmp)
-            product = run_product(model, workers, workdir)
+            emulator = processes[1]
+            product = run_product(
+                model, workers, workdir, ServerCpu({"moto": processes[0], "emulator": emulator})
+            )
             # The floor runs against a fresh moto server in the same starting state (the product's grown
             # tables would make moto itself slower for the floor).
             processes[0].terminate()
@@ -366,7 +420,13 @@ def measure(accounts: int, workers: int, latency: dict[str, float]) -> dict[str,
             create_tables_directly(os.environ["TABLE_PREFIX"])
             bootstrap_services()
             seed_accounts_directly(accounts, solus_port)
-            floor = run_floor(model, product, {moto_port: floor_port}, workdir)
+            floor = run_floor(
+                model,
+                product,
+                {moto_port: floor_port},
+                workdir,
+                ServerCpu({"moto": floor_moto, "emulator": emulator}),
+            )
     finally:
         for process in processes:
             process.terminate()
@@ -391,6 +451,9 @@ def report(accounts: int, workers: int, product: dict[str, Any], floor: dict[str
             **{k: round(v / invoiced, 3) for k, v in sorted(counts.items())},
             "total": round(total / invoiced, 3),
         },
+        "requestsPerInvoicedAccountByOperation": {
+            k: round(v / invoiced, 3) for k, v in sorted(product["operations"].items()) if v
+        },
         "transactionConflictsPerInvoice": round(conflicts / invoiced, 4),
         # each kind's measured round trip in the workers: the modelled delay plus the servers' own time
         "roundTripMs": {
@@ -408,6 +471,25 @@ def report(accounts: int, workers: int, product: dict[str, Any], floor: dict[str
             "product": round(product["cpu"] * 1000 / invoiced, 2),
             "floor": round(floor["cpu"] * 1000 / invoiced, 2),
         },
+        # Every process's CPU per account, product run and floor: the workers, the run handler, moto and the
+        # emulator share this machine's cores, so cores / total is the most accounts/s it can reach.
+        "cpuMsPerAccount": {
+            "product": cpu_figures(
+                invoiced, workers=product["cpu"], run=product["run_cpu"], **product["server_cpu"]
+            ),
+            "floor": cpu_figures(invoiced, workers=floor["cpu"], **floor["server_cpu"]),
+        },
+        "cores": os.cpu_count(),
+    }
+
+
+def cpu_figures(invoiced: int, **seconds: float) -> dict[str, float]:
+    figures = {name: round(value * 1000 / invoiced, 1) for name, value in seconds.items()}
+    total = sum(seconds.values()) * 1000 / invoiced
+    return {
+        **figures,
+        "total": round(total, 1),
+        "accountsPerSecondTheCoresAllow": round((os.cpu_count() or 1) * 1000 / total, 1) if total else 0.0,
     }
 
 

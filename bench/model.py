@@ -61,6 +61,7 @@ class RequestModel:
     solus_port: int
     latency_ms: dict[str, float]
     counts: Counter[str] = field(default_factory=Counter)
+    operations: Counter[str] = field(default_factory=Counter)  # "dynamodb GetItem", "sqs ReceiveMessage"...
     recording: list[Recorded] | None = None
     counting: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,6 +83,16 @@ class RequestModel:
             return "ses"
         return f"other:{target or url[:40]}"
 
+    @staticmethod
+    def operation(kind: str, url: str, headers: Any) -> str:
+        target = headers.get("X-Amz-Target", b"")
+        target = target.decode() if isinstance(target, bytes) else str(target)
+        if target:
+            return f"{kind} {target.rsplit('.', 1)[-1]}"
+        if kind == "solusvm":
+            return "solusvm usage" if "/usage" in url else f"solusvm {url.split('?', 1)[0]}"
+        return f"{kind} {url.split('?', 1)[0].rstrip('/').rsplit('/', 1)[-1]}"  # SES v2: outbound-emails
+
     def delay(self, kind: str) -> None:
         seconds = self.latency_ms.get(kind, 0.0) / 1000
         if seconds:
@@ -100,6 +111,7 @@ class RequestModel:
             if model.counting:
                 with model._lock:
                     model.counts[kind] += 1
+                    model.operations[model.operation(kind, url, headers)] += 1
                     if kind == "transaction" and response.status == 400:
                         model.counts["transaction_cancelled"] += 1
                     if model.recording is not None:
@@ -123,6 +135,7 @@ class RequestModel:
         """Un-counts the last request of a kind (an empty poll of the queue: the event source's, not ours)."""
         with self._lock:
             self.counts[kind] -= 1
+            self.operations[f"{kind} ReceiveMessage"] -= 1
             if self.recording:
                 for index in range(len(self.recording) - 1, -1, -1):
                     if self.recording[index].kind == kind:

@@ -16,7 +16,6 @@ import copy
 import logging
 import sys
 import time
-import types
 from typing import Any
 
 from local.stack import MotoServer
@@ -44,15 +43,86 @@ def undo_copy(table: Any) -> Any:
 
 
 def install() -> None:
+    """The undo copy, once per table per transaction (local.moto_patches). After ``moto_patches.apply()``,
+    which MotoServer calls: applied before it, it was replaced by the patches' deep copy."""
     import moto.dynamodb.models as models
+    from moto.dynamodb.models.table import Table
 
-    models.copy = types.SimpleNamespace(deepcopy=undo_copy)  # type: ignore[attr-defined,assignment]
+    from local.moto_patches import _CopyOncePerTable
+
+    models.copy = _CopyOncePerTable(Table, backup=undo_copy)  # type: ignore[assignment]
+
+
+class Profile:
+    """``BENCH_MOTO_PROFILE=<file>``: moto's CPU and wall time per operation (the X-Amz-Target, or the
+    path), written as JSON to ``<file>.<pid>`` when the process is terminated; with ``BENCH_MOTO_CPROFILE=1``
+    also a cProfile of its request handling (``<file>.<pid>.prof``, which inflates the times). Requests are
+    handled one at a time (MotoServer's lock), so one profiler sees them all."""
+
+    def __init__(self, path: str, *, cprofile: bool) -> None:
+        import cProfile
+        import os
+
+        self.path = f"{path}.{os.getpid()}"
+        self.profiler = cProfile.Profile(time.process_time) if cprofile else None
+        self.operations: dict[str, list[float]] = {}  # name -> [count, cpu seconds, wall seconds]
+
+    def wrap(self, app: Any) -> Any:
+        def profiled(environ: dict, start_response: Any) -> Any:
+            target = environ.get("HTTP_X_AMZ_TARGET") or environ.get("PATH_INFO", "")[:30]
+            cpu, wall = time.thread_time(), time.perf_counter()
+            if self.profiler is not None:
+                self.profiler.enable()
+            try:
+                return list(app(environ, start_response))
+            finally:
+                if self.profiler is not None:
+                    self.profiler.disable()
+                figures = self.operations.setdefault(target, [0, 0.0, 0.0])
+                figures[0] += 1
+                figures[1] += time.thread_time() - cpu
+                figures[2] += time.perf_counter() - wall
+
+        return profiled
+
+    def write(self, *_: Any) -> None:
+        import json
+
+        if self.profiler is not None:
+            self.profiler.dump_stats(self.path + ".prof")
+        with open(self.path, "w") as out:
+            json.dump(
+                {
+                    k: {"count": c, "cpuMs": round(u * 1000, 1), "wallMs": round(w * 1000, 1)}
+                    for k, (c, u, w) in sorted(self.operations.items(), key=lambda kv: -kv[1][1])
+                },
+                out,
+                indent=1,
+            )
+        sys.exit(0)
 
 
 def main() -> None:
+    import os
+    import signal
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = MotoServer(int(sys.argv[1]))
     install()
-    MotoServer(int(sys.argv[1])).start()
+    if os.environ.get("BENCH_MOTO_PROFILE"):
+        from moto.moto_server import werkzeug_app
+
+        profile = Profile(
+            os.environ["BENCH_MOTO_PROFILE"], cprofile=bool(os.environ.get("BENCH_MOTO_CPROFILE"))
+        )
+        original = werkzeug_app.DomainDispatcherApplication.__call__
+
+        def profiled(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+            return profile.wrap(lambda e, s: original(self, e, s))(environ, start_response)
+
+        werkzeug_app.DomainDispatcherApplication.__call__ = profiled  # type: ignore[method-assign]
+        signal.signal(signal.SIGTERM, profile.write)
+    server.start()
     while True:
         time.sleep(3600)
 

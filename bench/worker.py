@@ -22,6 +22,12 @@ from typing import Any
 
 from bench.model import RequestModel, parallel_groups
 
+# An idle worker polls again after 20 ms, then less and less often (at most every 250 ms): moto answers one
+# request at a time, and twenty idle workers polling every 20 ms kept it busy with empty ReceiveMessage
+# calls (~5 ms of its CPU each) while the others waited behind them. Lambda's pollers long-poll instead.
+IDLE_FIRST_SECONDS = 0.02
+IDLE_MOST_SECONDS = 0.25
+
 
 def _model() -> RequestModel:
     model = RequestModel(int(os.environ["BENCH_SOLUS_PORT"]), json.loads(os.environ["BENCH_LATENCY_MS"]))
@@ -51,20 +57,33 @@ def product(out: Path) -> None:
     model.counting = True
     cpu = time.process_time()
     last_done = time.time()
+    profiler = None
+    if os.environ.get("BENCH_WORKER_PROFILE"):  # the main thread's CPU by function (cProfile): <value>.<pid>
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.enable()
+    idle = IDLE_FIRST_SECONDS
     with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) to stdout
         while not stop.exists():
             if poller.poll_once(wait_seconds=0) == 0:
                 model.forget_last("sqs")  # an empty poll: the event source mapping's, not a request of ours
                 model.counting = False
-                time.sleep(0.02)
+                time.sleep(idle)
+                idle = min(idle * 2, IDLE_MOST_SECONDS)
                 model.counting = True
             else:
                 last_done = time.time()
+                idle = IDLE_FIRST_SECONDS
     model.counting = False
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{os.environ['BENCH_WORKER_PROFILE']}.{os.getpid()}")
     out.write_bytes(
         pickle.dumps(
             {
                 "counts": dict(model.counts),
+                "operations": dict(model.operations),
                 "recording": model.recording,
                 "cpu": time.process_time() - cpu,
                 "last_done": last_done,

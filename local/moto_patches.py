@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
 from typing import Any
 
 _state = threading.local()
@@ -38,8 +39,9 @@ class _CopyOncePerTable:
     """Stands in for the ``copy`` module inside moto.dynamodb.models: while a transaction is being applied,
     ``deepcopy`` of a Table returns that call's first copy of it; everything else is the real ``copy``."""
 
-    def __init__(self, table_type: type) -> None:
+    def __init__(self, table_type: type, backup: Callable[[Any], Any] | None = None) -> None:
         self.table_type = table_type  # moto's Table, imported once: every item write deep-copies through here
+        self.backup = backup  # how a table is copied: None, a deep copy (the bench's moto copies less)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(copy, name)
@@ -49,7 +51,7 @@ class _CopyOncePerTable:
         if copies is None or not isinstance(obj, self.table_type):
             return copy.deepcopy(obj, memo)
         if id(obj) not in copies:
-            copies[id(obj)] = copy.deepcopy(obj, memo)
+            copies[id(obj)] = self.backup(obj) if self.backup is not None else copy.deepcopy(obj, memo)
         return copies[id(obj)]
 
 

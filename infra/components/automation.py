@@ -67,7 +67,8 @@ WORKER_ACCESS: dict[str, list[str]] = {
     "invoice-runs": ["dynamodb:UpdateItem"],
     "run-outcomes": ["dynamodb:GetItem", "dynamodb:PutItem"],
     "counters": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
-    "payments": ["dynamodb:GetItem", "dynamodb:UpdateItem"],  # the card on file, the charge's claim
+    # the batch's cards on file (BatchGetItem), a card read again to charge it, the charge's claim
+    "payments": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
 }
 # The indexes each function queries.
 RUN_INDEXES = {

@@ -57,6 +57,11 @@ class FakePaymentsStore:
     def card_on_file(self, client_id: int) -> CardOnFile | None:
         return self.cards.get(client_id)
 
+    def clients_with_cards(self, client_ids: list[int]) -> set[int]:
+        return {
+            c for c in client_ids if (on_file := self.cards.get(c)) is not None and on_file.card is not None
+        }
+
     def save_customer(self, client_id: int, customer: str, now: datetime) -> str:
         on_file = self.cards.get(client_id)
         if on_file is None or not on_file.customer:  # a concurrent first wins

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.model import DEFAULT_LATENCY_MS, Recorded, parallel_groups, parse_latency
+from bench.model import DEFAULT_LATENCY_MS, Recorded, RequestModel, parallel_groups, parse_latency
 
 
 def request(started: float, ended: float, kind: str = "solusvm") -> Recorded:
@@ -80,3 +80,14 @@ def test_the_benchs_cheap_undo_copy_still_rolls_a_cancelled_transaction_back(mon
         assert ddb.scan(TableName="t")["Items"] == [{"k": {"S": "a"}, "v": {"N": "1"}}]
         ddb.transact_write_items(TransactItems=[{"Update": add}])
         assert ddb.scan(TableName="t")["Items"] == [{"k": {"S": "a"}, "v": {"N": "6"}}]
+
+
+def test_requests_are_also_counted_by_operation():
+    operation = RequestModel.operation
+    assert (
+        operation("dynamodb", "/", {"X-Amz-Target": b"DynamoDB_20120810.BatchGetItem"})
+        == "dynamodb BatchGetItem"
+    )
+    assert operation("sqs", "/", {"X-Amz-Target": "AmazonSQS.ReceiveMessage"}) == "sqs ReceiveMessage"
+    assert operation("ses", "/v2/email/outbound-emails", {}) == "ses outbound-emails"
+    assert operation("solusvm", "/api/v1/users/7/usage?date_from=2022-10-01", {}) == "solusvm usage"

@@ -196,6 +196,7 @@ class Container:
             dispatcher=self.dispatcher,
             collect=self.collection.charge if self.collection is not None else None,
             card_to_charge=self.collection.card_to_charge if self.collection is not None else None,
+            with_cards=self.collection.clients_with_cards if self.collection is not None else None,
         )
 
     @cached_property

@@ -40,6 +40,19 @@ class PaymentsStore:
             )
         return CardOnFile(customer=item.customer or "", card=card)
 
+    def clients_with_cards(self, client_ids: list[int]) -> set[int]:
+        """Which of these clients have a card on file: one BatchGetItem per 100 (a worker's batch)."""
+        if not client_ids:
+            return set()
+        keys = {f"card#{client_id}" for client_id in client_ids}
+        return {
+            int(item.pk.removeprefix("card#"))
+            for item in PaymentItem.batch_get(
+                keys, consistent_read=True, attributes_to_get=["pk", "payment_method"]
+            )
+            if item.payment_method
+        }
+
     def save_customer(self, client_id: int, customer: str, now: datetime) -> str:
         """Records the client's gateway customer once; returns the one recorded (a concurrent first wins)."""
         try:

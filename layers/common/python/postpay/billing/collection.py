@@ -326,6 +326,10 @@ class Collection(VoidPayments):
 
     # the card on file ---------------------------------------------------------------------------------
 
+    def clients_with_cards(self, client_ids: list[int]) -> set[int]:
+        """Which of these clients have a card on file, in one read (a worker's batch of new invoices)."""
+        return self.payments.clients_with_cards(client_ids)
+
     def card_of(self, client_id: int) -> Card | None:
         on_file = self.payments.card_on_file(client_id)
         return on_file.card if on_file is not None else None

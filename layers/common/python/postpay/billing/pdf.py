@@ -10,7 +10,10 @@ Each font file is parsed once per process (``_parsed_font``), not once per PDF: 
 across documents, so each document gets a copy of the parsed font (``_add_font``) that shares what fpdf2
 itself treats as immutable (the widths, the character map, the descriptor: see ``TTFFont.__deepcopy__``) and
 has its own subset and its own fontTools font over the cached file bytes, because fpdf2 subsets that font in
-place when it writes the document.
+place when it writes the document. That font is a copy of DejaVu cut down once per process to the characters
+most invoices print (``_COMMON``) whenever the document uses no other glyph: fpdf2 reads every table of the
+font it subsets, and reading DejaVu's 6,253 glyphs was half of a Latin invoice's PDF time (88 -> 51 ms CPU);
+the embedded subset is the same bytes either way.
 """
 
 from __future__ import annotations
@@ -65,6 +68,39 @@ def _parsed_font(family: str, style: str, path: str) -> tuple[TTFFont, bytes]:
     data = BytesIO()
     stripped.save(data)
     return TTFFont(FPDF(), Path(path), f"{family.lower()}{style}", style), data.getvalue()
+
+
+# The characters most invoices print (Latin, Greek, Cyrillic, punctuation, currency): see the module doc.
+_COMMON = [*range(0x20, 0x530), *range(0x2000, 0x2070), *range(0x20A0, 0x20C1), 0x2116, 0x2122, 0xFFFD]
+
+
+@functools.cache
+def _common_font(family: str, style: str, path: str) -> tuple[frozenset[str], bytes]:
+    """The font cut down to the _COMMON characters, keeping everything else (names, hinting) as it is;
+    and the names of its glyphs."""
+    from fontTools import subset, ttLib
+
+    _, data = _parsed_font(family, style, path)
+    font = ttLib.TTFont(BytesIO(data), recalcTimestamp=False)
+    options = subset.Options(
+        notdef_outline=True,
+        recommended_glyphs=True,
+        glyph_names=True,
+        name_IDs=["*"],
+        name_languages=["*"],
+        name_legacy=True,
+        layout_features=["*"],
+        legacy_kern=True,
+        notdef_glyph=True,
+        prune_unicode_ranges=False,
+        drop_tables=[],
+    )
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=_COMMON)
+    subsetter.subset(font)
+    out = BytesIO()
+    font.save(out)
+    return frozenset(font.getGlyphOrder()), out.getvalue()
 
 
 def _add_font(pdf: FPDF, family: str, style: str, path: str) -> None:
@@ -252,4 +288,18 @@ def invoice_pdf(
             text(f"Pay online: {pay_url}")
             if pdf.page_no() == page:  # clickable in a reader, not only printed
                 pdf.link(20, top, _WIDTH, pdf.get_y() - top, pay_url)
+    _embed_common_fonts(pdf)
     return bytes(pdf.output())
+
+
+def _embed_common_fonts(pdf: FPDF) -> None:
+    """Each DejaVu face whose glyphs in this document are all common is subset from the cut-down copy."""
+    from fontTools import ttLib
+
+    for style, name in (("", "DejaVuSans.ttf"), ("B", "DejaVuSans-Bold.ttf")):
+        font = pdf.fonts.get(f"{FONT.lower()}{style}")
+        if font is None:
+            continue
+        names, data = _common_font(FONT, style, _font(name))
+        if names.issuperset(font.subset.get_all_glyph_names()):  # type: ignore[union-attr]
+            font.ttfont = ttLib.TTFont(BytesIO(data), recalcTimestamp=False, lazy=True)  # type: ignore[union-attr]
