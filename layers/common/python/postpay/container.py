@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from postpay.clock import Clock, SystemClock
 from postpay.config import Settings
@@ -34,6 +36,24 @@ if TYPE_CHECKING:
     from postpay.services.guard import PasswordGuard
     from postpay.services.provisioning import Provisioner
     from postpay.services.sessions import Sessions
+
+
+class _OnFirstUse:
+    """An adapter built on its first use: the Stripe SDK costs seconds of CPU to import where Lambda cannot
+    keep compiled bytecode, and most invocations that wire card payments never call the gateway (the run
+    handler, a worker whose batch has no card on file, the pages without a card form)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._built: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._built is None:
+            with self._lock:
+                if self._built is None:
+                    self._built = self._build()
+        return getattr(self._built, name)
 
 
 @dataclass(frozen=True)
@@ -246,16 +266,20 @@ class Container:
         """The card gateway, or None when Stripe is not configured (payment by transfer only)."""
         if not self.settings.stripe_enabled:
             return None
-        from postpay.adapters import params
-        from postpay.adapters.stripe_gateway import StripeGateway
-
         key, webhook = self.settings.stripe_secret_key_secret, self.settings.stripe_webhook_secret_secret
         assert key is not None and webhook is not None
-        return StripeGateway(
-            lambda: params.secret(key),
-            webhook_secret=lambda: params.secret(webhook),
-            api_base=self.settings.stripe_api_base,
-        )
+
+        def build() -> PaymentGateway:
+            from postpay.adapters import params
+            from postpay.adapters.stripe_gateway import StripeGateway
+
+            return StripeGateway(
+                lambda: params.secret(key),
+                webhook_secret=lambda: params.secret(webhook),
+                api_base=self.settings.stripe_api_base,
+            )
+
+        return cast("PaymentGateway", _OnFirstUse(build))
 
     @cached_property
     def collection(self) -> Collection | None:

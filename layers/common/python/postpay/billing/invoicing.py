@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -96,6 +96,16 @@ class Prepared:
     # the batch's one read of its clients' cards on file (Stripe configured): False = none, so neither the
     # invoice email nor the automatic charge reads it again; None = not read (each reads it, as a lone job)
     has_card: bool | None = None
+    pdf: Rendering | None = None  # its invoice's PDF, rendered while the batch's earlier emails are sent
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """An invoice PDF being rendered ahead, for the day it is dated (its ``today``)."""
+
+    today: date
+    pay_url: str | None
+    pdf: Future[bytes]
 
 
 @dataclass(frozen=True)
@@ -310,6 +320,7 @@ class Invoicing:
         self.queue = queue
         self.dispatcher = dispatcher  # None where there is no Lambda (local stack, tests): queue inline
         self._usage_pool: ThreadPoolExecutor | None = None
+        self._pdf_pool: ThreadPoolExecutor | None = None
         # charges a new invoice to the card on file (Stripe configured); exactly once by its own claim
         self.collect = collect
         # the card that charge will take the invoice from, for the invoice email to say so
@@ -526,8 +537,28 @@ class Invoicing:
                 item.outcome = "nothing_to_bill"
             else:
                 item.invoice, item.outcome = result, "invoiced"
-        self._read_cards([item for item in waiting if item.invoice is not None])
+        issued = [item for item in waiting if item.invoice is not None]
+        self._render_ahead(issued)
+        self._read_cards(issued)
         return prepared
+
+    def _render_ahead(self, issued: list[Prepared]) -> None:
+        """Starts rendering the batch's invoice PDFs, one after another in one thread, while the jobs send
+        their emails one after another: each email waits only for its own PDF, and the PDFs (the worker's
+        CPU) are made while the earlier emails are on the network (SES, the "sent" mark). A lone invoice is
+        rendered by its email, as before. A rendering that fails fails its job's email, which the queue
+        retries, as an inline one would."""
+        if len(issued) < 2:
+            return
+        if self._pdf_pool is None:
+            self._pdf_pool = ThreadPoolExecutor(1, thread_name_prefix="pdf")
+        today = local_date(self.clock.now(), self.settings.billing_timezone)
+        for item in issued:
+            assert item.invoice is not None
+            pay_url = pay_online_url(self.settings, item.invoice)
+            item.pdf = Rendering(
+                today, pay_url, self._pdf_pool.submit(invoice_pdf, item.invoice, today=today, pay_url=pay_url)
+            )
 
     def _read_cards(self, issued: list[Prepared]) -> None:
         """One read of the cards on file of the batch's new invoices' clients, instead of two reads per
@@ -556,7 +587,7 @@ class Invoicing:
             if prepared.already:
                 return self._already(job)
             if prepared.invoice is not None:
-                self._issued(prepared.invoice, has_card=prepared.has_card)
+                self._issued(prepared.invoice, has_card=prepared.has_card, pdf=prepared.pdf)
             assert prepared.outcome is not None
             return prepared.outcome
         except UsageError as error:
@@ -720,7 +751,9 @@ class Invoicing:
             carried_in=carried,
         )
 
-    def _issued(self, invoice: Invoice, *, has_card: bool | None = None) -> None:
+    def _issued(
+        self, invoice: Invoice, *, has_card: bool | None = None, pdf: Rendering | None = None
+    ) -> None:
         logger.info(
             "invoice issued",
             extra={
@@ -732,7 +765,7 @@ class Invoicing:
         )
         metrics.add_metric(name="InvoicesIssued", unit="Count", value=1)
         metrics.add_metric(name=f"AmountBilled{invoice.currency}", unit="None", value=float(invoice.total))
-        self._email(invoice, claimed=True, has_card=has_card)
+        self._email(invoice, claimed=True, has_card=has_card, pdf=pdf)
         if has_card is not False:  # without a card on file the charge has nothing to do
             self._collect(invoice)
 
@@ -759,7 +792,9 @@ class Invoicing:
         if self.collect is not None and invoice.status is InvoiceStatus.UNPAID:
             self.collect(invoice)
 
-    def _email(self, invoice: Invoice, *, claimed: bool, has_card: bool | None = None) -> None:
+    def _email(
+        self, invoice: Invoice, *, claimed: bool, has_card: bool | None = None, pdf: Rendering | None = None
+    ) -> None:
         """Sends the invoice email once: under the lease written with the invoice, or one claimed now."""
         now = self.clock.now()
         if not claimed:
@@ -770,12 +805,15 @@ class Invoicing:
                 # Another attempt may be sending it right now. Retry later rather than finish: if that
                 # attempt died before sending, the email goes out once its lease has expired.
                 raise EmailPending(invoice.number)
-        message_id = self.send_invoice_email(invoice, has_card=has_card)
+        message_id = self.send_invoice_email(invoice, has_card=has_card, pdf=pdf)
         self.billing.mark_emailed(invoice, message_id, self.clock.now())
 
-    def send_invoice_email(self, invoice: Invoice, *, has_card: bool | None = None) -> str:
+    def send_invoice_email(
+        self, invoice: Invoice, *, has_card: bool | None = None, pdf: Rendering | None = None
+    ) -> str:
         """Sends the invoice's email (no lease: the caller decides it must go); returns the message id.
-        ``has_card=False``: the batch found no card on file, so the email is not told of a charge."""
+        ``has_card=False``: the batch found no card on file, so the email is not told of a charge. ``pdf``:
+        its PDF rendered ahead (``_render_ahead``), used if it was made for the same day and pay link."""
         today = local_date(self.clock.now(), self.settings.billing_timezone)
         pay_url = pay_online_url(self.settings, invoice)
         # Read as the email is rendered: the worker sends it before it charges (the client learns of the
@@ -784,7 +822,11 @@ class Invoicing:
         card = None
         if pay_url and self.card_to_charge is not None and has_card is not False:
             card = self.card_to_charge(invoice)
-        pdf = invoice_pdf(invoice, today=today, pay_url=pay_url)
+        document = (
+            pdf.pdf.result()
+            if pdf is not None and (pdf.today, pdf.pay_url) == (today, pay_url)
+            else invoice_pdf(invoice, today=today, pay_url=pay_url)
+        )
         return self.mailer.send(
             invoice.email,
             "invoice",
@@ -795,5 +837,5 @@ class Invoicing:
             pay_url=None if card else pay_url,
             card=card,
             paid=self.settings.stripe_enabled and invoice.status is InvoiceStatus.PAID,
-            attachments=((f"{invoice.number}.pdf", "application/pdf", pdf),),
+            attachments=((f"{invoice.number}.pdf", "application/pdf", document),),
         )
