@@ -326,14 +326,6 @@ def test_the_fonts_are_parsed_once_per_process_and_every_pdf_still_embeds_its_ow
     assert "Zoë Quintus-Wyatt" in second and "Växjö" in second
 
 
-def _dated(data: bytes) -> bytes:
-    """The PDF with its creation date (and the file id made from it) blanked: the rest is the content."""
-    import re
-
-    data = re.sub(rb"/CreationDate \(D:\d+Z\)", b"/CreationDate ()", data)
-    return re.sub(rb"/ID \[<[0-9A-F]+><[0-9A-F]+>\]", b"/ID []", data)
-
-
 @pytest.mark.parametrize(
     "name", ["Ada Lovelace", "Zoë Ŵright-Þórsdóttir", "Ελένη Παππά", "Иван Петров", "אדה לאבלייס"]
 )
