@@ -8,9 +8,11 @@ benches are sized to keep it small (see README, Speed and scale).
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,7 +189,7 @@ class VirtualClock:
 
     Two clocks run side by side: ``model`` (CPU and round trips: the product) and ``floor`` (round trips
     only: the same requests with no product logic, the I/O floor). A task submitted to a thread pool starts at
-    its submitter's time (or later, when the pool's thread is still busy with an earlier task: a bounded pool
+    its submitter's time (or later, when every thread of the pool is busy with earlier tasks: a bounded pool
     queues), and whoever waits for its result continues at no earlier than its end (``install_threads``)."""
 
     def __init__(self, scale: float = 1.0) -> None:
@@ -232,24 +234,46 @@ class VirtualClock:
         self._state()[2] = time.thread_time()
 
 
-def install_threads(clock: VirtualClock) -> None:
+def install_threads(clock: VirtualClock) -> Callable[[], None]:
     """Fork and join in the model: ``ThreadPoolExecutor.submit`` starts the task's clock at the submitter's,
-    ``Future.result`` moves the waiter's clock to the task's end."""
+    ``Future.result`` moves the waiter's clock to the task's end. Returns what undoes it."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     submit, result = ThreadPoolExecutor.submit, Future.result
 
+    def slots(pool: Any) -> tuple[threading.Lock, list[float], list[float]]:
+        """The pool's threads as slots in the model: when each is next free, on either clock."""
+        found = getattr(pool, "_bench_slots", None)
+        if found is None:
+            found = pool._bench_slots = (
+                threading.Lock(),
+                [0.0] * pool._max_workers,
+                [0.0] * pool._max_workers,
+            )
+        return found
+
     def timed_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        start = clock.now()
+        submitted = clock.now()
+        lock, model_free, floor_free = slots(self)
         end: list[tuple[float, float]] = []
 
         def timed(*a: Any, **k: Any) -> Any:
+            # the task takes the slot free first (a bounded pool queues the rest), whichever thread runs it
+            with lock:
+                start = (
+                    max(submitted[0], heapq.heappop(model_free)),
+                    max(submitted[1], heapq.heappop(floor_free)),
+                )
             clock.idle()
-            clock.at_least(*start)
+            clock.set(*start)
             try:
                 return fn(*a, **k)
             finally:
-                end.append(clock.now())
+                finished = clock.now()
+                with lock:
+                    heapq.heappush(model_free, finished[0])
+                    heapq.heappush(floor_free, finished[1])
+                end.append(finished)
 
         future = submit(self, timed, *args, **kwargs)
         future._bench_end = end  # type: ignore[attr-defined]
@@ -266,6 +290,12 @@ def install_threads(clock: VirtualClock) -> None:
     ThreadPoolExecutor.submit = timed_submit  # type: ignore[method-assign]
     Future.result = timed_result  # type: ignore[method-assign]
 
+    def undo() -> None:
+        ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+        Future.result = result  # type: ignore[method-assign]
+
+    return undo
+
 
 def schedule(
     durations: list[float], available: list[float], workers: int, *, not_before: float = 0.0
@@ -273,8 +303,6 @@ def schedule(
     """When the last batch ends if ``workers`` environments take the batches in order from one queue, each
     batch when a worker is free and its messages have been queued (``available``): the time of a run in
     the model, from the batches' own durations in the model."""
-    import heapq
-
     free = [0.0] * max(1, workers)
     end = not_before
     for duration, ready in zip(durations, available, strict=True):
