@@ -11,6 +11,7 @@ with no product logic by the same number of processes, keeping the product's par
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -331,6 +332,10 @@ def run_product(
     from local.events import LambdaContext, load_function
 
     automation = load_function("automation")
+    # A warm environment, as the workers are after their first batch (see in_the_model): its first
+    # invocation builds the tracer (X-Ray's SDK), the container and its DynamoDB client.
+    with contextlib.suppress(Exception):
+        automation.handler({"runStatus": "bench-warm-up"}, LambdaContext(function_name="automation"))
     outs = [workdir / f"product-{i}.pickle" for i in range(workers)]
     pool = Processes(
         [[sys.executable, "-m", "bench.worker", "product", str(out)] for out in outs],

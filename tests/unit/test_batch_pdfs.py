@@ -53,8 +53,8 @@ def test_a_batch_renders_its_pdfs_in_one_thread_and_each_email_carries_its_own(r
     world = World()
     assert world.batch() == ["invoiced", "invoiced"]
     assert {c: [name.split("_")[0] for name in names] for c, names in renderings.threads.items()} == {
-        ADA: ["pdf"],
-        BOB: ["pdf"],
+        ADA: ["compose"],
+        BOB: ["compose"],
     }
     settings, today = world.invoicing.settings, local_date(world.invoicing.clock.now(), "UTC")
     for client_id in (ADA, BOB):

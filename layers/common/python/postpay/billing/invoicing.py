@@ -96,16 +96,17 @@ class Prepared:
     # the batch's one read of its clients' cards on file (Stripe configured): False = none, so neither the
     # invoice email nor the automatic charge reads it again; None = not read (each reads it, as a lone job)
     has_card: bool | None = None
-    pdf: Rendering | None = None  # its invoice's PDF, rendered while the batch's earlier emails are sent
+    email: Composing | None = None  # its invoice email, composed while the batch's earlier emails are sent
 
 
 @dataclass(frozen=True)
-class Rendering:
-    """An invoice PDF being rendered ahead, for the day it is dated (its ``today``)."""
+class Composing:
+    """An invoice email being composed ahead (its PDF rendered, its MIME encoded), for the day it is dated
+    (its ``today``) and the pay link it carries."""
 
     today: date
     pay_url: str | None
-    pdf: Future[bytes]
+    message: Future[Any]
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ class Invoicing:
         self.queue = queue
         self.dispatcher = dispatcher  # None where there is no Lambda (local stack, tests): queue inline
         self._usage_pool: ThreadPoolExecutor | None = None
-        self._pdf_pool: ThreadPoolExecutor | None = None
+        self._compose_pool: ThreadPoolExecutor | None = None
         # charges a new invoice to the card on file (Stripe configured); exactly once by its own claim
         self.collect = collect
         # the card that charge will take the invoice from, for the invoice email to say so
@@ -538,26 +539,31 @@ class Invoicing:
             else:
                 item.invoice, item.outcome = result, "invoiced"
         issued = [item for item in waiting if item.invoice is not None]
-        self._render_ahead(issued)
         self._read_cards(issued)
+        self._compose_ahead(issued)
         return prepared
 
-    def _render_ahead(self, issued: list[Prepared]) -> None:
-        """Starts rendering the batch's invoice PDFs, one after another in one thread, while the jobs send
-        their emails one after another: each email waits only for its own PDF, and the PDFs (the worker's
-        CPU) are made while the earlier emails are on the network (SES, the "sent" mark). A lone invoice is
-        rendered by its email, as before. A rendering that fails fails its job's email, which the queue
-        retries, as an inline one would."""
+    def _compose_ahead(self, issued: list[Prepared]) -> None:
+        """Starts composing the batch's invoice emails (the PDF, the templates, the MIME: most of the
+        worker's CPU), one after another in one thread, while the jobs send them one after another: each
+        send waits only for its own message, and the next ones are made while the earlier ones are on the
+        network (SES, the "sent" mark). A lone invoice's email is composed when it is sent, as before. A
+        message that fails to compose fails its job's email, which the queue retries, as an inline one
+        would."""
         if len(issued) < 2:
             return
-        if self._pdf_pool is None:
-            self._pdf_pool = ThreadPoolExecutor(1, thread_name_prefix="pdf")
+        if self._compose_pool is None:
+            self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="compose")
         today = local_date(self.clock.now(), self.settings.billing_timezone)
         for item in issued:
             assert item.invoice is not None
             pay_url = pay_online_url(self.settings, item.invoice)
-            item.pdf = Rendering(
-                today, pay_url, self._pdf_pool.submit(invoice_pdf, item.invoice, today=today, pay_url=pay_url)
+            item.email = Composing(
+                today,
+                pay_url,
+                self._compose_pool.submit(
+                    self._invoice_email, item.invoice, has_card=item.has_card, today=today, pay_url=pay_url
+                ),
             )
 
     def _read_cards(self, issued: list[Prepared]) -> None:
@@ -587,7 +593,7 @@ class Invoicing:
             if prepared.already:
                 return self._already(job)
             if prepared.invoice is not None:
-                self._issued(prepared.invoice, has_card=prepared.has_card, pdf=prepared.pdf)
+                self._issued(prepared.invoice, has_card=prepared.has_card, email=prepared.email)
             assert prepared.outcome is not None
             return prepared.outcome
         except UsageError as error:
@@ -752,7 +758,7 @@ class Invoicing:
         )
 
     def _issued(
-        self, invoice: Invoice, *, has_card: bool | None = None, pdf: Rendering | None = None
+        self, invoice: Invoice, *, has_card: bool | None = None, email: Composing | None = None
     ) -> None:
         logger.info(
             "invoice issued",
@@ -765,7 +771,7 @@ class Invoicing:
         )
         metrics.add_metric(name="InvoicesIssued", unit="Count", value=1)
         metrics.add_metric(name=f"AmountBilled{invoice.currency}", unit="None", value=float(invoice.total))
-        self._email(invoice, claimed=True, has_card=has_card, pdf=pdf)
+        self._email(invoice, claimed=True, has_card=has_card, email=email)
         if has_card is not False:  # without a card on file the charge has nothing to do
             self._collect(invoice)
 
@@ -793,7 +799,7 @@ class Invoicing:
             self.collect(invoice)
 
     def _email(
-        self, invoice: Invoice, *, claimed: bool, has_card: bool | None = None, pdf: Rendering | None = None
+        self, invoice: Invoice, *, claimed: bool, has_card: bool | None = None, email: Composing | None = None
     ) -> None:
         """Sends the invoice email once: under the lease written with the invoice, or one claimed now."""
         now = self.clock.now()
@@ -805,29 +811,35 @@ class Invoicing:
                 # Another attempt may be sending it right now. Retry later rather than finish: if that
                 # attempt died before sending, the email goes out once its lease has expired.
                 raise EmailPending(invoice.number)
-        message_id = self.send_invoice_email(invoice, has_card=has_card, pdf=pdf)
+        message_id = self.send_invoice_email(invoice, has_card=has_card, email=email)
         self.billing.mark_emailed(invoice, message_id, self.clock.now())
 
     def send_invoice_email(
-        self, invoice: Invoice, *, has_card: bool | None = None, pdf: Rendering | None = None
+        self, invoice: Invoice, *, has_card: bool | None = None, email: Composing | None = None
     ) -> str:
         """Sends the invoice's email (no lease: the caller decides it must go); returns the message id.
-        ``has_card=False``: the batch found no card on file, so the email is not told of a charge. ``pdf``:
-        its PDF rendered ahead (``_render_ahead``), used if it was made for the same day and pay link."""
+        ``has_card=False``: the batch found no card on file, so the email is not told of a charge. ``email``:
+        the message composed ahead (``_compose_ahead``), sent if it was made for the same day and pay link."""
         today = local_date(self.clock.now(), self.settings.billing_timezone)
         pay_url = pay_online_url(self.settings, invoice)
-        # Read as the email is rendered: the worker sends it before it charges (the client learns of the
+        if email is not None and (email.today, email.pay_url) == (today, pay_url):
+            message = email.message.result()
+        else:
+            message = self._invoice_email(invoice, has_card=has_card, today=today, pay_url=pay_url)
+        return self.mailer.deliver(message)
+
+    def _invoice_email(
+        self, invoice: Invoice, *, has_card: bool | None, today: date, pay_url: str | None
+    ) -> Any:
+        """The invoice email with its PDF, composed (not sent)."""
+        # Read as the email is composed: the worker sends it before it charges (the client learns of the
         # invoice first), so a card on file is the charge about to be made, and the email says so instead
         # of asking to pay; once an attempt failed, Pay now. Without Stripe both are None: as before.
         card = None
         if pay_url and self.card_to_charge is not None and has_card is not False:
             card = self.card_to_charge(invoice)
-        document = (
-            pdf.pdf.result()
-            if pdf is not None and (pdf.today, pdf.pay_url) == (today, pay_url)
-            else invoice_pdf(invoice, today=today, pay_url=pay_url)
-        )
-        return self.mailer.send(
+        pdf = invoice_pdf(invoice, today=today, pay_url=pay_url)
+        return self.mailer.compose(
             invoice.email,
             "invoice",
             invoice=invoice,
@@ -837,5 +849,5 @@ class Invoicing:
             pay_url=None if card else pay_url,
             card=card,
             paid=self.settings.stripe_enabled and invoice.status is InvoiceStatus.PAID,
-            attachments=((f"{invoice.number}.pdf", "application/pdf", document),),
+            attachments=((f"{invoice.number}.pdf", "application/pdf", pdf),),
         )
