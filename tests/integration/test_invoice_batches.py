@@ -85,11 +85,14 @@ def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(st
     assert len(messages) == 10
     BillingStore().counter_value()
     transactions = Transactions(monkeypatch)
-    store = functions["worker"].container.invoicing.accounts
+    invoicing = functions["worker"].container.invoicing
+    assert invoicing.buyers_with_cards is not None, "the stack configures card payments"
     buyer_reads: list[int] = []
-    read_all = store.get_accounts
+    read_both = invoicing.buyers_with_cards
     monkeypatch.setattr(
-        store, "get_accounts", lambda emails: buyer_reads.append(len(emails)) or read_all(emails)
+        invoicing,
+        "buyers_with_cards",
+        lambda emails, clients: buyer_reads.append(len(emails)) or read_both(emails, clients),
     )
     # When the worker takes the batch, with the time ten jobs need (twice the deployed batch: with their card
     # charges they need more than the worker's timeout, which covers a batch of five)
@@ -100,7 +103,7 @@ def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(st
         timeout_ms=limits.batch_worst_case_ms(len(messages), parallelism=parallelism) + 60_000,
     )
     # Then one transaction issued ten invoices with consecutive numbers, in the batch's order, their buyers
-    # read in one request
+    # (and their cards on file) read in one request
     assert result == {"batchItemFailures": []}
     assert (transactions.sent, transactions.cancelled) == (1, 0)
     assert buyer_reads == [10]
@@ -286,3 +289,35 @@ def test_a_void_months_rebill_in_a_batch_keeps_the_void_invoice_and_survives_a_c
     assert len(invoices_of(other.client_id)) == 1
     assert all_invoice_numbers() == list(range(1, counter() + 1)), "numbers stay gapless"
     assert RunItem.get(rebill["runId"]).invoiced == 1
+
+
+def test_a_batch_reads_its_buyers_and_their_cards_in_one_request_per_hundred_keys(
+    stack, functions, monkeypatch
+):
+    from postpay.adapters.batch_reads import buyers_with_cards
+    from postpay.adapters.tables import PaymentItem
+
+    # Given two accounts, one with a card on file and one whose customer has no card (yet)
+    carded, bare = (enrolled_account(stack, functions, enrolled_at=ENROLLED) for _ in range(2))
+    PaymentItem(f"card#{carded.client_id}", customer="cus_1", payment_method="pm_1").save()
+    PaymentItem(f"card#{bare.client_id}", customer="cus_2").save()
+    client = tables.connection().client
+    requests: list[dict] = []
+    original = client.batch_get_item
+    monkeypatch.setattr(
+        client, "batch_get_item", lambda **kwargs: requests.append(kwargs) or original(**kwargs)
+    )
+    # When a batch of two reads them: one request over both tables
+    found, cards = buyers_with_cards([carded.email, bare.email], [carded.client_id, bare.client_id])
+    assert set(found) == {carded.email, bare.email} and found[carded.email].client_id == carded.client_id
+    assert cards == {carded.client_id}
+    assert len(requests) == 1 and len(requests[0]["RequestItems"]) == 2
+    # and 120 keys (58 unknown emails and 58 unknown clients besides them) take two requests; the unknown
+    # are left out
+    requests.clear()
+    emails = [carded.email, bare.email, *(f"nobody-{i}@example.com" for i in range(58))]
+    clients = [carded.client_id, bare.client_id, *range(10**9, 10**9 + 58)]
+    found, cards = buyers_with_cards(emails, clients)
+    assert set(found) == {carded.email, bare.email} and cards == {carded.client_id}
+    assert len(requests) == 2
+    assert sum(len(t["Keys"]) for r in requests for t in r["RequestItems"].values()) == 120

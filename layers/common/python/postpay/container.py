@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from postpay.clock import Clock, SystemClock
 from postpay.config import Settings
-from postpay.models import Invoice, InvoiceProfile, Pricing, Seller
+from postpay.models import Account, Invoice, InvoiceProfile, Pricing, Seller
 from postpay.ports import (
     AccountStore,
     Counters,
@@ -217,7 +217,16 @@ class Container:
             collect=self.collection.charge if self.collection is not None else None,
             card_to_charge=self.collection.card_to_charge if self.collection is not None else None,
             with_cards=self.collection.clients_with_cards if self.collection is not None else None,
+            buyers_with_cards=self._buyers_with_cards if self.collection is not None else None,
         )
+
+    def _buyers_with_cards(
+        self, emails: list[str], client_ids: list[int]
+    ) -> tuple[dict[str, Account], set[int]]:
+        from postpay.adapters.batch_reads import buyers_with_cards
+
+        self.stores  # noqa: B018 - binds the table names
+        return buyers_with_cards(emails, client_ids)
 
     @cached_property
     def upkeep(self) -> Upkeep:

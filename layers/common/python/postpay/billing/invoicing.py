@@ -309,6 +309,8 @@ class Invoicing:
         collect: Callable[[Invoice], object] | None = None,
         card_to_charge: Callable[[Invoice], Card | None] | None = None,
         with_cards: Callable[[list[int]], set[int]] | None = None,
+        buyers_with_cards: Callable[[list[str], list[int]], tuple[dict[str, Account], set[int]]]
+        | None = None,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -328,6 +330,8 @@ class Invoicing:
         self.card_to_charge = card_to_charge
         # which of a batch's clients have a card on file, in one read
         self.with_cards = with_cards
+        # the batch's buyers and which of them have a card on file, in one read of both tables
+        self.buyers_with_cards = buyers_with_cards
 
     # the run ---------------------------------------------------------------------------------------
 
@@ -506,9 +510,16 @@ class Invoicing:
                 checked.append((item, usage, invoice_lines(usage, pricing), pricing))
             except Exception as error:  # kept for this job's finish(): the usage refused, SolusVM down
                 item.error = error
+        billable = [item.job for item, _, lines, _ in checked if lines]
+        cards: set[int] | None = None
         try:
-            # the buyers of the batch's invoices, in one read
-            accounts = self.accounts.get_accounts([item.job.email for item, _, lines, _ in checked if lines])
+            # the buyers of the batch's invoices (and who of them has a card on file), in one read
+            if self.buyers_with_cards is not None:
+                accounts, cards = self.buyers_with_cards(
+                    [job.email for job in billable], [job.client_id for job in billable]
+                )
+            else:
+                accounts = self.accounts.get_accounts([job.email for job in billable])
         except Exception as error:  # nothing was written: every job of it is retried
             for item, *_ in checked:
                 item.error = error
@@ -539,7 +550,7 @@ class Invoicing:
             else:
                 item.invoice, item.outcome = result, "invoiced"
         issued = [item for item in waiting if item.invoice is not None]
-        self._read_cards(issued)
+        self._read_cards(issued, cards)
         self._compose_ahead(issued)
         return prepared
 
@@ -566,18 +577,20 @@ class Invoicing:
                 ),
             )
 
-    def _read_cards(self, issued: list[Prepared]) -> None:
+    def _read_cards(self, issued: list[Prepared], cards: set[int] | None = None) -> None:
         """One read of the cards on file of the batch's new invoices' clients, instead of two reads per
-        invoice (its email's and its charge's). Who has no card is settled for this attempt: a card saved
-        in the seconds before its email is sent is not charged automatically, and the email offers Pay now,
-        as it says. A card found is read again by the charge itself. A failed read leaves it to each job."""
+        invoice (its email's and its charge's), unless the batch read them with its buyers (``cards``). Who
+        has no card is settled for this attempt: a card saved in the seconds before its email is sent is not
+        charged automatically, and the email offers Pay now, as it says. A card found is read again by the
+        charge itself. A failed read leaves it to each job."""
         if self.with_cards is None or not issued:
             return
-        try:
-            cards = self.with_cards([item.job.client_id for item in issued])
-        except Exception:  # each job reads its own card, as without the batch
-            logger.warning("the batch's cards on file could not be read", exc_info=True)
-            return
+        if cards is None:
+            try:
+                cards = self.with_cards([item.job.client_id for item in issued])
+            except Exception:  # each job reads its own card, as without the batch
+                logger.warning("the batch's cards on file could not be read", exc_info=True)
+                return
         for item in issued:
             item.has_card = item.job.client_id in cards
 
