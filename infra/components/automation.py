@@ -66,7 +66,8 @@ WORKER_ACCESS: dict[str, list[str]] = {
     "invoices": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"],
     "invoice-runs": ["dynamodb:UpdateItem"],
     "run-outcomes": ["dynamodb:GetItem", "dynamodb:PutItem"],
-    "counters": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+    # the invoice counter: read with the batch's buyers (BatchGetItem), advanced by its transaction
+    "counters": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
     # the batch's cards on file (BatchGetItem), a card read again to charge it, the charge's claim
     "payments": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
 }

@@ -171,9 +171,18 @@ def test_a_duplicate_is_dropped_by_its_cancellation_reason_and_the_rest_issued_i
 
 
 def test_a_moved_counter_costs_one_more_attempt_and_no_read(stack, functions, monkeypatch):
-    # Given a worker whose last-seen counter is stale (another worker issued invoices since)
+    # Given a worker whose counter, read with the batch's buyers, is stale by its transaction (another
+    # worker issued three invoices in between)
     _, accounts, messages = queued_batch(stack, functions, 4)
-    BillingStore._counter_hint = max(0, counter() - 3)
+    invoicing = functions["worker"].container.invoicing
+    read_both = invoicing.buyers_with_cards
+
+    def read_then_moved(emails: list[str], clients: list[int]) -> Any:
+        found = read_both(emails, clients)
+        BillingStore._counter_hint = max(0, counter() - 3)
+        return found
+
+    monkeypatch.setattr(invoicing, "buyers_with_cards", read_then_moved)
     reads: list[int] = []
     original = BillingStore.counter_value
     monkeypatch.setattr(BillingStore, "counter_value", lambda self: reads.append(1) or original(self))
@@ -291,7 +300,7 @@ def test_a_void_months_rebill_in_a_batch_keeps_the_void_invoice_and_survives_a_c
     assert RunItem.get(rebill["runId"]).invoiced == 1
 
 
-def test_a_batch_reads_its_buyers_and_their_cards_in_one_request_per_hundred_keys(
+def test_a_batch_reads_its_buyers_their_cards_and_the_counter_in_one_request_per_hundred_keys(
     stack, functions, monkeypatch
 ):
     from postpay.adapters.batch_reads import buyers_with_cards
@@ -307,12 +316,15 @@ def test_a_batch_reads_its_buyers_and_their_cards_in_one_request_per_hundred_key
     monkeypatch.setattr(
         client, "batch_get_item", lambda **kwargs: requests.append(kwargs) or original(**kwargs)
     )
-    # When a batch of two reads them: one request over both tables
+    # When a batch of two reads them: one request over the three tables, the invoice counter with them (the
+    # next transaction's first guess)
+    BillingStore._counter_hint = None
     found, cards = buyers_with_cards([carded.email, bare.email], [carded.client_id, bare.client_id])
     assert set(found) == {carded.email, bare.email} and found[carded.email].client_id == carded.client_id
     assert cards == {carded.client_id}
-    assert len(requests) == 1 and len(requests[0]["RequestItems"]) == 2
-    # and 120 keys (58 unknown emails and 58 unknown clients besides them) take two requests; the unknown
+    assert len(requests) == 1 and len(requests[0]["RequestItems"]) == 3
+    assert BillingStore._counter_hint == counter()
+    # and 121 keys (58 unknown emails and 58 unknown clients besides them) take two requests; the unknown
     # are left out
     requests.clear()
     emails = [carded.email, bare.email, *(f"nobody-{i}@example.com" for i in range(58))]
@@ -320,4 +332,4 @@ def test_a_batch_reads_its_buyers_and_their_cards_in_one_request_per_hundred_key
     found, cards = buyers_with_cards(emails, clients)
     assert set(found) == {carded.email, bare.email} and cards == {carded.client_id}
     assert len(requests) == 2
-    assert sum(len(t["Keys"]) for r in requests for t in r["RequestItems"].values()) == 120
+    assert sum(len(t["Keys"]) for r in requests for t in r["RequestItems"].values()) == 121

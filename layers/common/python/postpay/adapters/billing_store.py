@@ -88,6 +88,11 @@ class BillingStore(InvoiceReads, RunsStore):
 
     # issuing ---------------------------------------------------------------------------------------
 
+    @staticmethod
+    def note_counter(value: int) -> None:
+        """The counter as read just now elsewhere (a worker's batch read): the next batch's first guess."""
+        BillingStore._counter_hint = value
+
     def counter_value(self) -> int:
         try:
             value = int(CounterItem.get(INVOICE_COUNTER, consistent_read=True).value or 0)
