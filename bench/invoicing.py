@@ -302,6 +302,7 @@ def _worker_env(
     return {
         **_env(),
         "BENCH_CPU_SCALE": str(cpu_scale(MEMORY_MB["worker"], cpu_factor)),
+        "BENCH_DILATION": str(model.dilation),
         # as the stack deploys it: each of the workers may ask USAGE_PARALLELISM usage calls at once
         "INVOICE_WORKER_CONCURRENCY": str(workers),
         "SOLUSVM_MAX_CONCURRENCY": str(workers * USAGE_PARALLELISM),
@@ -476,7 +477,11 @@ def run_floor(
 
 
 def measure(
-    accounts: int, workers: int, latency: dict[str, float], cpu_factor: float = 1.0
+    accounts: int,
+    workers: int,
+    latency: dict[str, float],
+    cpu_factor: float = 1.0,
+    dilation: float | None = None,
 ) -> dict[str, Any]:
     """One configuration, on fresh servers."""
     processes, moto_port, solus_port = start_servers()
@@ -484,7 +489,7 @@ def measure(
         configure(moto_port, solus_port)
         bootstrap(solus_port)
         seed(accounts, solus_port)
-        model = RequestModel(solus_port, latency)
+        model = RequestModel(solus_port, latency, dilation=dilation or default_dilation(workers))
         model.counting = False
         model.install()
         with tempfile.TemporaryDirectory(prefix="postpay-bench-") as tmp:
@@ -513,7 +518,15 @@ def measure(
     finally:
         for process in processes:
             process.terminate()
-    return report(accounts, workers, product, floor, cpu_factor)
+    figures = report(accounts, workers, product, floor, cpu_factor)
+    figures["model"]["dilation"] = model.dilation
+    return figures
+
+
+def default_dilation(workers: int) -> float:
+    """Half the workers (at least 1): twenty workers on two cores each wait ten times the round trip in real
+    time, one worker the round trip itself (see RequestModel.dilation)."""
+    return max(1.0, workers / 2)
 
 
 def report(
@@ -649,12 +662,18 @@ def main(argv: list[str] | None = None) -> int:
         default=WORKER_MEMORY_MB,
         help=f"the worker's memory in MB, which sets its CPU (default: the stack's {WORKER_MEMORY_MB})",
     )
+    parser.add_argument(
+        "--dilation",
+        type=float,
+        default=None,
+        help="real waits this many times the modelled round trips (default: half the workers, at least 1)",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     latency = parse_latency(args.latency)
     MEMORY_MB["worker"] = args.worker_memory
     if args.one:  # one configuration in this process (fresh servers, fresh clients)
-        print(json.dumps(measure(args.accounts, args.workers[0], latency, args.cpu_factor)))
+        print(json.dumps(measure(args.accounts, args.workers[0], latency, args.cpu_factor, args.dilation)))
         return 0
     results = []
     for workers in args.workers:
@@ -674,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(args.cpu_factor),
                 "--worker-memory",
                 str(args.worker_memory),
+                *(["--dilation", str(args.dilation)] if args.dilation else []),
             ],
             env=_env(),
             capture_output=True,

@@ -67,6 +67,11 @@ class RequestModel:
     recording: list[Recorded] | None = None
     counting: bool = True
     clock: VirtualClock | None = None  # the model's time (VirtualClock), when the bench keeps it
+    # How much slower than the model the requests really wait here (time dilation): with every round trip
+    # DILATION times longer in real time, moto's one-at-a-time answers and the processes' shared cores take
+    # a small part of each wait, so requests meet in real time in about the order they would in the model
+    # (what decides which transaction finds the counter moved). The clock counts the undilated round trip.
+    dilation: float = 1.0
     sends: list[tuple[float, float]] = field(
         default_factory=list
     )  # each SendMessageBatch's end, on the clock
@@ -100,7 +105,7 @@ class RequestModel:
         return f"{kind} {url.split('?', 1)[0].rstrip('/').rsplit('/', 1)[-1]}"  # SES v2: outbound-emails
 
     def delay(self, kind: str) -> None:
-        seconds = self.latency_ms.get(kind, 0.0) / 1000
+        seconds = self.latency_ms.get(kind, 0.0) / 1000 * self.dilation
         if seconds:
             time.sleep(seconds)
 

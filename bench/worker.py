@@ -30,7 +30,11 @@ IDLE_MOST_SECONDS = 0.25
 
 
 def _model() -> RequestModel:
-    model = RequestModel(int(os.environ["BENCH_SOLUS_PORT"]), json.loads(os.environ["BENCH_LATENCY_MS"]))
+    model = RequestModel(
+        int(os.environ["BENCH_SOLUS_PORT"]),
+        json.loads(os.environ["BENCH_LATENCY_MS"]),
+        dilation=float(os.environ.get("BENCH_DILATION", "1")),
+    )
     model.install()
     return model
 
