@@ -25,9 +25,14 @@ class Renderings:
     def __init__(self) -> None:
         self.threads: dict[int, list[str]] = {}
         self.fail_for: int | None = None
+        self.hold = threading.Event()  # cleared: a rendering waits until it is set
+        self.hold.set()
+        self.entered = threading.Event()  # a rendering has begun
 
     def __call__(self, invoice: Invoice, **kwargs: Any) -> bytes:
         self.threads.setdefault(invoice.client_id, []).append(threading.current_thread().name)
+        self.entered.set()
+        self.hold.wait(timeout=10)
         if invoice.client_id == self.fail_for:
             raise RuntimeError("the PDF could not be rendered")
         return invoice_pdf(invoice, **kwargs)
@@ -100,3 +105,38 @@ def test_a_pdf_rendered_before_midnight_is_not_sent_after_it(renderings):
     )
     assert threading.main_thread().name in renderings.threads[BOB], renderings.threads
     assert invoice.issued_on == today - timedelta(days=1)
+
+
+def test_pdfs_of_different_shapes_rendered_in_two_threads_at_once_are_the_pdfs_rendered_alone():
+    # fpdf2 numbers a document's objects as it outputs it and keeps the font descriptor's number on the
+    # descriptor itself: a descriptor shared between documents took another document's number
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import date
+
+    from bench.pdf import LATIN, invoice
+    from postpay.billing import pdf
+
+    short, long = invoice(LATIN, servers=1), invoice(LATIN, servers=40)  # one page, two pages
+    day = date(2026, 11, 2)
+    alone = {
+        id(doc): pdf.invoice_pdf(doc, today=day, pay_url="https://pay.example/x") for doc in (short, long)
+    }
+    documents = [short, long] * 15
+    with ThreadPoolExecutor(2) as threads:
+        rendered = list(
+            threads.map(lambda d: pdf.invoice_pdf(d, today=day, pay_url="https://pay.example/x"), documents)
+        )
+    assert all(out == alone[id(doc)] for doc, out in zip(documents, rendered, strict=True))
+
+
+def test_jobs_left_unfinished_have_their_emails_no_longer_composed(renderings):
+    world = World()
+    renderings.hold.clear()  # the first email is being composed, the second waits its turn
+    prepared = world.invoicing.prepare(world.jobs())
+    first, second = (item.email for item in prepared)
+    assert first is not None and second is not None
+    assert renderings.entered.wait(timeout=10)
+    world.invoicing.discard(prepared)
+    renderings.hold.set()
+    assert second.message.cancelled() and first.message.result(timeout=10)
+    assert list(renderings.threads) == [ADA]

@@ -49,6 +49,8 @@ class _OnFirstUse:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_build", "_built", "_lock"):
+            raise AttributeError(name)  # copy, pickle and an instance not initialised yet find nothing here
         if self._built is None:
             with self._lock:
                 if self._built is None:
@@ -217,7 +219,7 @@ class Container:
             collect=self.collection.charge if self.collection is not None else None,
             card_to_charge=self.collection.card_to_charge if self.collection is not None else None,
             with_cards=self.collection.clients_with_cards if self.collection is not None else None,
-            buyers_with_cards=self._buyers_with_cards if self.collection is not None else None,
+            buyers_with_cards=self._buyers_with_cards,
         )
 
     def _buyers_with_cards(

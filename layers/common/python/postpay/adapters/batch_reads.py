@@ -52,7 +52,7 @@ def buyers_with_cards(emails: list[str], client_ids: list[int]) -> tuple[dict[st
             for raw in answer.get("Responses", {}).get(counters, []):
                 BillingStore.note_counter(int(raw.get("value", {}).get("N", "0")))
             request = answer.get("UnprocessedKeys") or {}
-            if not request:
+            if not request or attempt == _UNPROCESSED_TRIES - 1:
                 break
             time.sleep(min(0.05 * 2**attempt, 1.0))  # DynamoDB's advice: back off before the rest
         if request:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -511,14 +511,15 @@ class Invoicing:
             except Exception as error:  # kept for this job's finish(): the usage refused, SolusVM down
                 item.error = error
         billable = [item.job for item, _, lines, _ in checked if lines]
+        accounts: dict[str, Account] = {}
         cards: set[int] | None = None
         try:
             # the buyers of the batch's invoices (and who of them has a card on file), in one read
-            if self.buyers_with_cards is not None:
+            if billable and self.buyers_with_cards is not None:
                 accounts, cards = self.buyers_with_cards(
                     [job.email for job in billable], [job.client_id for job in billable]
                 )
-            else:
+            elif billable:
                 accounts = self.accounts.get_accounts([job.email for job in billable])
         except Exception as error:  # nothing was written: every job of it is retried
             for item, *_ in checked:
@@ -576,6 +577,13 @@ class Invoicing:
                     self._invoice_email, item.invoice, has_card=item.has_card, today=today, pay_url=pay_url
                 ),
             )
+
+    def discard(self, leftovers: Iterable[Prepared]) -> None:
+        """Prepared jobs that will not finish in this invocation: their emails are not composed for nothing
+        (a composing one ends in a moment), so no thread is at work when Lambda freezes the environment."""
+        for item in leftovers:
+            if item.email is not None:
+                item.email.message.cancel()
 
     def _read_cards(self, issued: list[Prepared], cards: set[int] | None = None) -> None:
         """One read of the cards on file of the batch's new invoices' clients, instead of two reads per
@@ -838,6 +846,8 @@ class Invoicing:
         if email is not None and (email.today, email.pay_url) == (today, pay_url):
             message = email.message.result()
         else:
+            if email is not None:
+                email.message.cancel()  # composed for another day: not sent, and not composed if not begun
             message = self._invoice_email(invoice, has_card=has_card, today=today, pay_url=pay_url)
         return self.mailer.deliver(message)
 
@@ -845,9 +855,11 @@ class Invoicing:
         self, invoice: Invoice, *, has_card: bool | None, today: date, pay_url: str | None
     ) -> Any:
         """The invoice email with its PDF, composed (not sent)."""
-        # Read as the email is composed: the worker sends it before it charges (the client learns of the
-        # invoice first), so a card on file is the charge about to be made, and the email says so instead
-        # of asking to pay; once an attempt failed, Pay now. Without Stripe both are None: as before.
+        # Read as the email is composed (for a batch, ahead of its send by at most the batch's earlier sends,
+        # a fraction of a second): the worker sends it before it charges (the client learns of the invoice
+        # first), so a card on file is the charge about to be made, and the email says so instead of asking
+        # to pay; once an attempt failed, Pay now. The charge reads the card on file again. Without Stripe
+        # both are None: as before.
         card = None
         if pay_url and self.card_to_charge is not None and has_card is not False:
             card = self.card_to_charge(invoice)

@@ -200,6 +200,10 @@ def _add_font(pdf: FPDF, family: str, style: str, path: str) -> None:
 
     parsed, data = _parsed_font(family, style, path)
     font = copy.copy(parsed)
+    # fpdf2 writes the document's object number into the descriptor when it outputs the document and reads
+    # it back later in the same output: a descriptor shared with a document output in another thread at
+    # the same time (a worker composes its batch's emails in one) would get that document's number
+    font.desc = copy.copy(parsed.desc)
     font.i = len(pdf.fonts) + 1
     font.cw = defaultdict(parsed.cw.default_factory, parsed.cw)  # type: ignore[attr-defined]  # looking up a missing width inserts it
     font.missing_glyphs = []
