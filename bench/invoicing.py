@@ -635,6 +635,14 @@ def goals(result: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+def positive(text: str) -> int:
+    """A count of at least one (accounts, workers)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
@@ -642,8 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--accounts", type=int, default=1000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 5, 20])
+    parser.add_argument("--accounts", type=positive, default=1000)
+    parser.add_argument("--workers", type=positive, nargs="+", default=[1, 5, 20])
     parser.add_argument(
         "--latency",
         default="",
@@ -670,7 +678,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    latency = parse_latency(args.latency)
+    try:
+        latency = parse_latency(args.latency)
+    except ValueError as error:
+        parser.error(f"--latency: {error}")
     MEMORY_MB["worker"] = args.worker_memory
     if args.one:  # one configuration in this process (fresh servers, fresh clients)
         print(json.dumps(measure(args.accounts, args.workers[0], latency, args.cpu_factor, args.dilation)))

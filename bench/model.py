@@ -40,7 +40,12 @@ def parse_latency(spec: str) -> dict[str, float]:
         kind, _, value = part.partition("=")
         if kind not in latency:
             raise ValueError(f"unknown call kind {kind!r}: one of {', '.join(latency)}")
-        latency[kind] = float(value)
+        try:
+            latency[kind] = float(value)
+        except ValueError:
+            raise ValueError(f"{kind}={value!r}: a round trip in milliseconds, such as {kind}=8") from None
+        if latency[kind] < 0:
+            raise ValueError(f"{kind}={value}: a round trip cannot be negative")
     return latency
 
 

@@ -23,6 +23,10 @@ def test_latency_defaults_are_the_issues_and_each_kind_can_be_overridden():
     assert set(parse_latency("0").values()) == {0.0}
     with pytest.raises(ValueError, match="unknown call kind 'lambda'"):
         parse_latency("lambda=5")
+    with pytest.raises(ValueError, match="dynamodb='fast': a round trip in milliseconds"):
+        parse_latency("dynamodb=fast")
+    with pytest.raises(ValueError, match="cannot be negative"):
+        parse_latency("ses=-1")
 
 
 def test_requests_that_overlapped_are_replayed_together_and_the_rest_in_order():
