@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--importtime", action="store_true")
-    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--only", nargs="*", choices=list(FUNCTIONS), help="measure only these functions")
     args = parser.parse_args(argv)
     results = measure(args.runs, args.importtime, args.only)
     report = {

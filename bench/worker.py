@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.model import RequestModel, parallel_groups
+from bench.model import RequestModel, VirtualClock, install_threads, parallel_groups
 
 # An idle worker polls again after 20 ms, then less and less often (at most every 250 ms): moto answers one
 # request at a time, and twenty idle workers polling every 20 ms kept it busy with empty ReceiveMessage
@@ -30,7 +30,11 @@ IDLE_MOST_SECONDS = 0.25
 
 
 def _model() -> RequestModel:
-    model = RequestModel(int(os.environ["BENCH_SOLUS_PORT"]), json.loads(os.environ["BENCH_LATENCY_MS"]))
+    model = RequestModel(
+        int(os.environ["BENCH_SOLUS_PORT"]),
+        json.loads(os.environ["BENCH_LATENCY_MS"]),
+        dilation=float(os.environ.get("BENCH_DILATION", "1")),
+    )
     model.install()
     return model
 
@@ -46,11 +50,17 @@ def product(out: Path) -> None:
     warnings.filterwarnings("ignore")
     from local.events import load_function
     from local.poller import QueuePoller
+    from postpay.limits import QUEUE_VISIBILITY_TIMEOUT_SECONDS
 
     model = _model()
     model.counting = False
+    clock = model.clock = VirtualClock(float(os.environ["BENCH_CPU_SCALE"]))
+    install_threads(clock)
     worker = load_function("automation", "worker")
-    poller = QueuePoller(os.environ["INVOICE_QUEUE_URL"], worker.handler)
+    # as the stack's queue hides a message: the local stack's 30 s made moto's slow answers redeliver jobs
+    poller = QueuePoller(
+        os.environ["INVOICE_QUEUE_URL"], worker.handler, visibility_timeout=QUEUE_VISIBILITY_TIMEOUT_SECONDS
+    )
     stop = Path(os.environ["BENCH_STOP_FILE"])
     model.recording = []
     _wait_for_go()
@@ -64,15 +74,25 @@ def product(out: Path) -> None:
         profiler = cProfile.Profile(time.thread_time)
         profiler.enable()
     idle = IDLE_FIRST_SECONDS
+    # each batch: when it was taken (here), its messages, and its duration in the model: the product's
+    # (CPU and round trips, and never less than all its threads' CPU: one vCPU runs one of them at a time)
+    # and the floor's (round trips only)
+    batches: list[tuple[float, int, float, float]] = []
     with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) to stdout
         while not stop.exists():
-            if poller.poll_once(wait_seconds=0) == 0:
+            taken, before, cpu_before = time.time(), clock.now(), time.process_time()
+            messages = poller.poll_once(wait_seconds=0)
+            if messages == 0:
                 model.forget_last("sqs")  # an empty poll: the event source mapping's, not a request of ours
+                clock.set(*before)
                 model.counting = False
                 time.sleep(idle)
                 idle = min(idle * 2, IDLE_MOST_SECONDS)
                 model.counting = True
             else:
+                after = clock.now()
+                busy = (time.process_time() - cpu_before) * clock.scale
+                batches.append((taken, messages, max(after[0] - before[0], busy), after[1] - before[1]))
                 last_done = time.time()
                 idle = IDLE_FIRST_SECONDS
     model.counting = False
@@ -87,6 +107,7 @@ def product(out: Path) -> None:
                 "recording": model.recording,
                 "cpu": time.process_time() - cpu,
                 "last_done": last_done,
+                "batches": batches,
             }
         )
     )

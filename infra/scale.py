@@ -6,3 +6,10 @@ calls each makes at once = the panel's budget, which every worker checks at cold
 WORKER_CONCURRENCY = 20
 USAGE_PARALLELISM = 5
 SOLUSVM_MAX_CONCURRENCY = WORKER_CONCURRENCY * USAGE_PARALLELISM
+# Lambda gives CPU in proportion to memory (one full vCPU at 1,769 MB, the most one Python thread uses). The
+# run handler lists the accounts and queues their jobs once a month. A worker's CPU (its invoices' PDFs and
+# emails) bounds how many accounts a second twenty of them invoice: at 512 MB (0.29 vCPU) the CPU alone takes
+# ~3.5 times as long; at one vCPU it overlaps the batch's network waits, for about the same GB-seconds per
+# account (the CPU's share costs the same at any size). README, Speed and scale.
+RUN_MEMORY_MB = 1024
+WORKER_MEMORY_MB = 1769

@@ -18,7 +18,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from infra.components.functions import PythonFunction
-from infra.scale import SOLUSVM_MAX_CONCURRENCY, WORKER_CONCURRENCY
+from infra.scale import RUN_MEMORY_MB, SOLUSVM_MAX_CONCURRENCY, WORKER_CONCURRENCY, WORKER_MEMORY_MB
 from postpay.limits import (
     DEAD_LETTER_MAX_RECEIVE_COUNT,
     INVOICE_MAX_ATTEMPTS,
@@ -66,7 +66,8 @@ WORKER_ACCESS: dict[str, list[str]] = {
     "invoices": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"],
     "invoice-runs": ["dynamodb:UpdateItem"],
     "run-outcomes": ["dynamodb:GetItem", "dynamodb:PutItem"],
-    "counters": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+    # the invoice counter: read with the batch's buyers (BatchGetItem), advanced by its transaction
+    "counters": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
     # the batch's cards on file (BatchGetItem), a card read again to charge it, the charge's claim
     "payments": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
 }
@@ -133,7 +134,7 @@ class Automation(Construct):
             environment=env,
             log_retention=log_retention,
             timeout_seconds=900,
-            memory_mb=1024,
+            memory_mb=RUN_MEMORY_MB,
             reserved_concurrency=None,
             function_name=run_name,
         )
@@ -159,6 +160,7 @@ class Automation(Construct):
             environment=env,
             log_retention=log_retention,
             timeout_seconds=WORKER_TIMEOUT_SECONDS,
+            memory_mb=WORKER_MEMORY_MB,
         )
         for table, actions in RUN_ACCESS.items():
             self.run.grant_table(tables[table], actions, indexes=RUN_INDEXES.get(table))

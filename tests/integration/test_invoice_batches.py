@@ -85,11 +85,14 @@ def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(st
     assert len(messages) == 10
     BillingStore().counter_value()
     transactions = Transactions(monkeypatch)
-    store = functions["worker"].container.invoicing.accounts
+    invoicing = functions["worker"].container.invoicing
+    assert invoicing.buyers_with_cards is not None, "the stack configures card payments"
     buyer_reads: list[int] = []
-    read_all = store.get_accounts
+    read_both = invoicing.buyers_with_cards
     monkeypatch.setattr(
-        store, "get_accounts", lambda emails: buyer_reads.append(len(emails)) or read_all(emails)
+        invoicing,
+        "buyers_with_cards",
+        lambda emails, clients: buyer_reads.append(len(emails)) or read_both(emails, clients),
     )
     # When the worker takes the batch, with the time ten jobs need (twice the deployed batch: with their card
     # charges they need more than the worker's timeout, which covers a batch of five)
@@ -100,7 +103,7 @@ def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(st
         timeout_ms=limits.batch_worst_case_ms(len(messages), parallelism=parallelism) + 60_000,
     )
     # Then one transaction issued ten invoices with consecutive numbers, in the batch's order, their buyers
-    # read in one request
+    # (and their cards on file) read in one request
     assert result == {"batchItemFailures": []}
     assert (transactions.sent, transactions.cancelled) == (1, 0)
     assert buyer_reads == [10]
@@ -168,9 +171,18 @@ def test_a_duplicate_is_dropped_by_its_cancellation_reason_and_the_rest_issued_i
 
 
 def test_a_moved_counter_costs_one_more_attempt_and_no_read(stack, functions, monkeypatch):
-    # Given a worker whose last-seen counter is stale (another worker issued invoices since)
+    # Given a worker whose counter, read with the batch's buyers, is stale by its transaction (another
+    # worker issued three invoices in between)
     _, accounts, messages = queued_batch(stack, functions, 4)
-    BillingStore._counter_hint = max(0, counter() - 3)
+    invoicing = functions["worker"].container.invoicing
+    read_both = invoicing.buyers_with_cards
+
+    def read_then_moved(emails: list[str], clients: list[int]) -> Any:
+        found = read_both(emails, clients)
+        BillingStore._counter_hint = max(0, counter() - 3)
+        return found
+
+    monkeypatch.setattr(invoicing, "buyers_with_cards", read_then_moved)
     reads: list[int] = []
     original = BillingStore.counter_value
     monkeypatch.setattr(BillingStore, "counter_value", lambda self: reads.append(1) or original(self))
@@ -286,3 +298,38 @@ def test_a_void_months_rebill_in_a_batch_keeps_the_void_invoice_and_survives_a_c
     assert len(invoices_of(other.client_id)) == 1
     assert all_invoice_numbers() == list(range(1, counter() + 1)), "numbers stay gapless"
     assert RunItem.get(rebill["runId"]).invoiced == 1
+
+
+def test_a_batch_reads_its_buyers_their_cards_and_the_counter_in_one_request_per_hundred_keys(
+    stack, functions, monkeypatch
+):
+    from postpay.adapters.batch_reads import buyers_with_cards
+    from postpay.adapters.tables import PaymentItem
+
+    # Given two accounts, one with a card on file and one whose customer has no card (yet)
+    carded, bare = (enrolled_account(stack, functions, enrolled_at=ENROLLED) for _ in range(2))
+    PaymentItem(f"card#{carded.client_id}", customer="cus_1", payment_method="pm_1").save()
+    PaymentItem(f"card#{bare.client_id}", customer="cus_2").save()
+    client = tables.connection().client
+    requests: list[dict] = []
+    original = client.batch_get_item
+    monkeypatch.setattr(
+        client, "batch_get_item", lambda **kwargs: requests.append(kwargs) or original(**kwargs)
+    )
+    # When a batch of two reads them: one request over the three tables, the invoice counter with them (the
+    # next transaction's first guess)
+    BillingStore._counter_hint = None
+    found, cards = buyers_with_cards([carded.email, bare.email], [carded.client_id, bare.client_id])
+    assert set(found) == {carded.email, bare.email} and found[carded.email].client_id == carded.client_id
+    assert cards == {carded.client_id}
+    assert len(requests) == 1 and len(requests[0]["RequestItems"]) == 3
+    assert BillingStore._counter_hint == counter()
+    # and 121 keys (58 unknown emails and 58 unknown clients besides them) take two requests; the unknown
+    # are left out
+    requests.clear()
+    emails = [carded.email, bare.email, *(f"nobody-{i}@example.com" for i in range(58))]
+    clients = [carded.client_id, bare.client_id, *range(10**9, 10**9 + 58)]
+    found, cards = buyers_with_cards(emails, clients)
+    assert set(found) == {carded.email, bare.email} and cards == {carded.client_id}
+    assert len(requests) == 2
+    assert sum(len(t["Keys"]) for r in requests for t in r["RequestItems"].values()) == 121

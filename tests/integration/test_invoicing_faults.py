@@ -74,7 +74,7 @@ def _invoicing(functions):
             False,
             "2024-02-01",
         ),
-        ("after writing the invoice, before the email", "mailer", "send", False, True, "2024-03-01"),
+        ("after writing the invoice, before the email", "mailer", "deliver", False, True, "2024-03-01"),
         ("after writing the nothing-to-bill record", "billing", "issue_batch", True, False, "2024-04-01"),
     ],
 )

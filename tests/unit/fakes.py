@@ -356,10 +356,18 @@ class FakeMailer:
         self.fail_next = 0
 
     def send(self, to: str, template: str, *, attachments: tuple[Any, ...] = (), **context: Any) -> str:
+        return self.deliver(self.compose(to, template, attachments=attachments, **context))
+
+    def compose(
+        self, to: str, template: str, *, attachments: tuple[Any, ...] = (), **context: Any
+    ) -> SentMail:
+        return SentMail(to, template, context, attachments)
+
+    def deliver(self, message: SentMail) -> str:
         if self.fail_next:
             self.fail_next -= 1
             raise RuntimeError("SES unavailable")
-        self.sent.append(SentMail(to, template, context, attachments))
+        self.sent.append(message)
         return f"message-{len(self.sent)}"
 
     def to(self, address: str) -> list[str]:

@@ -89,12 +89,14 @@ class World:
             )
         self.billing.start_run("run-1", trigger="operator", period=OCTOBER.as_dict(), now=clock.now())
 
-    def batch(self) -> list[str]:
-        jobs = [
+    def jobs(self) -> list[Job]:
+        return [
             Job("run-1", ADA, "ada@example.com", 12, OCTOBER),
             Job("run-1", BOB, "bob@example.com", 13, OCTOBER),
         ]
-        prepared = self.invoicing.prepare(jobs)
+
+    def batch(self) -> list[str]:
+        prepared = self.invoicing.prepare(self.jobs())
         return [self.invoicing.finish(item, final_attempt=False) for item in prepared]
 
     def email_of(self, client_id: int) -> dict:

@@ -23,6 +23,10 @@ def test_latency_defaults_are_the_issues_and_each_kind_can_be_overridden():
     assert set(parse_latency("0").values()) == {0.0}
     with pytest.raises(ValueError, match="unknown call kind 'lambda'"):
         parse_latency("lambda=5")
+    with pytest.raises(ValueError, match="dynamodb='fast': a round trip in milliseconds"):
+        parse_latency("dynamodb=fast")
+    with pytest.raises(ValueError, match="cannot be negative"):
+        parse_latency("ses=-1")
 
 
 def test_requests_that_overlapped_are_replayed_together_and_the_rest_in_order():
@@ -91,3 +95,43 @@ def test_requests_are_also_counted_by_operation():
     assert operation("sqs", "/", {"X-Amz-Target": "AmazonSQS.ReceiveMessage"}) == "sqs ReceiveMessage"
     assert operation("ses", "/v2/email/outbound-emails", {}) == "ses outbound-emails"
     assert operation("solusvm", "/api/v1/users/7/usage?date_from=2022-10-01", {}) == "solusvm usage"
+
+
+def test_batches_are_scheduled_on_the_free_worker_once_their_messages_are_queued():
+    from bench.model import schedule
+
+    assert schedule([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], workers=2) == 2.0
+    assert schedule([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], workers=3) == 1.0
+    # the third batch's messages are queued only at 5 s; the run handler itself ends at 6 s
+    assert schedule([1.0, 1.0, 1.0], [0.0, 0.0, 5.0], workers=3) == 6.0
+    assert schedule([1.0], [0.0], workers=1, not_before=6.5) == 6.5
+
+
+def test_the_virtual_clock_counts_round_trips_and_scaled_cpu_and_joins_thread_pools():
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.model import VirtualClock, cpu_scale, install_threads
+
+    assert cpu_scale(1769) == 1.0 and cpu_scale(3538) == 1.0 and round(cpu_scale(512), 3) == 3.455
+    clock = VirtualClock(scale=2.0)
+    undo = install_threads(clock)
+    try:
+        start_model, start_floor = clock.now()
+        clock.wait(0.015)  # a transaction's round trip
+        clock.wait(0.5, io=False)  # the product's own pause: not in the floor
+
+        def call(_: int) -> None:
+            clock.wait(0.08)  # a usage call
+
+        with ThreadPoolExecutor(2) as pool:  # four calls, two at a time: two rounds
+            list(pool.map(call, range(4)))
+        spin = time.thread_time()
+        while time.thread_time() - spin < 0.05:  # CPU: counted twice over (scale 2) in the model only
+            pass
+        model, floor = clock.now()
+    finally:
+        undo()
+    assert floor - start_floor == pytest.approx(0.015 + 0.16, abs=1e-6)
+    assert model - start_model == pytest.approx(0.015 + 0.5 + 0.16 + 0.1, abs=0.03)
+    assert ThreadPoolExecutor.submit.__name__ == "submit"  # undone

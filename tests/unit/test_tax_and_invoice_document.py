@@ -326,27 +326,95 @@ def test_the_fonts_are_parsed_once_per_process_and_every_pdf_still_embeds_its_ow
     assert "Zoë Quintus-Wyatt" in second and "Växjö" in second
 
 
-def _dated(data: bytes) -> bytes:
-    """The PDF with its creation date (and the file id made from it) blanked: the rest is the content."""
-    import re
-
-    data = re.sub(rb"/CreationDate \(D:\d+Z\)", b"/CreationDate ()", data)
-    return re.sub(rb"/ID \[<[0-9A-F]+><[0-9A-F]+>\]", b"/ID []", data)
-
-
 @pytest.mark.parametrize(
     "name", ["Ada Lovelace", "Zoë Ŵright-Þórsdóttir", "Ελένη Παππά", "Иван Петров", "אדה לאבלייס"]
 )
-def test_the_pdf_embeds_the_same_fonts_whether_subset_from_the_common_cut_or_from_the_whole_font(
-    monkeypatch, name
-):
-    """The PDF embeds its DejaVu subsets cut from a copy of the font reduced to the common characters once
-    per process (half of a PDF's time was fpdf2 reading the whole font again); a document with any other
-    glyph (Hebrew here) subsets the whole font. Either way the bytes are those the whole font gives."""
+def test_the_pdf_embeds_the_fonts_fpdf2_itself_would_subset(monkeypatch, name):
+    """The DejaVu faces are embedded from a per-process cache of cuts made with fpdf2's own options (from the
+    common cut, or from the whole font for Hebrew here), and fpdf2 is told to leave them as they are: with no
+    padding, the PDF is the bytes fpdf2 writes when it subsets each face itself. Fails if fpdf2 changes how it
+    subsets (its options, the tables it drops, how it numbers the glyphs)."""
     document = invoice(buyer=replace(invoice().buyer, name=name))  # type: ignore[arg-type]
+    monkeypatch.setattr(pdf_module, "_PADDING", {"": [], "B": []})
     cut = invoice_pdf(document, today=date(2026, 11, 2))
-    monkeypatch.setattr(pdf_module, "_embed_common_fonts", lambda pdf: None)
-    whole = invoice_pdf(document, today=date(2026, 11, 2))
-    assert _dated(cut) == _dated(whole)
+    monkeypatch.setattr(pdf_module, "_embed_cut_fonts", lambda pdf: None)
+    by_fpdf2 = invoice_pdf(document, today=date(2026, 11, 2))
+    assert cut == by_fpdf2
     if name.isascii():
         assert name in pdf_text(cut)
+
+
+def _font_files(data: bytes) -> list[bytes]:
+    """The embedded font files of a PDF (fpdf2 writes each as a FlateDecode stream with /Length1)."""
+    import re
+    import zlib
+
+    starts = [m.end() for m in re.finditer(rb"/Length1 \d+\s*>>\s*stream\r?\n", data)]
+    return [zlib.decompressobj().decompress(data[start:]) for start in starts]
+
+
+def test_invoices_that_print_other_ascii_text_embed_the_same_cut_computed_once_per_process(monkeypatch):
+    """Subsetting DejaVu when writing each PDF was two thirds of its CPU: a face is cut once per process for
+    the glyphs printed padded to printable ASCII (the bold one: digits, capitals, amounts), so another
+    buyer, address and total embed the same cut and nothing is subset again."""
+    from fontTools import subset
+
+    # Given a process that has rendered one invoice
+    first = invoice_pdf(invoice(), today=date(2026, 11, 2))
+    subsets: list[object] = []
+    original = subset.Subsetter.subset
+    monkeypatch.setattr(
+        subset.Subsetter, "subset", lambda self, font: subsets.append(font) or original(self, font)
+    )
+    misses = pdf_module._cut_font.cache_info().misses
+    # When an invoice for another buyer with another total is rendered
+    buyer = Buyer(name="Quincy Jakobs", company="Wyvern Ltd", email="qj@example.org", address=("77 Vale Rd",))
+    other = invoice_pdf(invoice(buyer=buyer, total=D("48301.79")), today=date(2026, 11, 2))
+    # Then no font was subset again, and the same font files are embedded
+    assert subsets == [] and pdf_module._cut_font.cache_info().misses == misses
+    assert _font_files(other) == _font_files(first) and len(_font_files(first)) == 2
+    assert "Quincy Jakobs" in pdf_text(other) and "48,301.79 USD" in pdf_text(other)
+
+
+def test_a_glyph_outside_the_padding_is_cut_once_and_prints():
+    """A name with letters beyond ASCII gets its own cut of the regular face (once per process), and its
+    letters print."""
+    pdf_module._cut_font.cache_clear()
+    invoice_pdf(invoice(), today=date(2026, 11, 2))
+    assert pdf_module._cut_font.cache_info().misses == 2  # the regular and the bold face
+    buyer = Buyer(name="Zoë Ŵright-Þórsdóttir", address=("Växjö",))
+    first = invoice_pdf(invoice(buyer=buyer), today=date(2026, 11, 2))
+    assert pdf_module._cut_font.cache_info().misses == 3  # the regular face: the bold one prints no name
+    again = invoice_pdf(invoice(buyer=buyer), today=date(2026, 11, 2))
+    assert pdf_module._cut_font.cache_info().misses == 3 and again == first
+    assert "Zoë Ŵright-Þórsdóttir" in pdf_text(first) and "Växjö" in pdf_text(first)
+
+
+def test_the_pdf_is_the_same_bytes_whether_its_fonts_were_cut_for_it_or_taken_from_the_cache():
+    pdf_module._cut_font.cache_clear()
+    cut_for_it = invoice_pdf(invoice(), today=date(2026, 11, 2))
+    assert invoice_pdf(invoice(), today=date(2026, 11, 2)) == cut_for_it
+
+
+def test_fpdf2_still_subsets_and_writes_fonts_the_way_the_cut_fonts_rely_on():
+    """_let_fpdf2_embed_cut_fonts swaps fpdf.output's ``ftsubset`` for one whose Subsetter leaves a cut font
+    as it is, and _CutFont offers what fpdf2 then calls on it: if fpdf2 changes that shape, this fails
+    (and fpdf2 would subset a cut font as a fontTools font: the PDF tests above fail too)."""
+    import inspect
+
+    import fpdf.output
+    from fontTools import subset
+
+    invoice_pdf(invoice(), today=date(2026, 11, 2))
+    source = inspect.getsource(fpdf.output.OutputProducer._add_fonts)
+    for call in (
+        "ftsubset.Subsetter(options)",
+        "subsetter.populate(glyphs=glyph_names)",
+        "subsetter.subset(font.ttfont)",
+        "font.ttfont.getGlyphID(glyph.glyph_name)",
+        "font.ttfont.save(output)",
+    ):
+        assert call in source, f"fpdf2 no longer does {call} when it writes a font"
+    assert issubclass(fpdf.output.ftsubset.Subsetter, subset.Subsetter)
+    assert fpdf.output.ftsubset.Subsetter is not subset.Subsetter
+    assert fpdf.output.ftsubset.Options is subset.Options

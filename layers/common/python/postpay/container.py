@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from postpay.clock import Clock, SystemClock
 from postpay.config import Settings
-from postpay.models import Invoice, InvoiceProfile, Pricing, Seller
+from postpay.models import Account, Invoice, InvoiceProfile, Pricing, Seller
 from postpay.ports import (
     AccountStore,
     Counters,
@@ -34,6 +36,26 @@ if TYPE_CHECKING:
     from postpay.services.guard import PasswordGuard
     from postpay.services.provisioning import Provisioner
     from postpay.services.sessions import Sessions
+
+
+class _OnFirstUse:
+    """An adapter built on its first use: the Stripe SDK costs seconds of CPU to import where Lambda cannot
+    keep compiled bytecode, and most invocations that wire card payments never call the gateway (the run
+    handler, a worker whose batch has no card on file, the pages without a card form)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._built: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_build", "_built", "_lock"):
+            raise AttributeError(name)  # copy, pickle and an instance not initialised yet find nothing here
+        if self._built is None:
+            with self._lock:
+                if self._built is None:
+                    self._built = self._build()
+        return getattr(self._built, name)
 
 
 @dataclass(frozen=True)
@@ -197,7 +219,16 @@ class Container:
             collect=self.collection.charge if self.collection is not None else None,
             card_to_charge=self.collection.card_to_charge if self.collection is not None else None,
             with_cards=self.collection.clients_with_cards if self.collection is not None else None,
+            buyers_with_cards=self._buyers_with_cards,
         )
+
+    def _buyers_with_cards(
+        self, emails: list[str], client_ids: list[int]
+    ) -> tuple[dict[str, Account], set[int]]:
+        from postpay.adapters.batch_reads import buyers_with_cards
+
+        self.stores  # noqa: B018 - binds the table names
+        return buyers_with_cards(emails, client_ids)
 
     @cached_property
     def upkeep(self) -> Upkeep:
@@ -246,16 +277,20 @@ class Container:
         """The card gateway, or None when Stripe is not configured (payment by transfer only)."""
         if not self.settings.stripe_enabled:
             return None
-        from postpay.adapters import params
-        from postpay.adapters.stripe_gateway import StripeGateway
-
         key, webhook = self.settings.stripe_secret_key_secret, self.settings.stripe_webhook_secret_secret
         assert key is not None and webhook is not None
-        return StripeGateway(
-            lambda: params.secret(key),
-            webhook_secret=lambda: params.secret(webhook),
-            api_base=self.settings.stripe_api_base,
-        )
+
+        def build() -> PaymentGateway:
+            from postpay.adapters import params
+            from postpay.adapters.stripe_gateway import StripeGateway
+
+            return StripeGateway(
+                lambda: params.secret(key),
+                webhook_secret=lambda: params.secret(webhook),
+                api_base=self.settings.stripe_api_base,
+            )
+
+        return cast("PaymentGateway", _OnFirstUse(build))
 
     @cached_property
     def collection(self) -> Collection | None:

@@ -270,6 +270,14 @@ class Mailer(Protocol):
         """Renders and sends ``template``; returns the message id."""
         ...
 
+    def compose(self, to: str, template: str, *, attachments: tuple[Any, ...] = (), **context: Any) -> Any:
+        """What ``send`` would send, rendered ahead (another thread may compose while this one sends)."""
+        ...
+
+    def deliver(self, message: Any) -> str:
+        """Sends a message ``compose`` made; returns the message id."""
+        ...
+
 
 class PaymentGateway(Protocol):
     """A card gateway (Stripe today: postpay.adapters.stripe_gateway). Amounts in minor units (int)."""

@@ -83,18 +83,21 @@ class BillingStore(InvoiceReads, RunsStore):
     """Issuing invoices; reading and emailing them is InvoiceReads, the runs they count in come from
     RunsStore, the operator's desk on them from InvoiceDeskStore."""
 
-    # The counter value this process last saw: the first guess for the next number (saves a read per invoice).
-    _counter_hint: int | None = None
+    _counter_hint: int | None = None  # the counter as last seen: the next number's first guess (no read)
 
     # issuing ---------------------------------------------------------------------------------------
 
-    def counter_value(self) -> int:
-        try:
-            value = int(CounterItem.get(INVOICE_COUNTER, consistent_read=True).value or 0)
-        except CounterItem.DoesNotExist:
-            value = 0
+    @staticmethod
+    def note_counter(value: int) -> int:
+        """The counter as read just now (here, or with a worker's batch): the next batch's first guess."""
         BillingStore._counter_hint = value
         return value
+
+    def counter_value(self) -> int:
+        try:
+            return self.note_counter(int(CounterItem.get(INVOICE_COUNTER, consistent_read=True).value or 0))
+        except CounterItem.DoesNotExist:
+            return self.note_counter(0)
 
     def issue(
         self,

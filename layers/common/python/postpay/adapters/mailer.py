@@ -5,6 +5,7 @@ multipart/alternative text and HTML parts, then each attachment."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
@@ -14,6 +15,15 @@ from postpay.templating import render
 
 # (file name, content type, bytes)
 Attachment = tuple[str, str, bytes]
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A message ready to go: its template's name and the SES SendEmail request."""
+
+    template: str
+    request: dict[str, Any]
+
 
 SUBJECTS = {
     "verify": "Confirm your email address",
@@ -51,6 +61,12 @@ class SesMailer:
         """Renders ``email/<template>.html`` and ``.txt`` and sends them; returns the SES message id.
 
         Links in ``context`` are absolute URLs built from the configured base URL by the caller."""
+        return self.deliver(self.compose(to, template, attachments=attachments, **context))
+
+    def compose(
+        self, to: str, template: str, *, attachments: tuple[Attachment, ...] = (), **context: Any
+    ) -> Composed:
+        """The message ``send`` sends, rendered and encoded but not sent (the CPU of sending it)."""
         invoice = context.get("invoice")
         period = f"{invoice.period_start:%B %Y}" if invoice is not None else ""
         subject = SUBJECTS[template].format(
@@ -76,8 +92,12 @@ class SesMailer:
             }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
-        message_id = self.client.send_email(**request)["MessageId"]
-        logger.info("email sent", extra={"template": template, "message_id": message_id})
+        return Composed(template, request)
+
+    def deliver(self, message: Composed) -> str:
+        """Sends a composed message; returns the SES message id."""
+        message_id = self.client.send_email(**message.request)["MessageId"]
+        logger.info("email sent", extra={"template": message.template, "message_id": message_id})
         return str(message_id)
 
     def mime(self, to: str, subject: str, text: str, html: str, attachments: tuple[Attachment, ...]) -> bytes:

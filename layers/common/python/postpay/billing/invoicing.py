@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -96,6 +96,17 @@ class Prepared:
     # the batch's one read of its clients' cards on file (Stripe configured): False = none, so neither the
     # invoice email nor the automatic charge reads it again; None = not read (each reads it, as a lone job)
     has_card: bool | None = None
+    email: Composing | None = None  # its invoice email, composed while the batch's earlier emails are sent
+
+
+@dataclass(frozen=True)
+class Composing:
+    """An invoice email being composed ahead (its PDF rendered, its MIME encoded), for the day it is dated
+    (its ``today``) and the pay link it carries."""
+
+    today: date
+    pay_url: str | None
+    message: Future[Any]
 
 
 @dataclass(frozen=True)
@@ -298,6 +309,8 @@ class Invoicing:
         collect: Callable[[Invoice], object] | None = None,
         card_to_charge: Callable[[Invoice], Card | None] | None = None,
         with_cards: Callable[[list[int]], set[int]] | None = None,
+        buyers_with_cards: Callable[[list[str], list[int]], tuple[dict[str, Account], set[int]]]
+        | None = None,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -310,12 +323,15 @@ class Invoicing:
         self.queue = queue
         self.dispatcher = dispatcher  # None where there is no Lambda (local stack, tests): queue inline
         self._usage_pool: ThreadPoolExecutor | None = None
+        self._compose_pool: ThreadPoolExecutor | None = None
         # charges a new invoice to the card on file (Stripe configured); exactly once by its own claim
         self.collect = collect
         # the card that charge will take the invoice from, for the invoice email to say so
         self.card_to_charge = card_to_charge
         # which of a batch's clients have a card on file, in one read
         self.with_cards = with_cards
+        # the batch's buyers and which of them have a card on file, in one read of both tables
+        self.buyers_with_cards = buyers_with_cards
 
     # the run ---------------------------------------------------------------------------------------
 
@@ -494,9 +510,17 @@ class Invoicing:
                 checked.append((item, usage, invoice_lines(usage, pricing), pricing))
             except Exception as error:  # kept for this job's finish(): the usage refused, SolusVM down
                 item.error = error
+        billable = [item.job for item, _, lines, _ in checked if lines]
+        accounts: dict[str, Account] = {}
+        cards: set[int] | None = None
         try:
-            # the buyers of the batch's invoices, in one read
-            accounts = self.accounts.get_accounts([item.job.email for item, _, lines, _ in checked if lines])
+            # the buyers of the batch's invoices (and who of them has a card on file), in one read
+            if billable and self.buyers_with_cards is not None:
+                accounts, cards = self.buyers_with_cards(
+                    [job.email for job in billable], [job.client_id for job in billable]
+                )
+            elif billable:
+                accounts = self.accounts.get_accounts([job.email for job in billable])
         except Exception as error:  # nothing was written: every job of it is retried
             for item, *_ in checked:
                 item.error = error
@@ -526,21 +550,55 @@ class Invoicing:
                 item.outcome = "nothing_to_bill"
             else:
                 item.invoice, item.outcome = result, "invoiced"
-        self._read_cards([item for item in waiting if item.invoice is not None])
+        issued = [item for item in waiting if item.invoice is not None]
+        self._read_cards(issued, cards)
+        self._compose_ahead(issued)
         return prepared
 
-    def _read_cards(self, issued: list[Prepared]) -> None:
+    def _compose_ahead(self, issued: list[Prepared]) -> None:
+        """Starts composing the batch's invoice emails (the PDF, the templates, the MIME: most of the
+        worker's CPU), one after another in one thread, while the jobs send them one after another: each
+        send waits only for its own message, and the next ones are made while the earlier ones are on the
+        network (SES, the "sent" mark). A lone invoice's email is composed when it is sent, as before. A
+        message that fails to compose fails its job's email, which the queue retries, as an inline one
+        would."""
+        if len(issued) < 2:
+            return
+        if self._compose_pool is None:
+            self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="compose")
+        today = local_date(self.clock.now(), self.settings.billing_timezone)
+        for item in issued:
+            assert item.invoice is not None
+            pay_url = pay_online_url(self.settings, item.invoice)
+            item.email = Composing(
+                today,
+                pay_url,
+                self._compose_pool.submit(
+                    self._invoice_email, item.invoice, has_card=item.has_card, today=today, pay_url=pay_url
+                ),
+            )
+
+    def discard(self, leftovers: Iterable[Prepared]) -> None:
+        """Prepared jobs that will not finish in this invocation: their emails are not composed for nothing
+        (a composing one ends in a moment), so no thread is at work when Lambda freezes the environment."""
+        for item in leftovers:
+            if item.email is not None:
+                item.email.message.cancel()
+
+    def _read_cards(self, issued: list[Prepared], cards: set[int] | None = None) -> None:
         """One read of the cards on file of the batch's new invoices' clients, instead of two reads per
-        invoice (its email's and its charge's). Who has no card is settled for this attempt: a card saved
-        in the seconds before its email is sent is not charged automatically, and the email offers Pay now,
-        as it says. A card found is read again by the charge itself. A failed read leaves it to each job."""
+        invoice (its email's and its charge's), unless the batch read them with its buyers (``cards``). Who
+        has no card is settled for this attempt: a card saved in the seconds before its email is sent is not
+        charged automatically, and the email offers Pay now, as it says. A card found is read again by the
+        charge itself. A failed read leaves it to each job."""
         if self.with_cards is None or not issued:
             return
-        try:
-            cards = self.with_cards([item.job.client_id for item in issued])
-        except Exception:  # each job reads its own card, as without the batch
-            logger.warning("the batch's cards on file could not be read", exc_info=True)
-            return
+        if cards is None:
+            try:
+                cards = self.with_cards([item.job.client_id for item in issued])
+            except Exception:  # each job reads its own card, as without the batch
+                logger.warning("the batch's cards on file could not be read", exc_info=True)
+                return
         for item in issued:
             item.has_card = item.job.client_id in cards
 
@@ -556,7 +614,7 @@ class Invoicing:
             if prepared.already:
                 return self._already(job)
             if prepared.invoice is not None:
-                self._issued(prepared.invoice, has_card=prepared.has_card)
+                self._issued(prepared.invoice, has_card=prepared.has_card, email=prepared.email)
             assert prepared.outcome is not None
             return prepared.outcome
         except UsageError as error:
@@ -720,7 +778,9 @@ class Invoicing:
             carried_in=carried,
         )
 
-    def _issued(self, invoice: Invoice, *, has_card: bool | None = None) -> None:
+    def _issued(
+        self, invoice: Invoice, *, has_card: bool | None = None, email: Composing | None = None
+    ) -> None:
         logger.info(
             "invoice issued",
             extra={
@@ -732,7 +792,7 @@ class Invoicing:
         )
         metrics.add_metric(name="InvoicesIssued", unit="Count", value=1)
         metrics.add_metric(name=f"AmountBilled{invoice.currency}", unit="None", value=float(invoice.total))
-        self._email(invoice, claimed=True, has_card=has_card)
+        self._email(invoice, claimed=True, has_card=has_card, email=email)
         if has_card is not False:  # without a card on file the charge has nothing to do
             self._collect(invoice)
 
@@ -759,7 +819,9 @@ class Invoicing:
         if self.collect is not None and invoice.status is InvoiceStatus.UNPAID:
             self.collect(invoice)
 
-    def _email(self, invoice: Invoice, *, claimed: bool, has_card: bool | None = None) -> None:
+    def _email(
+        self, invoice: Invoice, *, claimed: bool, has_card: bool | None = None, email: Composing | None = None
+    ) -> None:
         """Sends the invoice email once: under the lease written with the invoice, or one claimed now."""
         now = self.clock.now()
         if not claimed:
@@ -770,22 +832,39 @@ class Invoicing:
                 # Another attempt may be sending it right now. Retry later rather than finish: if that
                 # attempt died before sending, the email goes out once its lease has expired.
                 raise EmailPending(invoice.number)
-        message_id = self.send_invoice_email(invoice, has_card=has_card)
+        message_id = self.send_invoice_email(invoice, has_card=has_card, email=email)
         self.billing.mark_emailed(invoice, message_id, self.clock.now())
 
-    def send_invoice_email(self, invoice: Invoice, *, has_card: bool | None = None) -> str:
+    def send_invoice_email(
+        self, invoice: Invoice, *, has_card: bool | None = None, email: Composing | None = None
+    ) -> str:
         """Sends the invoice's email (no lease: the caller decides it must go); returns the message id.
-        ``has_card=False``: the batch found no card on file, so the email is not told of a charge."""
+        ``has_card=False``: the batch found no card on file, so the email is not told of a charge. ``email``:
+        the message composed ahead (``_compose_ahead``), sent if it was made for the same day and pay link."""
         today = local_date(self.clock.now(), self.settings.billing_timezone)
         pay_url = pay_online_url(self.settings, invoice)
-        # Read as the email is rendered: the worker sends it before it charges (the client learns of the
-        # invoice first), so a card on file is the charge about to be made, and the email says so instead
-        # of asking to pay; once an attempt failed, Pay now. Without Stripe both are None: as before.
+        if email is not None and (email.today, email.pay_url) == (today, pay_url):
+            message = email.message.result()
+        else:
+            if email is not None:
+                email.message.cancel()  # composed for another day: not sent, and not composed if not begun
+            message = self._invoice_email(invoice, has_card=has_card, today=today, pay_url=pay_url)
+        return self.mailer.deliver(message)
+
+    def _invoice_email(
+        self, invoice: Invoice, *, has_card: bool | None, today: date, pay_url: str | None
+    ) -> Any:
+        """The invoice email with its PDF, composed (not sent)."""
+        # Read as the email is composed (for a batch, ahead of its send by at most the batch's earlier sends,
+        # a fraction of a second): the worker sends it before it charges (the client learns of the invoice
+        # first), so a card on file is the charge about to be made, and the email says so instead of asking
+        # to pay; once an attempt failed, Pay now. The charge reads the card on file again. Without Stripe
+        # both are None: as before.
         card = None
         if pay_url and self.card_to_charge is not None and has_card is not False:
             card = self.card_to_charge(invoice)
         pdf = invoice_pdf(invoice, today=today, pay_url=pay_url)
-        return self.mailer.send(
+        return self.mailer.compose(
             invoice.email,
             "invoice",
             invoice=invoice,

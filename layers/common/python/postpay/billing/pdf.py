@@ -9,11 +9,19 @@ both read the stored invoice, nothing is recomputed here.
 Each font file is parsed once per process (``_parsed_font``), not once per PDF: fpdf2 has no cache of its own
 across documents, so each document gets a copy of the parsed font (``_add_font``) that shares what fpdf2
 itself treats as immutable (the widths, the character map, the descriptor: see ``TTFFont.__deepcopy__``) and
-has its own subset and its own fontTools font over the cached file bytes, because fpdf2 subsets that font in
-place when it writes the document. That font is a copy of DejaVu cut down once per process to the characters
-most invoices print (``_COMMON``) whenever the document uses no other glyph: fpdf2 reads every table of the
-font it subsets, and reading DejaVu's 6,253 glyphs was half of a Latin invoice's PDF time (88 -> 51 ms CPU);
-the embedded subset is the same bytes either way.
+has its own subset map and its own fontTools font over the cached file bytes.
+
+fpdf2 subsets every embedded font when it writes the document, and that was two thirds of a Latin invoice's
+PDF CPU (31 -> 13 ms per PDF after the first, ``python -m bench.pdf``). So each DejaVu face is embedded from
+a per-process cache of cut fonts (``_cut_font``) keyed by the glyphs it holds: the glyphs the document prints
+padded to those most invoices print (``_PADDING``: printable ASCII in the regular face; digits, capitals and
+what amounts print in the bold one), so that invoices differing in names, addresses and amounts embed the
+same cut, computed once per process; the padding costs ~7.5 KB per PDF (24 -> 32 KB). fpdf2 is told to leave
+a cut font as it is (``_let_fpdf2_embed_cut_fonts``); the cut is made with fpdf2's own options, so the
+embedded font is the bytes fpdf2 would write for the same glyphs. A cut is made from a copy of DejaVu cut
+down once per process to the characters most invoices print (``_COMMON``) whenever it holds all the glyphs:
+a cut from the whole of DejaVu (6,253 glyphs) costs twice as much; the bytes are the same either way. The
+fallback font is subset by fpdf2 itself, per document.
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ import base64
 import binascii
 import copy
 import functools
+import types
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from postpay.models import Buyer, Invoice, Seller
 from postpay.money import format_amount, format_count
@@ -40,7 +49,12 @@ _FONTS = Path(__file__).resolve().parent.parent / "fonts"  # shipped in the laye
 _WIDTH = 170.0  # A4 is 210 mm wide, Letter 216 mm: 20 mm margins fit both
 _COLUMNS = (("Server", 46.0), ("Plan", 26.0), ("Hours", 18.0), ("Tokens", 24.0), ("Unit price", 26.0))
 _AMOUNT_COLUMN = _WIDTH - sum(w for _, w in _COLUMNS)
-_DROPPED_TABLES = {"FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx"}
+# What fpdf2 (2.8) drops from every font it embeds (fpdf.output's _add_fonts): dropped here too, once per
+# process, and by the cut made with its options.
+_FPDF_DROPPED_TABLES = [
+    *("FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "sbix", "CBDT", "CBLC", "EBDT", "EBLC"),
+    *("EBSC", "SVG ", "CPAL", "COLR"),
+]
 
 
 def _font(name: str) -> str:
@@ -58,11 +72,10 @@ def _parsed_font(family: str, style: str, path: str) -> tuple[TTFFont, bytes]:
     from fpdf import FPDF
     from fpdf.fonts import TTFFont
 
-    # the tables fpdf2 drops from every embedded subset (layout, maths, timestamps: fpdf.output's
-    # _add_fonts), dropped here once so that no document reads them again; and 'kern', which fontTools'
-    # subsetter drops when the font has GPOS
+    # the tables fpdf2 drops from every embedded subset (layout, maths, timestamps), dropped here once so
+    # that no document reads them again; and 'kern', which fontTools' subsetter drops when the font has GPOS
     stripped = ttLib.TTFont(path, recalcTimestamp=False, lazy=True)
-    dropped = _DROPPED_TABLES | ({"kern"} if "GPOS" in stripped else set())
+    dropped = set(_FPDF_DROPPED_TABLES) | ({"kern"} if "GPOS" in stripped else set())
     for tag in dropped & set(stripped.keys()):
         del stripped[tag]
     data = BytesIO()
@@ -103,6 +116,83 @@ def _common_font(family: str, style: str, path: str) -> tuple[frozenset[str], by
     return frozenset(font.getGlyphOrder()), out.getvalue()
 
 
+# Embedded by every invoice whether it prints them or not, so that most invoices embed the same cut of each
+# face (see _embed_cut_fonts), at ~7.5 KB (compressed) per PDF: the regular face prints names and addresses,
+# so printable ASCII and the dash printed for a missing value; the bold one prints the template's own words
+# and the invoice's number, state and total, so digits, capitals and what amounts print.
+_PADDING = {
+    "": [*range(0x20, 0x7F), 0x2014],
+    "B": [*range(0x30, 0x3A), *range(0x41, 0x5B), *map(ord, " ,.-:%¥")],
+}
+
+
+class _CutFont:
+    """A font file already subset to the glyphs a document embeds: what fpdf2's output uses of
+    ``font.ttfont`` once it has subset it (glyph ids, the file's bytes, close); ``_Subsetter`` leaves it
+    as it is."""
+
+    def __init__(self, glyph_order: list[str], data: bytes) -> None:
+        self._ids = {name: gid for gid, name in enumerate(glyph_order)}
+        self.data = data
+
+    def getGlyphID(self, glyph_name: str) -> int:  # fontTools' name, which fpdf2 calls
+        return self._ids[glyph_name]
+
+    def save(self, file: BinaryIO) -> None:
+        file.write(self.data)
+
+    def close(self) -> None:
+        pass
+
+
+def _padding(family: str, style: str, path: str) -> frozenset[str]:
+    parsed, _ = _parsed_font(family, style, path)
+    return frozenset(parsed.cmap[c] for c in _PADDING[style] if c in parsed.cmap)
+
+
+@functools.lru_cache(maxsize=64)  # ~20-40 KB each; most invoices share one key per face
+def _cut_font(family: str, style: str, path: str, glyphs: frozenset[str]) -> _CutFont:
+    """The face subset to ``glyphs`` as fpdf2 subsets it (the same options, so the same bytes), from the
+    common cut when it holds them all (half the CPU of a cut from the whole font: ~11 ms against ~21)."""
+    from fontTools import subset, ttLib
+
+    names, data = _common_font(family, style, path)
+    if not glyphs <= names:
+        _, data = _parsed_font(family, style, path)
+    font = ttLib.TTFont(BytesIO(data), recalcTimestamp=False, lazy=True)
+    options = subset.Options(notdef_outline=True, recommended_glyphs=True)
+    options.drop_tables += _FPDF_DROPPED_TABLES
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(glyphs=sorted(glyphs))
+    subsetter.subset(font)
+    glyph_order = font.getGlyphOrder()  # with their names: fpdf2 asks for glyph ids by name
+    out = BytesIO()
+    font.save(out)
+    return _CutFont(glyph_order, out.getvalue())
+
+
+@functools.cache
+def _let_fpdf2_embed_cut_fonts() -> None:
+    """fpdf2 (2.8) subsets and writes every TrueType font when it outputs a document (``_add_fonts`` in
+    fpdf.output: ``ftsubset.Subsetter(options)``, ``.populate``, ``.subset(font.ttfont)``, then
+    ``font.ttfont.getGlyphID`` and ``.save``), with no way to hand it a font subset already: that was two
+    thirds of a Latin invoice's PDF CPU. So fpdf.output's ``ftsubset`` is swapped, once per process, for
+    fontTools.subset with a Subsetter that passes a ``_CutFont`` through untouched; any other font is
+    subset as before. tests/unit/test_tax_and_invoice_document.py fails if fpdf2 changes that shape."""
+    import fpdf.output
+    from fontTools import subset
+
+    class _Subsetter(subset.Subsetter):  # type: ignore[misc]
+        def subset(self, font: object) -> None:
+            if not isinstance(font, _CutFont):
+                super().subset(font)
+
+    shim = types.ModuleType(subset.__name__)
+    shim.__dict__.update(vars(subset))
+    shim.Subsetter = _Subsetter  # type: ignore[attr-defined]
+    fpdf.output.ftsubset = shim  # type: ignore[attr-defined]
+
+
 def _add_font(pdf: FPDF, family: str, style: str, path: str) -> None:
     """``pdf.add_font(family, style, path)`` without parsing the file again in this process."""
     from fontTools import ttLib
@@ -110,6 +200,10 @@ def _add_font(pdf: FPDF, family: str, style: str, path: str) -> None:
 
     parsed, data = _parsed_font(family, style, path)
     font = copy.copy(parsed)
+    # fpdf2 writes the document's object number into the descriptor when it outputs the document and reads
+    # it back later in the same output: a descriptor shared with a document output in another thread at
+    # the same time (a worker composes its batch's emails in one) would get that document's number
+    font.desc = copy.copy(parsed.desc)
     font.i = len(pdf.fonts) + 1
     font.cw = defaultdict(parsed.cw.default_factory, parsed.cw)  # type: ignore[attr-defined]  # looking up a missing width inserts it
     font.missing_glyphs = []
@@ -288,18 +382,19 @@ def invoice_pdf(
             text(f"Pay online: {pay_url}")
             if pdf.page_no() == page:  # clickable in a reader, not only printed
                 pdf.link(20, top, _WIDTH, pdf.get_y() - top, pay_url)
-    _embed_common_fonts(pdf)
+    _embed_cut_fonts(pdf)
     return bytes(pdf.output())
 
 
-def _embed_common_fonts(pdf: FPDF) -> None:
-    """Each DejaVu face whose glyphs in this document are all common is subset from the cut-down copy."""
-    from fontTools import ttLib
-
+def _embed_cut_fonts(pdf: FPDF) -> None:
+    """Each DejaVu face is embedded from the per-process cache of cut fonts (``_cut_font``): the glyphs the
+    document prints and the face's ``_PADDING``, so that most invoices embed the same cut; fpdf2 does not
+    subset it again."""
+    _let_fpdf2_embed_cut_fonts()
     for style, name in (("", "DejaVuSans.ttf"), ("B", "DejaVuSans-Bold.ttf")):
         font = pdf.fonts.get(f"{FONT.lower()}{style}")
         if font is None:
             continue
-        names, data = _common_font(FONT, style, _font(name))
-        if names.issuperset(font.subset.get_all_glyph_names()):  # type: ignore[union-attr]
-            font.ttfont = ttLib.TTFont(BytesIO(data), recalcTimestamp=False, lazy=True)  # type: ignore[union-attr]
+        path = _font(name)
+        used = frozenset(font.subset.get_all_glyph_names())  # type: ignore[union-attr]
+        font.ttfont = _cut_font(FONT, style, path, used | _padding(FONT, style, path))  # type: ignore[union-attr,assignment]
