@@ -242,3 +242,41 @@ def test_two_invoices_that_read_the_same_carried_balance_take_it_once(
     [taker] = [m for m, c in carried.items() if c]
     assert carried[taker] == [{"number": _item(account, 8).number, "amount": "0.01"}]
     assert _item(account, 8).carried_to == _item(account, taker).number
+
+
+def test_a_runs_batches_in_one_environment_read_the_open_balances_once(
+    stack, functions, worker, carry_on, monkeypatch
+):
+    # Given two clients whose August (0.01 USD each) was carried
+    accounts = [
+        enrolled_account(stack, functions, servers=TINY_THEN_FULL, enrolled_at=AUGUST_2026) for _ in range(2)
+    ]
+    for account in accounts:
+        _queue(functions, account, 8)
+    drain(worker)
+    assert [_item(a, 8).status for a in accounts] == ["carried", "carried"]
+    # and one September run of both, its two jobs taken by one worker in two batches
+    container = functions["worker"].container
+    run_id = f"carry-{uuid.uuid4().hex[:8]}"
+    period = _period(9)
+    container.billing.start_run(run_id, trigger="test", period=period.as_dict(), now=container.clock.now())
+    jobs = [Job(run_id, a.client_id, a.email, a.solus_user_id, period) for a in accounts]
+    reads: list[str] = []
+    query = InvoiceItem.by_status.query
+    monkeypatch.setattr(
+        InvoiceItem.by_status, "query", lambda status, **kw: reads.append(status) or query(status, **kw)
+    )
+    # When the worker issues them one batch after the other
+    outcomes = [container.invoicing.process(job, final_attempt=False) for job in jobs]
+    # Then the open balances were read once for the run, and each September took its own August
+    assert outcomes == ["invoiced", "invoiced"]
+    assert reads == ["carried"]
+    for account in accounts:
+        september = _item(account, 9)
+        assert _doc(september)["carried_in"] == [{"number": _item(account, 8).number, "amount": "0.01"}]
+        assert _item(account, 8).carried_to == september.number
+    # and the next run reads them again
+    _queue(functions, accounts[0], 10)
+    drain(worker)
+    assert _item(accounts[0], 10).outcome == "invoiced"
+    assert reads == ["carried", "carried"]

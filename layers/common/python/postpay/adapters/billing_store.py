@@ -17,7 +17,7 @@ number of the same gapless counter. The operator's desk (voids, credit notes, li
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +84,8 @@ class BillingStore(InvoiceReads, RunsStore):
     RunsStore, the operator's desk on them from InvoiceDeskStore."""
 
     _counter_hint: int | None = None  # the counter as last seen: the next number's first guess (no read)
+    # (run id, the open carried balances by their key) as this environment last read them: _open_carried
+    _carried_of_run: tuple[str, dict[str, InvoiceItem]] | None = None
 
     # issuing ---------------------------------------------------------------------------------------
 
@@ -167,19 +169,18 @@ class BillingStore(InvoiceReads, RunsStore):
     def _carried_into(self, entries: list[ToIssue], chosen: list[int]) -> dict[int, list[InvoiceItem]]:
         """The carried invoices not yet taken that the batch's invoices take: each by the first invoice of
         its client for a later period, so no carried invoice is in two of them (one read for the batch,
-        none when the batch issues no invoice). An index read (eventually consistent): a balance carried a
-        moment ago may be missed and then waits for the invoice after; the transaction's condition is what
-        makes it taken once. A taken one has left the index (no due_on); the filter is the belt to that."""
+        none when the batch issues no invoice; one for all the batches of a run this environment issues,
+        see ``_open_carried``). An index read (eventually consistent): a balance carried a moment ago may
+        be missed and then waits for the invoice after; the transaction's condition is what makes it taken
+        once. A taken one has left the index (no due_on); the filter is the belt to that."""
         billing = [i for i in chosen if entries[i].invoice_for is not None]
         if not billing:
             return {}
         clients = {entries[i].client_id for i in billing}
         found = [
             item
-            for item in InvoiceItem.by_status.query(
-                InvoiceStatus.CARRIED.value, filter_condition=InvoiceItem.carried_to.does_not_exist()
-            )
-            if item.outcome == "invoiced" and item.client_id in clients
+            for item in self._open_carried({entries[i].run_id for i in billing})
+            if item.client_id in clients
         ]
         currency = {item.account_period: to_invoice(item).currency for item in found}
         carried: dict[int, list[InvoiceItem]] = {}
@@ -198,6 +199,36 @@ class BillingStore(InvoiceReads, RunsStore):
             if taker is not None:
                 carried.setdefault(taker, []).append(item)
         return carried
+
+    def _open_carried(self, runs: set[str]) -> list[InvoiceItem]:
+        """Every balance carried and not yet taken, read once per run in this environment: a run bills one
+        period, and the balances its invoices take are of earlier periods, carried before it started (the
+        ones it carries itself wait for a later period's invoice). So a batch of the run reads them from the
+        run's first batch here, less the ones this environment's invoices took since; a balance carried or
+        released (a void) meanwhile, by an overlapping run or the operator, waits for the invoice after, as
+        one carried a moment before the read does. One taken by another environment fails the taking
+        transaction's condition and is dropped then (``_after_cancel``). A batch of several runs reads."""
+        run = next(iter(runs)) if len(runs) == 1 else None
+        cached = self._carried_of_run
+        if run is not None and cached is not None and cached[0] == run:
+            return list(cached[1].values())
+        found = {
+            item.account_period: item
+            for item in InvoiceItem.by_status.query(
+                InvoiceStatus.CARRIED.value, filter_condition=InvoiceItem.carried_to.does_not_exist()
+            )
+            if item.outcome == "invoiced"
+        }
+        if run is not None:
+            self._carried_of_run = (run, found)
+        return list(found.values())
+
+    def _taken(self, items: Iterable[InvoiceItem]) -> None:
+        """Carried invoices taken (here, or found taken by someone else): no longer open for this run."""
+        cached = self._carried_of_run
+        keys = {item.account_period for item in items}
+        if cached is not None and keys & cached[1].keys():  # a new map: never changed while being read
+            self._carried_of_run = (cached[0], {k: v for k, v in cached[1].items() if k not in keys})
 
     def _issue_chunk(
         self,
@@ -317,6 +348,7 @@ class BillingStore(InvoiceReads, RunsStore):
             for index in pending:
                 results[index] = invoices.get(index)
             BillingStore._counter_hint = current + len(invoices)
+            self._taken(it for _, it in consumed)
             return
         raise RuntimeError(f"could not issue a batch of invoices after {MAX_ATTEMPTS} attempts")
 
@@ -350,6 +382,7 @@ class BillingStore(InvoiceReads, RunsStore):
                 fresh = InvoiceItem.get(item.account_period, consistent_read=True)
                 if fresh.status != InvoiceStatus.CARRIED.value or fresh.carried_to is not None:
                     carried[index] = [it for it in carried[index] if it.account_period != item.account_period]
+                    self._taken([item])
         codes = codes[:first_carried]
         retry: list[int] = []
         position = 0
