@@ -1,6 +1,6 @@
 """The bench's moto server (bench/moto.py) copies less than moto to undo a transaction and reads the clock
-without datetime: it must still behave as moto does. A cancelled transaction leaves every item it touched as it
-was, and a received message stays hidden for its visibility timeout."""
+without datetime: it must still behave as moto does. A cancelled transaction leaves every item it touched as
+it was, and a received message stays hidden for its visibility timeout."""
 
 from __future__ import annotations
 
