@@ -138,9 +138,10 @@ def test_invoicing_queue_worker_and_schedule(template, resources):
     queues = _of_type(resources, "AWS::SQS::Queue")
     [jobs] = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
     assert jobs["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 6, "5 attempts, then one to record"
-    assert jobs["Properties"]["VisibilityTimeout"] == 6 * 600
-    assert jobs["Properties"]["VisibilityTimeout"] >= 360, "longer than the invoice email lease"
+    assert jobs["Properties"]["VisibilityTimeout"] == 6 * 900
+    assert jobs["Properties"]["VisibilityTimeout"] > 20 * 60, "longer than the invoice email lease"
     [mapping] = _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["BatchSize"] == 8 and mapping["Properties"]["MaximumBatchingWindowInSeconds"] == 1
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] == 20
     assert _function_id(resources, "AutomationWorker") in json.dumps(mapping["Properties"]["FunctionName"])

@@ -41,6 +41,7 @@ def test_the_queue_hides_a_job_longer_than_the_worker_runs_and_the_email_lease_l
     assert limits.QUEUE_VISIBILITY_TIMEOUT_SECONDS >= 6 * limits.WORKER_TIMEOUT_SECONDS  # AWS's advice
     assert EMAIL_LEASE.total_seconds() < limits.QUEUE_VISIBILITY_TIMEOUT_SECONDS
     assert EMAIL_LEASE.total_seconds() > limits.JOB_WORST_CASE_SECONDS, "a live attempt never loses its lease"
+    assert EMAIL_LEASE.total_seconds() > limits.WORKER_TIMEOUT_SECONDS, "nor a live batch"
 
 
 def test_the_dead_letter_queue_takes_a_job_one_delivery_after_its_last_attempt():

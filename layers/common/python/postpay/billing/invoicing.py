@@ -45,9 +45,9 @@ if TYPE_CHECKING:
     from postpay.ports import AccountStore, Dispatcher, InvoiceStore, Mailer, Queue, SolusVM
 
 # Longer than a worst-case batch takes from its transaction to its last email (each job's card charge comes
-# between two emails); shorter than the queue's visibility timeout, so a redelivered job after a crash finds
-# the lease expired and sends the email.
-EMAIL_LEASE = timedelta(minutes=10)
+# between two emails), indeed than the worker's whole timeout; shorter than the queue's visibility timeout, so
+# a redelivered job after a crash finds the lease expired and sends the email.
+EMAIL_LEASE = timedelta(minutes=20)
 
 
 class EmailPending(Exception):
