@@ -28,7 +28,8 @@ from local.stack import MotoServer
 
 def _item(item: Any) -> Any:
     clone = copy.copy(item)
-    attrs = type(item.attrs).__new__(type(item.attrs))
+    kind: Any = type(item.attrs)
+    attrs = kind.__new__(kind)
     dict.update(attrs, item.attrs)  # not the map's own update: it checks the item's size at every key
     clone.attrs = attrs
     return clone

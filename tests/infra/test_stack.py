@@ -141,7 +141,10 @@ def test_invoicing_queue_worker_and_schedule(template, resources):
     assert jobs["Properties"]["VisibilityTimeout"] == 6 * 900
     assert jobs["Properties"]["VisibilityTimeout"] > 20 * 60, "longer than the invoice email lease"
     [mapping] = _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
-    assert mapping["Properties"]["BatchSize"] == 8 and mapping["Properties"]["MaximumBatchingWindowInSeconds"] == 1
+    assert (
+        mapping["Properties"]["BatchSize"] == 8
+        and mapping["Properties"]["MaximumBatchingWindowInSeconds"] == 1
+    )
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] == 20
     assert _function_id(resources, "AutomationWorker") in json.dumps(mapping["Properties"]["FunctionName"])

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import postpay.billing.invoicing as invoicing_module
+from postpay.billing.invoicing import EMAIL_LEASE
 from postpay.billing.pdf import invoice_pdf
 from postpay.models import Invoice
 from postpay.payments import pay_online_url
@@ -80,7 +81,8 @@ def test_a_rendering_that_fails_fails_its_job_alone_and_the_retry_sends_the_emai
     assert world.invoicing.finish(prepared[1], final_attempt=False) == "invoiced"
     assert [m.context["invoice"].client_id for m in world.mailer.sent if m.template == "invoice"] == [BOB]
     renderings.fail_for = None
-    world.invoicing.clock.advance(minutes=11)  # past the lease the failed attempt held on Ada's email
+    # past the lease the failed attempt held on Ada's email
+    world.invoicing.clock.advance(seconds=EMAIL_LEASE.total_seconds() + 60)
     assert world.invoicing.attempt(jobs[0], delivery=2, remaining_ms=900_000) == "invoiced"
     assert world.invoicing.attempt(jobs[0], delivery=3, remaining_ms=900_000) == "invoiced"
     assert sorted(m.context["invoice"].client_id for m in world.mailer.sent if m.template == "invoice") == [

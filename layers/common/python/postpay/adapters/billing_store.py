@@ -137,7 +137,12 @@ class BillingStore(InvoiceReads, RunsStore):
             raise result
 
     def issue_batch(
-        self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
+        self,
+        entries: list[ToIssue],
+        *,
+        now: datetime,
+        email_lease: timedelta,
+        attempting: Callable[[dict[int, Invoice]], None] | None = None,
     ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
         """Writes a batch's invoices (numbered in order, gapless), nothing-to-bill records, their run outcomes
         and the runs' counts in as few transactions as DynamoDB allows (MAX_ITEMS_PER_TRANSACTION items each).
@@ -146,7 +151,9 @@ class BillingStore(InvoiceReads, RunsStore):
         (the entry was left out: its (client, period) or its (run, client) was written before). A cancelled
         transaction names the items that failed: those entries are dropped and the rest retried; a moved
         counter is read from the cancellation itself (ALL_OLD), so contention costs one more attempt per
-        batch, not per invoice. Any other failure raises: nothing of the transaction was written."""
+        batch, not per invoice. Any other failure raises: nothing of the transaction was written.
+        ``attempting`` is told each transaction's invoices (by entry index) just before it is sent: the
+        worker composes their emails meanwhile, and keeps those the transaction then issued unchanged."""
         results: list[Invoice | AlreadyBilled | OutcomeRecorded | None] = [None] * len(entries)
         first: dict[str, int] = {}
         later: set[int] = set()
@@ -161,7 +168,7 @@ class BillingStore(InvoiceReads, RunsStore):
         carried = self._carried_into(entries, chosen)
         weights = [(4 if i in voids else 3) + len(carried.get(i, ())) for i in range(len(entries))]
         for chunk in _chunks(weights, chosen):
-            self._issue_chunk(entries, chunk, results, now, email_lease, voids, carried)
+            self._issue_chunk(entries, chunk, results, now, email_lease, voids, carried, attempting)
         for index in later:
             results[index] = AlreadyBilled(entries[index].key)  # the copy of an entry billed just before
         return results
@@ -239,6 +246,7 @@ class BillingStore(InvoiceReads, RunsStore):
         lease: timedelta,
         voids: dict[int, InvoiceItem],
         carried: dict[int, list[InvoiceItem]],
+        attempting: Callable[[dict[int, Invoice]], None] | None = None,
     ) -> None:
         current = self._counter_hint if self._counter_hint is not None else self.counter_value()
         replace_failed: set[int] = set()
@@ -260,6 +268,8 @@ class BillingStore(InvoiceReads, RunsStore):
             # the carried invoices these invoices take: updated after the runs, in this order
             consumed = [(i, it) for i in pending if i in invoices for it in carried.get(i, ())]
             runs = _run_counts(entries, pending, invoices, replace_failed)
+            if attempting is not None and invoices:
+                attempting(invoices)
             try:
                 with TransactWrite(connection=connection()) as tx:
                     # puts first, in entry order: [record, outcome, (void kept)] of entry 0, of entry 1, ...
@@ -412,72 +422,3 @@ class BillingStore(InvoiceReads, RunsStore):
         elif counter_code is not None or any(code == "TransactionConflict" for code, _ in codes):
             current = self.counter_value()
         return current, retry
-
-    def record_outcome(
-        self,
-        run_id: str,
-        client_id: int,
-        outcome: str,
-        now: datetime,
-        *,
-        number: str | None = None,
-        reason: str | None = None,
-        detail: str | None = None,
-    ) -> bool:
-        """Records this run's outcome for an account once (replacing a "failed" one); False if it had one."""
-        replace = outcome != "failed" and self.outcome_of(run_id, client_id) == "failed"
-        try:
-            with TransactWrite(connection=connection()) as tx:
-                self._outcome(
-                    tx,
-                    run_id,
-                    client_id,
-                    outcome,
-                    now,
-                    number=number,
-                    reason=reason,
-                    detail=detail,
-                    replace_failed=replace,
-                )
-        except TransactWriteError:
-            return False
-        return True
-
-    def _outcome(
-        self,
-        tx: TransactWrite,
-        run_id: str,
-        client_id: int,
-        outcome: str,
-        now: datetime,
-        *,
-        number: str | None = None,
-        reason: str | None = None,
-        detail: str | None = None,
-        replace_failed: bool = False,
-    ) -> None:
-        """Once per (run, account); a "failed" outcome may later be replaced when its job is redriven."""
-        tx.save(
-            OutcomeItem(
-                run_id,
-                client_id,
-                outcome=outcome,
-                invoice_number=number,
-                reason=reason,
-                detail=detail,
-                at=now,
-            ),
-            condition=(OutcomeItem.outcome == "failed")
-            if replace_failed
-            else OutcomeItem.run_id.does_not_exist(),
-        )
-        actions = [getattr(RunItem, outcome).add(1), RunItem.updated_at.set(now)]
-        if replace_failed:
-            actions.append(RunItem.failed.add(-1))
-        tx.update(RunItem(run_id), actions=actions, condition=RunItem.run_id.exists())
-
-    def outcome_of(self, run_id: str, client_id: int) -> str | None:
-        try:
-            return OutcomeItem.get(run_id, client_id, consistent_read=True).outcome
-        except OutcomeItem.DoesNotExist:
-            return None

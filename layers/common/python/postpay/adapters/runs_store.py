@@ -2,7 +2,8 @@
 
 A run is created once per id (a duplicate scheduled event finds it); an operator's identical requests
 within the join window share one run. Outcomes are written with the invoices they count, in the issuing
-transactions of ``billing_store``.
+transactions of ``billing_store``, and here alone when there is no invoice to write (failed, already
+invoiced), each with its run's count, once per (run, account).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
-from postpay.adapters.tables import OutcomeItem, RunItem, conditional_failed
+from postpay.adapters.tables import OutcomeItem, RunItem, conditional_failed, connection
 from postpay.models import OUTCOMES, RunRecord
 
 DAILY_HEARTBEAT = "daily-heartbeat"  # an invoice-runs item: when the last scheduled daily run happened
@@ -125,3 +127,74 @@ class RunsStore:
             updated_at=now,
         ).save()
         return previous
+
+    # outcomes, one per (run, account) -----------------------------------------------------------
+
+    def record_outcome(
+        self,
+        run_id: str,
+        client_id: int,
+        outcome: str,
+        now: datetime,
+        *,
+        number: str | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> bool:
+        """Records this run's outcome for an account once (replacing a "failed" one); False if it had one."""
+        replace = outcome != "failed" and self.outcome_of(run_id, client_id) == "failed"
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                self._outcome(
+                    tx,
+                    run_id,
+                    client_id,
+                    outcome,
+                    now,
+                    number=number,
+                    reason=reason,
+                    detail=detail,
+                    replace_failed=replace,
+                )
+        except TransactWriteError:
+            return False
+        return True
+
+    def _outcome(
+        self,
+        tx: TransactWrite,
+        run_id: str,
+        client_id: int,
+        outcome: str,
+        now: datetime,
+        *,
+        number: str | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+        replace_failed: bool = False,
+    ) -> None:
+        """Once per (run, account); a "failed" outcome may later be replaced when its job is redriven."""
+        tx.save(
+            OutcomeItem(
+                run_id,
+                client_id,
+                outcome=outcome,
+                invoice_number=number,
+                reason=reason,
+                detail=detail,
+                at=now,
+            ),
+            condition=(OutcomeItem.outcome == "failed")
+            if replace_failed
+            else OutcomeItem.run_id.does_not_exist(),
+        )
+        actions = [getattr(RunItem, outcome).add(1), RunItem.updated_at.set(now)]
+        if replace_failed:
+            actions.append(RunItem.failed.add(-1))
+        tx.update(RunItem(run_id), actions=actions, condition=RunItem.run_id.exists())
+
+    def outcome_of(self, run_id: str, client_id: int) -> str | None:
+        try:
+            return OutcomeItem.get(run_id, client_id, consistent_read=True).outcome
+        except OutcomeItem.DoesNotExist:
+            return None
