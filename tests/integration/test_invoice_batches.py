@@ -196,64 +196,6 @@ def test_a_moved_counter_costs_one_more_attempt_and_no_read(stack, functions, mo
     assert all_invoice_numbers() == list(range(1, counter() + 1))
 
 
-def test_emails_composed_during_a_cancelled_transaction_are_made_again_for_the_numbers_issued(
-    stack, functions, monkeypatch
-):
-    invoicing = functions["worker"].container.invoicing
-    composed: list[str] = []
-    compose = invoicing._invoice_email
-    monkeypatch.setattr(
-        invoicing,
-        "_invoice_email",
-        lambda invoice, **kw: composed.append(invoice.number) or compose(invoice, **kw),
-    )
-    transactions = Transactions(monkeypatch)
-    events: list[str] = []
-    connection = tables.connection()
-    send = connection.transact_write_items
-    monkeypatch.setattr(
-        connection, "transact_write_items", lambda *a, **kw: events.append("transaction") or send(*a, **kw)
-    )
-    submit = invoicing._composing
-    monkeypatch.setattr(
-        invoicing, "_composing", lambda invoice, **kw: events.append("compose") or submit(invoice, **kw)
-    )
-    # Given a batch of three without cards on file, and a worker that knows the counter
-    _, accounts, messages = queued_batch(stack, functions, 3)
-    BillingStore().counter_value()
-    # When the batch is processed
-    assert run_worker(functions, messages) == {"batchItemFailures": []}
-    # Then each email started composing before the transaction was sent, and was composed once, for the
-    # invoice the transaction issued
-    assert (transactions.sent, transactions.cancelled) == (1, 0)
-    assert events == ["compose", "compose", "compose", "transaction"]
-    assert sorted(composed) == sorted(invoices_of(a.client_id)[0].number for a in accounts)
-    # Given another batch of three, and a counter that moves between the batch's read and its transaction
-    # (another worker issued two invoices)
-    _, accounts, messages = queued_batch(stack, functions, 3)
-    read_both = invoicing.buyers_with_cards
-
-    def read_then_moved(emails: list[str], clients: list[int]) -> Any:
-        found = read_both(emails, clients)
-        BillingStore._counter_hint = counter() - 2
-        return found
-
-    monkeypatch.setattr(invoicing, "buyers_with_cards", read_then_moved)
-    composed.clear()
-    transactions.sent = 0
-    # When the batch is processed
-    assert run_worker(functions, messages) == {"batchItemFailures": []}
-    # Then the first transaction was cancelled, and each client got one email, of the invoice it was issued,
-    # with that invoice's PDF: what was composed for the cancelled numbers was not sent
-    assert (transactions.sent, transactions.cancelled) == (2, 1)
-    issued = {a.email: invoices_of(a.client_id)[0].number for a in accounts}
-    for email, number in issued.items():
-        [mail] = invoice_mails(stack, email)
-        assert number in mail.subject and list(mail.attachments) == [f"{number}.pdf"]
-    assert set(issued.values()) <= set(composed)
-    assert all_invoice_numbers() == list(range(1, counter() + 1))
-
-
 def test_the_same_job_twice_in_one_batch_bills_and_mails_once(stack, functions):
     # Given one job delivered twice in the same batch (SQS delivers at least once)
     run, [account], [message] = queued_batch(stack, functions, 1)

@@ -595,16 +595,10 @@ class FakeBilling:
         return True
 
     def issue_batch(
-        self,
-        entries: list[ToIssue],
-        *,
-        now: datetime,
-        email_lease: timedelta,
-        attempting: Callable[[dict[int, Invoice]], None] | None = None,
+        self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
     ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
         """Each entry as its own transaction would write it, in order; a copy of an earlier entry is
-        AlreadyBilled, as the store leaves it out of the batch. Nobody is told of the attempts (no
-        ``attempting``): every email is composed once its invoice is issued."""
+        AlreadyBilled, as the store leaves it out of the batch."""
         results: list[Invoice | AlreadyBilled | OutcomeRecorded | None] = []
         seen: set[str] = set()
         for entry in entries:

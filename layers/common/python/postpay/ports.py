@@ -140,16 +140,10 @@ class InvoiceStore(Protocol):
         self, *, client_id: int, email: str, period_key: str, usage: str, run_id: str, now: datetime
     ) -> None: ...
     def issue_batch(
-        self,
-        entries: list[ToIssue],
-        *,
-        now: datetime,
-        email_lease: timedelta,
-        attempting: Callable[[dict[int, Invoice]], None] | None = None,
+        self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
     ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
         """Issues a batch in as few transactions as it takes; per entry: the invoice, None (nothing to
-        bill recorded), or the AlreadyBilled / OutcomeRecorded it met. ``attempting`` is told, before each
-        transaction is sent, the invoices it would issue (by entry index)."""
+        bill recorded), or the AlreadyBilled / OutcomeRecorded it met."""
         ...
 
     def record_outcome(

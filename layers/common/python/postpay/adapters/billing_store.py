@@ -137,12 +137,7 @@ class BillingStore(InvoiceReads, RunsStore):
             raise result
 
     def issue_batch(
-        self,
-        entries: list[ToIssue],
-        *,
-        now: datetime,
-        email_lease: timedelta,
-        attempting: Callable[[dict[int, Invoice]], None] | None = None,
+        self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
     ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
         """Writes a batch's invoices (numbered in order, gapless), nothing-to-bill records, their run outcomes
         and the runs' counts in as few transactions as DynamoDB allows (MAX_ITEMS_PER_TRANSACTION items each).
@@ -151,9 +146,7 @@ class BillingStore(InvoiceReads, RunsStore):
         (the entry was left out: its (client, period) or its (run, client) was written before). A cancelled
         transaction names the items that failed: those entries are dropped and the rest retried; a moved
         counter is read from the cancellation itself (ALL_OLD), so contention costs one more attempt per
-        batch, not per invoice. Any other failure raises: nothing of the transaction was written.
-        ``attempting`` is told each transaction's invoices (by entry index) just before it is sent: the
-        worker composes their emails meanwhile, and keeps those the transaction then issued unchanged."""
+        batch, not per invoice. Any other failure raises: nothing of the transaction was written."""
         results: list[Invoice | AlreadyBilled | OutcomeRecorded | None] = [None] * len(entries)
         first: dict[str, int] = {}
         later: set[int] = set()
@@ -168,7 +161,7 @@ class BillingStore(InvoiceReads, RunsStore):
         carried = self._carried_into(entries, chosen)
         weights = [(4 if i in voids else 3) + len(carried.get(i, ())) for i in range(len(entries))]
         for chunk in _chunks(weights, chosen):
-            self._issue_chunk(entries, chunk, results, now, email_lease, voids, carried, attempting)
+            self._issue_chunk(entries, chunk, results, now, email_lease, voids, carried)
         for index in later:
             results[index] = AlreadyBilled(entries[index].key)  # the copy of an entry billed just before
         return results
@@ -246,7 +239,6 @@ class BillingStore(InvoiceReads, RunsStore):
         lease: timedelta,
         voids: dict[int, InvoiceItem],
         carried: dict[int, list[InvoiceItem]],
-        attempting: Callable[[dict[int, Invoice]], None] | None = None,
     ) -> None:
         current = self._counter_hint if self._counter_hint is not None else self.counter_value()
         replace_failed: set[int] = set()
@@ -268,8 +260,6 @@ class BillingStore(InvoiceReads, RunsStore):
             # the carried invoices these invoices take: updated after the runs, in this order
             consumed = [(i, it) for i in pending if i in invoices for it in carried.get(i, ())]
             runs = _run_counts(entries, pending, invoices, replace_failed)
-            if attempting is not None and invoices:
-                attempting(invoices)
             try:
                 with TransactWrite(connection=connection()) as tx:
                     # puts first, in entry order: [record, outcome, (void kept)] of entry 0, of entry 1, ...

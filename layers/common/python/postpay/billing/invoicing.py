@@ -537,18 +537,9 @@ class Invoicing:
                 item.error = error
         if not entries:
             return prepared
-        # emails composed while each transaction is on its way (entry index -> the invoice, its email)
-        speculated: dict[int, tuple[Invoice, Composing]] = {}
         try:
-            results = self.billing.issue_batch(
-                entries,
-                now=now,
-                email_lease=EMAIL_LEASE,
-                attempting=self._speculate(waiting, cards, speculated) if cards is not None else None,
-            )
+            results = self.billing.issue_batch(entries, now=now, email_lease=EMAIL_LEASE)
         except Exception as error:  # nothing of the transaction was written: every job of it is retried
-            for _, email in speculated.values():
-                email.message.cancel()
             for item in waiting:
                 item.error = error
             return prepared
@@ -561,75 +552,31 @@ class Invoicing:
                 item.invoice, item.outcome = result, "invoiced"
         issued = [item for item in waiting if item.invoice is not None]
         self._read_cards(issued, cards)
-        composed = {id(waiting[index]): made for index, made in speculated.items()}
-        self._compose_ahead(issued, composed)
+        self._compose_ahead(issued)
         return prepared
 
-    def _speculate(
-        self, waiting: list[Prepared], cards: set[int], speculated: dict[int, tuple[Invoice, Composing]]
-    ) -> Callable[[dict[int, Invoice]], None]:
-        """What the store tells before each transaction of the batch: the invoices it is about to issue.
-        Their emails start composing then, on the compose thread, while the transaction is on the network;
-        a transaction that comes back cancelled (the counter moved) is retried with other numbers, and the
-        emails of the invoices that changed are composed again (those not begun are not composed at all).
-        Only emails that read nothing are composed this early: one whose client has a card on file reads it
-        as it is composed (``_invoice_email``), so it waits for its invoice to be issued."""
-
-        def attempting(invoices: dict[int, Invoice]) -> None:
-            for index, invoice in sorted(invoices.items()):
-                if waiting[index].job.client_id in cards:
-                    continue
-                earlier = speculated.pop(index, None)
-                if earlier is not None and earlier[0] == invoice:
-                    speculated[index] = earlier
-                    continue
-                if earlier is not None:
-                    earlier[1].message.cancel()
-                try:
-                    speculated[index] = (invoice, self._composing(invoice, has_card=False))
-                except Exception:  # only a head start: the email is composed once the invoice is issued
-                    logger.warning("an invoice email could not start composing", exc_info=True)
-
-        return attempting
-
-    def _composing(self, invoice: Invoice, *, has_card: bool | None) -> Composing:
-        if self._compose_pool is None:
-            self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="compose")
-        today = local_date(self.clock.now(), self.settings.billing_timezone)
-        pay_url = pay_online_url(self.settings, invoice)
-        return Composing(
-            today,
-            pay_url,
-            self._compose_pool.submit(
-                self._invoice_email, invoice, has_card=has_card, today=today, pay_url=pay_url
-            ),
-        )
-
-    def _compose_ahead(
-        self, issued: list[Prepared], composed: dict[int, tuple[Invoice, Composing]] | None = None
-    ) -> None:
+    def _compose_ahead(self, issued: list[Prepared]) -> None:
         """Starts composing the batch's invoice emails (the PDF, the templates, the MIME: most of the
         worker's CPU), one after another in one thread, while the jobs send them one after another: each
         send waits only for its own message, and the next ones are made while the earlier ones are on the
-        network (SES, the "sent" mark). An email already composing for exactly the invoice issued
-        (``composed``, by ``id`` of its job: ``_speculate``) is kept; the others of it are not sent. A lone
-        invoice's email is composed when it is sent, as before. A message that fails to compose fails its
-        job's email, which the queue retries, as an inline one would."""
-        composed = dict(composed or {})
-        for item in issued:
-            made = composed.pop(id(item), None)
-            if made is not None and made[0] == item.invoice and item.has_card is False:
-                item.email = made[1]
-            elif made is not None:
-                made[1].message.cancel()
-        for _, email in composed.values():  # composed for an invoice the batch did not issue
-            email.message.cancel()
+        network (SES, the "sent" mark). A lone invoice's email is composed when it is sent, as before. A
+        message that fails to compose fails its job's email, which the queue retries, as an inline one
+        would."""
         if len(issued) < 2:
             return
+        if self._compose_pool is None:
+            self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="compose")
+        today = local_date(self.clock.now(), self.settings.billing_timezone)
         for item in issued:
-            if item.email is None:
-                assert item.invoice is not None
-                item.email = self._composing(item.invoice, has_card=item.has_card)
+            assert item.invoice is not None
+            pay_url = pay_online_url(self.settings, item.invoice)
+            item.email = Composing(
+                today,
+                pay_url,
+                self._compose_pool.submit(
+                    self._invoice_email, item.invoice, has_card=item.has_card, today=today, pay_url=pay_url
+                ),
+            )
 
     def discard(self, leftovers: Iterable[Prepared]) -> None:
         """Prepared jobs that will not finish in this invocation: their emails are not composed for nothing
