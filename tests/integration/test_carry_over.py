@@ -280,3 +280,36 @@ def test_a_runs_batches_in_one_environment_read_the_open_balances_once(
     drain(worker)
     assert _item(accounts[0], 10).outcome == "invoiced"
     assert reads == ["carried", "carried"]
+
+
+def test_a_balance_read_for_the_run_and_billed_again_since_is_left_for_the_next_invoice(
+    stack, functions, worker, carry_on, monkeypatch
+):
+    # Given two clients whose August (0.01 USD each) was carried, and a September run whose first batch here
+    # read the open balances
+    accounts = [
+        enrolled_account(stack, functions, servers=TINY_THEN_FULL, enrolled_at=AUGUST_2026) for _ in range(2)
+    ]
+    for account in accounts:
+        _queue(functions, account, 8)
+    drain(worker)
+    container = functions["worker"].container
+    run_id = f"carry-{uuid.uuid4().hex[:8]}"
+    period = _period(9)
+    container.billing.start_run(run_id, trigger="test", period=period.as_dict(), now=container.clock.now())
+    first, second = (Job(run_id, a.client_id, a.email, a.solus_user_id, period) for a in accounts)
+    assert container.invoicing.process(first, final_attempt=False) == "invoiced"
+    # and the second client's August as read then no longer there under that number (voided and billed
+    # again meanwhile, elsewhere: another number under the same key)
+    cached_run, balances = container.billing._carried_of_run
+    assert cached_run == run_id
+    august = _item(accounts[1], 8)
+    stale = InvoiceItem(**{**august.attribute_values, "number": "INV-STALE"})
+    container.billing._carried_of_run = (run_id, {**balances, august.account_period: stale})
+    # When the second job is issued
+    assert container.invoicing.process(second, final_attempt=False) == "invoiced"
+    # Then its September is issued without that balance (it waits for the next invoice, not taken), and the
+    # run's next batch here reads the balances again
+    assert not _doc(_item(accounts[1], 9)).get("carried_in")
+    assert _item(accounts[1], 8).carried_to is None and _item(accounts[1], 8).status == "carried"
+    assert container.billing._carried_of_run is None

@@ -206,8 +206,9 @@ class BillingStore(InvoiceReads, RunsStore):
         ones it carries itself wait for a later period's invoice). So a batch of the run reads them from the
         run's first batch here, less the ones this environment's invoices took since; a balance carried or
         released (a void) meanwhile, by an overlapping run or the operator, waits for the invoice after, as
-        one carried a moment before the read does. One taken by another environment fails the taking
-        transaction's condition and is dropped then (``_after_cancel``). A batch of several runs reads."""
+        one carried a moment before the read does. One taken by another environment (or voided and billed
+        again) fails the taking transaction's condition: it is dropped then, and the run's next batch here
+        reads them again (``_after_cancel``). A batch of several runs reads."""
         run = next(iter(runs)) if len(runs) == 1 else None
         cached = self._carried_of_run
         if run is not None and cached is not None and cached[0] == run:
@@ -380,9 +381,13 @@ class BillingStore(InvoiceReads, RunsStore):
         for (index, item), (code, _) in zip(consumed, codes[first_carried:], strict=True):
             if code == "ConditionalCheckFailed":
                 fresh = InvoiceItem.get(item.account_period, consistent_read=True)
-                if fresh.status != InvoiceStatus.CARRIED.value or fresh.carried_to is not None:
+                if (
+                    fresh.status != InvoiceStatus.CARRIED.value
+                    or fresh.carried_to is not None
+                    or fresh.number != item.number  # voided and billed again since it was read
+                ):
                     carried[index] = [it for it in carried[index] if it.account_period != item.account_period]
-                    self._taken([item])
+                    self._carried_of_run = None  # the run's next batch reads the balances again
         codes = codes[:first_carried]
         retry: list[int] = []
         position = 0
