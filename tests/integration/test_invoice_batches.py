@@ -94,8 +94,7 @@ def test_a_batch_of_ten_is_issued_in_one_transaction_with_consecutive_numbers(st
         "buyers_with_cards",
         lambda emails, clients: buyer_reads.append(len(emails)) or read_both(emails, clients),
     )
-    # When the worker takes the batch, with the time ten jobs need (twice the deployed batch: with their card
-    # charges they need more than the worker's timeout, which covers a batch of eight)
+    # When the worker takes the batch (more than the deployed eight), with the time ten worst-case jobs need
     parallelism = functions["worker"].container.settings.usage_parallelism
     result = run_worker(
         functions,

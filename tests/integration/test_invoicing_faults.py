@@ -119,7 +119,7 @@ def test_killed_after_sending_the_email_does_not_resend_it_while_its_lease_lives
     stack, functions, worker, monkeypatch
 ):
     """The one window SES leaves open: accepted by SES, killed before the "sent" mark. The job keeps retrying
-    and sends nothing while the 10-minute lease lives (longer than any live attempt); only a job still
+    and sends nothing while the 20-minute lease lives (longer than any live attempt); only a job still
     unconfirmed after it would send again: at least once, never silently lost (README, Invoicing)."""
     settle_month(functions, worker, "2024-06-01")  # its email stays leased: a month of its own
     account = enrolled_account(stack, functions, servers=OCTOBER_SERVERS)

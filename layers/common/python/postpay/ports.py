@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from postpay.errors import AlreadyBilled, OutcomeRecorded
 from postpay.models import (
@@ -28,15 +28,17 @@ from postpay.models import (
     ToIssue,
     TokenRecord,
 )
-from postpay.payments import (
-    Card,
-    CardOnFile,
-    ChargeRecord,
-    ChargeResult,
-    PaymentEvent,
-    PendingRefund,
-    VoidPayment,
-)
+
+if TYPE_CHECKING:  # only named in the protocols: a function that takes no payment never imports them
+    from postpay.payments import (
+        Card,
+        CardOnFile,
+        ChargeRecord,
+        ChargeResult,
+        PaymentEvent,
+        PendingRefund,
+        VoidPayment,
+    )
 
 # ----------------------------------------------------------------------------------------------- stores
 
