@@ -36,14 +36,15 @@ def _item(item: Any) -> Any:
 
 
 def _unix_time(dt: Any = None) -> float:
-    return time.time() if dt is None else _moto_unix_time(dt)
+    if dt is None:
+        return time.time()
+    from moto.core.utils import unix_time
+
+    return unix_time(dt)
 
 
 def _unix_time_millis(dt: Any = None) -> float:
     return _unix_time(dt) * 1000.0
-
-
-_moto_unix_time: Any = None
 
 
 def undo_copy(table: Any) -> Any:
@@ -73,8 +74,6 @@ def install() -> None:
 
     import moto.sqs.models as sqs
 
-    global _moto_unix_time
-    _moto_unix_time = sqs.unix_time
     sqs.unix_time = _unix_time  # type: ignore[assignment]
     sqs.unix_time_millis = _unix_time_millis  # type: ignore[assignment]
 

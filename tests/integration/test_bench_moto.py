@@ -34,6 +34,25 @@ def _client(service: str, endpoint: str):  # type: ignore[no-untyped-def]
     )
 
 
+def _counter_set(value: int, *, expected: int) -> dict:
+    """A transaction's update of the counter item to ``value``, conditioned on it being ``expected``."""
+    return {
+        "Update": {
+            "TableName": "things",
+            "Key": {"id": {"S": "counter"}},
+            "UpdateExpression": "SET #v = :next",
+            "ConditionExpression": "#v = :expected",
+            "ExpressionAttributeNames": {"#v": "value"},
+            "ExpressionAttributeValues": {":next": {"N": str(value)}, ":expected": {"N": str(expected)}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+
+
+def _items(db) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    return {item["id"]["S"]: item for item in db.scan(TableName="things", ConsistentRead=True)["Items"]}
+
+
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(endpoint: str) -> None:
     db = _client("dynamodb", endpoint)
     db.create_table(
@@ -57,42 +76,22 @@ def test_a_cancelled_transaction_leaves_every_item_as_it_was(endpoint: str) -> N
                     }
                 },
                 {"Put": {"TableName": "things", "Item": {"id": {"S": "new"}, "note": {"S": "x"}}}},
-                {
-                    "Update": {
-                        "TableName": "things",
-                        "Key": {"id": {"S": "counter"}},
-                        "UpdateExpression": "SET #v = :next",
-                        "ConditionExpression": "#v = :expected",
-                        "ExpressionAttributeNames": {"#v": "value"},
-                        "ExpressionAttributeValues": {":next": {"N": "9"}, ":expected": {"N": "8"}},
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
+                _counter_set(9, expected=8),
             ]
         )
     assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
-    items = {item["id"]["S"]: item for item in db.scan(TableName="things", ConsistentRead=True)["Items"]}
-    assert items == {
+    assert _items(db) == {
         "counter": {"id": {"S": "counter"}, "value": {"N": "7"}},
         "kept": {"id": {"S": "kept"}, "note": {"S": "before"}, "n": {"N": "1"}},
     }
     # and the same transaction with the right condition is applied whole
     db.transact_write_items(
         TransactItems=[
-            {
-                "Update": {
-                    "TableName": "things",
-                    "Key": {"id": {"S": "counter"}},
-                    "UpdateExpression": "SET #v = :next",
-                    "ConditionExpression": "#v = :expected",
-                    "ExpressionAttributeNames": {"#v": "value"},
-                    "ExpressionAttributeValues": {":next": {"N": "8"}, ":expected": {"N": "7"}},
-                }
-            },
+            _counter_set(8, expected=7),
             {"Put": {"TableName": "things", "Item": {"id": {"S": "new"}, "note": {"S": "x"}}}},
         ]
     )
-    items = {item["id"]["S"]: item for item in db.scan(TableName="things", ConsistentRead=True)["Items"]}
+    items = _items(db)
     assert items["counter"]["value"] == {"N": "8"} and "new" in items
 
 

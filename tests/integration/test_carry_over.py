@@ -244,10 +244,9 @@ def test_two_invoices_that_read_the_same_carried_balance_take_it_once(
     assert _item(account, 8).carried_to == _item(account, taker).number
 
 
-def test_a_runs_batches_in_one_environment_read_the_open_balances_once(
-    stack, functions, worker, carry_on, monkeypatch
-):
-    # Given two clients whose August (0.01 USD each) was carried
+def _august_carried_then_a_september_run(stack, functions, worker) -> tuple[list[AccountItem], list[Job]]:
+    """Two clients whose August (0.01 USD each) was carried, and one September run of both: its jobs, not
+    queued, for the worker's own container to issue one after another."""
     accounts = [
         enrolled_account(stack, functions, servers=TINY_THEN_FULL, enrolled_at=AUGUST_2026) for _ in range(2)
     ]
@@ -255,12 +254,20 @@ def test_a_runs_batches_in_one_environment_read_the_open_balances_once(
         _queue(functions, account, 8)
     drain(worker)
     assert [_item(a, 8).status for a in accounts] == ["carried", "carried"]
-    # and one September run of both, its two jobs taken by one worker in two batches
     container = functions["worker"].container
     run_id = f"carry-{uuid.uuid4().hex[:8]}"
     period = _period(9)
     container.billing.start_run(run_id, trigger="test", period=period.as_dict(), now=container.clock.now())
-    jobs = [Job(run_id, a.client_id, a.email, a.solus_user_id, period) for a in accounts]
+    return accounts, [Job(run_id, a.client_id, a.email, a.solus_user_id, period) for a in accounts]
+
+
+def test_a_runs_batches_in_one_environment_read_the_open_balances_once(
+    stack, functions, worker, carry_on, monkeypatch
+):
+    # Given two clients whose August (0.01 USD each) was carried, and one September run of both, its two jobs
+    # taken by one worker in two batches
+    accounts, jobs = _august_carried_then_a_september_run(stack, functions, worker)
+    container = functions["worker"].container
     reads: list[str] = []
     query = InvoiceItem.by_status.query
     monkeypatch.setattr(
@@ -287,17 +294,9 @@ def test_a_balance_read_for_the_run_and_billed_again_since_is_left_for_the_next_
 ):
     # Given two clients whose August (0.01 USD each) was carried, and a September run whose first batch here
     # read the open balances
-    accounts = [
-        enrolled_account(stack, functions, servers=TINY_THEN_FULL, enrolled_at=AUGUST_2026) for _ in range(2)
-    ]
-    for account in accounts:
-        _queue(functions, account, 8)
-    drain(worker)
+    accounts, (first, second) = _august_carried_then_a_september_run(stack, functions, worker)
     container = functions["worker"].container
-    run_id = f"carry-{uuid.uuid4().hex[:8]}"
-    period = _period(9)
-    container.billing.start_run(run_id, trigger="test", period=period.as_dict(), now=container.clock.now())
-    first, second = (Job(run_id, a.client_id, a.email, a.solus_user_id, period) for a in accounts)
+    run_id = first.run_id
     assert container.invoicing.process(first, final_attempt=False) == "invoiced"
     # and the second client's August as read then no longer there under that number (voided and billed
     # again meanwhile, elsewhere: another number under the same key)

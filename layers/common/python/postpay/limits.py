@@ -70,7 +70,7 @@ def jobs_in_time(remaining_ms: int, jobs: int, *, parallelism: int) -> int:
 
 # A worker's batch: as many jobs as can all start in Lambda's longest timeout even one after another, each
 # with its worst case ahead (8 x 105 s = 841 s of 900). The larger the batch, the fewer transactions on the
-# one invoice counter a run makes, and the fewer the workers' contend for it (README, Speed and scale).
+# one invoice counter a run makes, and the less the workers contend for it (README, Speed and scale).
 WORKER_BATCH_SIZE = 8
 WORKER_TIMEOUT_SECONDS = 900
 QUEUE_VISIBILITY_TIMEOUT_SECONDS = 6 * WORKER_TIMEOUT_SECONDS

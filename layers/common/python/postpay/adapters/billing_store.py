@@ -225,7 +225,7 @@ class BillingStore(InvoiceReads, RunsStore):
         return list(found.values())
 
     def _taken(self, items: Iterable[InvoiceItem]) -> None:
-        """Carried invoices taken (here, or found taken by someone else): no longer open for this run."""
+        """Carried invoices this environment's invoices just took: no longer open for this run."""
         cached = self._carried_of_run
         keys = {item.account_period for item in items}
         if cached is not None and keys & cached[1].keys():  # a new map: never changed while being read
