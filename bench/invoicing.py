@@ -118,6 +118,7 @@ def start_servers() -> tuple[list[subprocess.Popen], int, int]:
                 TOKEN,
                 "--auto-servers",
                 "0",
+                "--keep-alive",
             ],
             env=env,
             stdout=subprocess.DEVNULL,

@@ -8,11 +8,12 @@ benches are sized to keep it small (see README, Speed and scale).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,12 +214,28 @@ class VirtualClock:
         return state
 
     def tick(self) -> list[float]:
-        """Charges the CPU this thread spent since its last tick to its model clock."""
+        """Charges the CPU this thread spent since its last tick to its model clock (unless it is not the
+        function's: ``charging(False)``)."""
         state = self._state()
         now = time.thread_time()
-        state[0] += (now - state[2]) * self.scale
+        if getattr(self._local, "charged", True):
+            state[0] += (now - state[2]) * self.scale
         state[2] = now
         return state
+
+    @contextlib.contextmanager
+    def charging(self, charged: bool) -> Iterator[None]:
+        """Within it, this thread's CPU is the function's (``True``) or not (``False``: the work the Lambda
+        service does on AWS, such as the event source mapping's receiving and deleting of the messages,
+        whose round trips still count)."""
+        self.tick()
+        before = getattr(self._local, "charged", True)
+        self._local.charged = charged
+        try:
+            yield
+        finally:
+            self.tick()
+            self._local.charged = before
 
     def now(self) -> tuple[float, float]:
         state = self.tick()

@@ -132,7 +132,7 @@ def main() -> None:
     import signal
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = MotoServer(int(sys.argv[1]))
+    server = MotoServer(int(sys.argv[1]), keep_alive=True)
     install()
     if os.environ.get("BENCH_MOTO_PROFILE"):
         from moto.moto_server import werkzeug_app

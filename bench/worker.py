@@ -58,8 +58,13 @@ def product(out: Path) -> None:
     install_threads(clock)
     worker = load_function("automation", "worker")
     # as the stack's queue hides a message: the local stack's 30 s made moto's slow answers redeliver jobs
+
+    def function(event: dict, context: Any) -> Any:
+        with clock.charging(True):
+            return worker.handler(event, context)
+
     poller = QueuePoller(
-        os.environ["INVOICE_QUEUE_URL"], worker.handler, visibility_timeout=QUEUE_VISIBILITY_TIMEOUT_SECONDS
+        os.environ["INVOICE_QUEUE_URL"], function, visibility_timeout=QUEUE_VISIBILITY_TIMEOUT_SECONDS
     )
     stop = Path(os.environ["BENCH_STOP_FILE"])
     model.recording = []
@@ -81,7 +86,8 @@ def product(out: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) to stdout
         while not stop.exists():
             taken, before, cpu_before = time.time(), clock.now(), time.process_time()
-            messages = poller.poll_once(wait_seconds=0)
+            with clock.charging(False):  # the event source mapping's receive and delete: not the function's
+                messages = poller.poll_once(wait_seconds=0)
             if messages == 0:
                 model.forget_last("sqs")  # an empty poll: the event source mapping's, not a request of ours
                 clock.set(*before)

@@ -474,10 +474,24 @@ class EmulatorServer:
     """The emulator on a thread: ``with EmulatorServer(token) as emu: emu.url``."""
 
     def __init__(
-        self, token: str, *, host: str = "127.0.0.1", port: int = 0, per_page: int = 15, auto_servers: int = 0
+        self,
+        token: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        per_page: int = 15,
+        auto_servers: int = 0,
+        keep_alive: bool = False,
     ) -> None:
+        """``keep_alive``: connections stay open between requests (local.keepalive), as a real panel's do;
+        werkzeug's own handler closes each one after its answer."""
         self.state = State(token=token, per_page=per_page, auto_servers=auto_servers)
-        self._server = make_server(host, port, create_app(self.state), threaded=True)
+        handler = None
+        if keep_alive:
+            from local.keepalive import keep_alive as keeping
+
+            handler = keeping()
+        self._server = make_server(host, port, create_app(self.state), threaded=True, request_handler=handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -508,8 +522,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--token", default="local-solusvm-token")
     parser.add_argument("--auto-servers", type=int, default=3)
+    parser.add_argument(
+        "--keep-alive", action="store_true", help="keep connections open between requests (the benches)"
+    )
     args = parser.parse_args()
-    server = EmulatorServer(args.token, port=args.port, auto_servers=args.auto_servers).start()
+    server = EmulatorServer(
+        args.token, port=args.port, auto_servers=args.auto_servers, keep_alive=args.keep_alive
+    ).start()
     print(f"SolusVM emulator on {server.url}")
     try:
         while True:

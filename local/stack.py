@@ -103,7 +103,9 @@ class MotoServer:
     processed alongside another request would undo that request's writes: something DynamoDB never does.
     One request at a time keeps DynamoDB's per-request atomicity, which is what the product relies on."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, keep_alive: bool = False) -> None:
+        """``keep_alive``: connections stay open between requests (local.keepalive), as AWS's do; werkzeug's
+        own handler closes each one after its answer."""
         import threading
 
         from local import moto_patches
@@ -124,7 +126,14 @@ class MotoServer:
             with lock:
                 return list(dispatcher(environ, start_response))
 
-        self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+        from werkzeug.serving import WSGIRequestHandler
+
+        handler: type[WSGIRequestHandler] = MotoRequestHandler
+        if keep_alive:
+            from local.keepalive import keep_alive as keeping
+
+            handler = keeping(MotoRequestHandler)
+        self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -25,6 +25,9 @@ settings = Settings.from_env()
 container = Container(settings)
 processor = BatchProcessor(event_type=EventType.SQS)
 prepared: dict[str, Prepared] = {}  # this invocation's batch, by message id
+finishing: dict[
+    str, Prepared
+] = {}  # its jobs taken by record_handler (their emails' marks may be on their way)
 
 
 def prepare(event: dict, context: LambdaContext) -> None:
@@ -46,12 +49,15 @@ def prepare(event: dict, context: LambdaContext) -> None:
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
     job = Job.from_message(json.loads(record.body))
     delivery = int(record.attributes.approximate_receive_count or 1)
+    item = prepared.pop(record.message_id, None)
+    if item is not None:
+        finishing[record.message_id] = item
     with logger.append_context_keys(run_id=job.run_id, client_id=job.client_id, attempt=delivery):
         return container.invoicing.attempt(
             job,
             delivery=delivery,
             remaining_ms=lambda_context.get_remaining_time_in_millis(),
-            prepared=prepared.pop(record.message_id, None),
+            prepared=item,
         )
 
 
@@ -60,10 +66,16 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
     prepare(event, context)
+    unmarked: list[str] = []
     try:
-        return process_partial_response(
+        response = process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
     finally:  # records that never reached their job (a malformed one among them): nothing left running
         container.invoicing.discard(prepared.values())
         prepared.clear()
+        unmarked = container.invoicing.settle(finishing)  # the emails' "sent" marks, written meanwhile
+        finishing.clear()
+    failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+    response["batchItemFailures"] += [{"itemIdentifier": i} for i in unmarked if i not in failed]
+    return response

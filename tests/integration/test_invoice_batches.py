@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from local.events import LambdaContext
 from local.poller import sqs_event
@@ -332,3 +333,42 @@ def test_a_batch_reads_its_buyers_their_cards_and_the_counter_in_one_request_per
     assert set(found) == {carded.email, bare.email} and cards == {carded.client_id}
     assert len(requests) == 2
     assert sum(len(t["Keys"]) for r in requests for t in r["RequestItems"].values()) == 121
+
+
+def test_a_batch_marks_each_email_sent_while_sending_the_next_and_retries_one_whose_mark_failed(
+    stack, functions, monkeypatch
+):
+    # Given a batch of three invoices, the "sent" mark of the second one's email failing
+    run, accounts, messages = queued_batch(stack, functions, 3)
+    billing = functions["worker"].container.invoicing.billing
+    original = billing.mark_emailed
+    marks: list[tuple[int, str]] = []
+    [failing] = [a for a in accounts if a.client_id == json.loads(messages[1]["Body"])["clientId"]]
+
+    def mark(invoice: Any, message_id: str, now: datetime) -> None:
+        marks.append((invoice.client_id, threading.current_thread().name))
+        if invoice.client_id == failing.client_id:
+            raise ConnectionError("DynamoDB did not answer")
+        original(invoice, message_id, now)
+
+    monkeypatch.setattr(billing, "mark_emailed", mark)
+    # When the worker takes the batch
+    result = run_worker(functions, messages)
+    # Then every email went out once, each marked off the worker's thread (while the next one was sent), and
+    # only the job whose mark failed is handed back to the queue, its invoice's email still leased
+    assert result == {"batchItemFailures": [{"itemIdentifier": messages[1]["MessageId"]}]}
+    assert all(len(invoice_mails(stack, a.email)) == 1 for a in accounts)
+    assert sorted(client for client, _ in marks) == sorted(a.client_id for a in accounts)
+    assert all(thread.startswith("mark") for _, thread in marks)
+    sent = {a.client_id: invoices_of(a.client_id)[0].email_sent_at for a in accounts}
+    assert [client for client, at in sent.items() if at is None] == [failing.client_id]
+    # and its redelivery within the lease sends nothing again (the email may be on its way: at least once)
+    monkeypatch.setattr(billing, "mark_emailed", original)
+    again = {
+        **messages[1],
+        "Attributes": {**messages[1].get("Attributes", {}), "ApproximateReceiveCount": "2"},
+    }
+    with pytest.raises(BatchProcessingError):  # its one record failed: the whole batch goes back
+        run_worker(functions, [again])
+    assert len(invoice_mails(stack, failing.email)) == 1
+    assert RunItem.get(run["runId"]).invoiced == 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -98,11 +98,14 @@ class FakeAccounts:
     def accounts_with_status(self, status: AccountStatus) -> Iterator[Account]:
         yield from [a for a in self.accounts.values() if a.status is status]
 
-    def enrolled_before(self, moment: datetime) -> Iterator[Account]:
+    def billable_before(self, moment: datetime) -> Iterator[tuple[str, int, int]]:
         yield from [
-            a
+            (a.email, a.client_id, a.solus_user_id)
             for a in self.accounts.values()
-            if a.status is AccountStatus.ENROLLED and a.enrolled_at is not None and a.enrolled_at < moment
+            if a.status is AccountStatus.ENROLLED
+            and a.enrolled_at is not None
+            and a.enrolled_at < moment
+            and a.solus_user_id is not None
         ]
 
     def expired_pending(self, now: datetime) -> Iterator[Account]:
@@ -716,9 +719,10 @@ class FakeQueue:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
 
-    def send_all(self, messages: list[dict[str, Any]]) -> int:
+    def send_all(self, messages: Iterable[dict[str, Any]]) -> int:
+        before = len(self.messages)
         self.messages.extend(messages)
-        return len(messages)
+        return len(self.messages) - before
 
 
 if TYPE_CHECKING:  # mypy (make typecheck) holds every fake to its port

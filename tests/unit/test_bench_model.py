@@ -135,3 +135,26 @@ def test_the_virtual_clock_counts_round_trips_and_scaled_cpu_and_joins_thread_po
     assert floor - start_floor == pytest.approx(0.015 + 0.16, abs=1e-6)
     assert model - start_model == pytest.approx(0.015 + 0.5 + 0.16 + 0.1, abs=0.03)
     assert ThreadPoolExecutor.submit.__name__ == "submit"  # undone
+
+
+def test_cpu_outside_the_function_is_not_charged_but_its_round_trips_are():
+    import time
+
+    from bench.model import VirtualClock
+
+    def spin(seconds: float) -> None:
+        start = time.thread_time()
+        while time.thread_time() - start < seconds:
+            pass
+
+    clock = VirtualClock()
+    start_model, start_floor = clock.now()
+    with clock.charging(False):  # the event source mapping: receives, then invokes the function, then deletes
+        spin(0.05)
+        clock.wait(0.01)  # ReceiveMessage's round trip: counted
+        with clock.charging(True):
+            spin(0.04)  # the function's CPU: counted
+        spin(0.05)
+    model, floor = clock.now()
+    assert floor - start_floor == pytest.approx(0.01, abs=1e-6)
+    assert model - start_model == pytest.approx(0.05, abs=0.02)

@@ -6,7 +6,7 @@ Lambda) satisfy them structurally, and the unit tests pass in-memory fakes (test
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,7 +56,11 @@ class AccountStore(Protocol):
         ...
 
     def accounts_with_status(self, status: AccountStatus) -> Iterator[Account]: ...
-    def enrolled_before(self, moment: datetime) -> Iterator[Account]: ...
+    def billable_before(self, moment: datetime) -> Iterator[tuple[str, int, int]]:
+        """(email, client id, SolusVM user id) of each account enrolled before ``moment`` with a SolusVM
+        user: who is billed for a period ending then, as the listing pages come."""
+        ...
+
     def expired_pending(self, now: datetime) -> Iterator[Account]: ...
     def delete_expired_pending(self, email: str, now: datetime) -> bool: ...
     def suspended_accounts(self) -> Iterator[Account]: ...
@@ -341,7 +345,9 @@ class PaymentGateway(Protocol):
 
 
 class Queue(Protocol):
-    def send_all(self, messages: list[dict[str, Any]]) -> int: ...
+    def send_all(self, messages: Iterable[dict[str, Any]]) -> int:
+        """Sends the messages as they come (each ten at once); returns how many were sent."""
+        ...
 
 
 class Dispatcher(Protocol):

@@ -77,12 +77,16 @@ class AccountsStore:
         for item in AccountItem.by_status.query(status.value):
             yield _to_account(item)
 
-    def enrolled_before(self, moment: datetime) -> Iterator[Account]:
-        """Accounts enrolled before ``moment``: who is billed for a period ending then."""
+    def billable_before(self, moment: datetime) -> Iterator[tuple[str, int, int]]:
+        """Accounts enrolled before ``moment`` with a SolusVM user: who is billed for a period ending then.
+        Only the three attributes a job needs are read: a whole account costs its parsing (~10 times the
+        attributes) for every account of every run."""
         for item in AccountItem.by_status.query(
-            AccountStatus.ENROLLED.value, filter_condition=AccountItem.enrolled_at < moment
+            AccountStatus.ENROLLED.value,
+            filter_condition=(AccountItem.enrolled_at < moment) & AccountItem.solus_user_id.exists(),
+            attributes_to_get=["email", "client_id", "solus_user_id"],
         ):
-            yield _to_account(item)
+            yield item.email, int(item.client_id), int(item.solus_user_id)
 
     def expired_pending(self, now: datetime) -> Iterator[Account]:
         for item in AccountItem.by_status.query(

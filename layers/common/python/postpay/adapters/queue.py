@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 from postpay.observability import logger
@@ -23,11 +25,13 @@ class SqsQueue:
             self._client = boto3.client("sqs")
         return self._client
 
-    def send_all(self, messages: list[dict[str, Any]]) -> int:
-        """Sends every message in batches of ten, retrying entries SQS refused; returns how many were sent."""
+    def send_all(self, messages: Iterable[dict[str, Any]]) -> int:
+        """Sends the messages in batches of ten as they come (a run's first jobs are on the queue while its
+        accounts are still being listed), retrying entries SQS refused; returns how many were sent."""
         sent = 0
-        for start in range(0, len(messages), _BATCH):
-            pending = {str(i): m for i, m in enumerate(messages[start : start + _BATCH])}
+        source = iter(messages)
+        while batch := list(islice(source, _BATCH)):
+            pending = {str(i): m for i, m in enumerate(batch)}
             for _ in range(5):
                 answer = self.client.send_message_batch(
                     QueueUrl=self.url,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -97,6 +97,9 @@ class Prepared:
     # invoice email nor the automatic charge reads it again; None = not read (each reads it, as a lone job)
     has_card: bool | None = None
     email: Composing | None = None  # its invoice email, composed while the batch's earlier emails are sent
+    # its email's "sent" mark, written while the next email is sent (``Invoicing.settle`` waits for it)
+    marked: Future[None] | None = None
+    final_attempt: bool = False
 
 
 @dataclass(frozen=True)
@@ -324,6 +327,7 @@ class Invoicing:
         self.dispatcher = dispatcher  # None where there is no Lambda (local stack, tests): queue inline
         self._usage_pool: ThreadPoolExecutor | None = None
         self._compose_pool: ThreadPoolExecutor | None = None
+        self._mark_pool: ThreadPoolExecutor | None = None
         # charges a new invoice to the card on file (Stripe configured); exactly once by its own claim
         self.collect = collect
         # the card that charge will take the invoice from, for the invoice email to say so
@@ -334,9 +338,6 @@ class Invoicing:
         self.buyers_with_cards = buyers_with_cards
 
     # the run ---------------------------------------------------------------------------------------
-
-    def accounts_to_bill(self, period: Period) -> list[Account]:
-        return [a for a in self.accounts.enrolled_before(period.ends_at()) if a.solus_user_id is not None]
 
     def start(self, period: Period, *, trigger: str) -> RunRecord:
         """Creates the run and queues one job per account. A scheduled run has one id per period, so a
@@ -387,13 +388,14 @@ class Invoicing:
             return run
         period = Period.from_dict(run.period)
         assert self.queue is not None, "INVOICE_QUEUE_URL is not set"
-        jobs = [
-            Job(run_id, a.client_id, a.email, a.solus_user_id or 0, period, dry_run=run.dry_run).message()
-            for a in self.accounts_to_bill(period)
-        ]
-        self.queue.send_all(jobs)
-        self.billing.finish_queuing(run_id, len(jobs), self.clock.now())
-        logger.info("run queued", extra={"run_id": run_id, "period": period.key, "accounts": len(jobs)})
+        # queued as the accounts are listed: the workers start on the first jobs meanwhile
+        jobs = (
+            Job(run_id, client_id, email, solus_user_id, period, dry_run=run.dry_run).message()
+            for email, client_id, solus_user_id in self.accounts.billable_before(period.ends_at())
+        )
+        queued = self.queue.send_all(jobs)
+        self.billing.finish_queuing(run_id, queued, self.clock.now())
+        logger.info("run queued", extra={"run_id": run_id, "period": period.key, "accounts": queued})
         record = self.billing.run(run_id)
         assert record is not None
         return record
@@ -578,6 +580,28 @@ class Invoicing:
                 ),
             )
 
+    def settle(self, finished: Mapping[str, Prepared]) -> list[str]:
+        """Waits for the "sent" marks of the batch's emails still being written (``_email``); returns the
+        jobs whose mark failed, for the queue to retry each (on its final attempt it is recorded failed, as
+        ``finish`` records any failure). Called before the batch answers, also when it failed half-way, so
+        no mark is left running when Lambda freezes the environment."""
+        failed: list[str] = []
+        for key, item in finished.items():
+            if item.marked is None:
+                continue
+            try:
+                item.marked.result()
+            except Exception as error:
+                logger.warning(
+                    "invoice email sent, its sent mark failed: retried under its lease",
+                    extra={"run_id": item.job.run_id, "client_id": item.job.client_id},
+                    exc_info=True,
+                )
+                if item.final_attempt:
+                    self._failed(item.job, error)
+                failed.append(key)
+        return failed
+
     def discard(self, leftovers: Iterable[Prepared]) -> None:
         """Prepared jobs that will not finish in this invocation: their emails are not composed for nothing
         (a composing one ends in a moment), so no thread is at work when Lambda freezes the environment."""
@@ -606,6 +630,7 @@ class Invoicing:
         """Ends one job of a prepared batch; returns its outcome. Transient failures raise (the queue
         retries); on the final attempt the failure is recorded on the run with its reason."""
         job = prepared.job
+        prepared.final_attempt = final_attempt
         try:
             if job.dry_run:
                 return self._preview(job)
@@ -614,7 +639,7 @@ class Invoicing:
             if prepared.already:
                 return self._already(job)
             if prepared.invoice is not None:
-                self._issued(prepared.invoice, has_card=prepared.has_card, email=prepared.email)
+                self._issued(prepared.invoice, has_card=prepared.has_card, email=prepared.email, job=prepared)
             assert prepared.outcome is not None
             return prepared.outcome
         except UsageError as error:
@@ -779,7 +804,12 @@ class Invoicing:
         )
 
     def _issued(
-        self, invoice: Invoice, *, has_card: bool | None = None, email: Composing | None = None
+        self,
+        invoice: Invoice,
+        *,
+        has_card: bool | None = None,
+        email: Composing | None = None,
+        job: Prepared | None = None,
     ) -> None:
         logger.info(
             "invoice issued",
@@ -792,8 +822,11 @@ class Invoicing:
         )
         metrics.add_metric(name="InvoicesIssued", unit="Count", value=1)
         metrics.add_metric(name=f"AmountBilled{invoice.currency}", unit="None", value=float(invoice.total))
-        self._email(invoice, claimed=True, has_card=has_card, email=email)
+        self._email(invoice, claimed=True, has_card=has_card, email=email, job=job)
         if has_card is not False:  # without a card on file the charge has nothing to do
+            if job is not None and job.marked is not None:
+                marked, job.marked = job.marked, None  # its failure is this job's, here: not settle's
+                marked.result()  # the charge after the email and its mark, as for a lone job
             self._collect(invoice)
 
     def _already(self, job: Job) -> str:
@@ -820,9 +853,20 @@ class Invoicing:
             self.collect(invoice)
 
     def _email(
-        self, invoice: Invoice, *, claimed: bool, has_card: bool | None = None, email: Composing | None = None
+        self,
+        invoice: Invoice,
+        *,
+        claimed: bool,
+        has_card: bool | None = None,
+        email: Composing | None = None,
+        job: Prepared | None = None,
     ) -> None:
-        """Sends the invoice email once: under the lease written with the invoice, or one claimed now."""
+        """Sends the invoice email once: under the lease written with the invoice, or one claimed now.
+
+        An email composed ahead for a batch (``email`` and its ``job``) is marked sent on another thread
+        while the worker sends the batch's next one (the mark is a round trip that needs nothing but the
+        message id); ``settle`` waits for the marks before the batch answers, and a job whose mark failed
+        is retried as if its send had: the lease holds its email back, as when the mark fails here."""
         now = self.clock.now()
         if not claimed:
             state = self.billing.claim_email(invoice, now, EMAIL_LEASE)
@@ -833,7 +877,12 @@ class Invoicing:
                 # attempt died before sending, the email goes out once its lease has expired.
                 raise EmailPending(invoice.number)
         message_id = self.send_invoice_email(invoice, has_card=has_card, email=email)
-        self.billing.mark_emailed(invoice, message_id, self.clock.now())
+        if email is None or job is None:
+            self.billing.mark_emailed(invoice, message_id, self.clock.now())
+            return
+        if self._mark_pool is None:
+            self._mark_pool = ThreadPoolExecutor(1, thread_name_prefix="mark")
+        job.marked = self._mark_pool.submit(self.billing.mark_emailed, invoice, message_id, self.clock.now())
 
     def send_invoice_email(
         self, invoice: Invoice, *, has_card: bool | None = None, email: Composing | None = None
