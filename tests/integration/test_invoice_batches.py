@@ -372,3 +372,79 @@ def test_a_batch_marks_each_email_sent_while_sending_the_next_and_retries_one_wh
         run_worker(functions, [again])
     assert len(invoice_mails(stack, failing.email)) == 1
     assert RunItem.get(run["runId"]).invoiced == 3
+
+
+def _composed(monkeypatch, invoicing) -> list[tuple[str, float]]:
+    """Each invoice email composed: its invoice's number and when its composing began."""
+    import time
+
+    composed: list[tuple[str, float]] = []
+    original = invoicing._invoice_email
+
+    def compose(invoice: Any, **kwargs: Any) -> Any:
+        composed.append((invoice.number, time.monotonic()))
+        return original(invoice, **kwargs)
+
+    monkeypatch.setattr(invoicing, "_invoice_email", compose)
+    return composed
+
+
+def _attached(stack, account) -> list[str]:
+    [mail] = invoice_mails(stack, account.email)
+    return list(mail.attachments)
+
+
+def test_the_first_email_is_composed_while_the_batchs_transaction_is_on_the_network(
+    stack, functions, monkeypatch
+):
+    import time
+
+    # Given a batch of three, and a transaction that takes a while to answer
+    _, accounts, messages = queued_batch(stack, functions, 3)
+    invoicing = functions["worker"].container.invoicing
+    composed = _composed(monkeypatch, invoicing)
+    connection = tables.connection()
+    original = connection.transact_write_items
+    answered: list[float] = []
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        time.sleep(0.3)
+        answered.append(time.monotonic())
+        return result
+
+    monkeypatch.setattr(connection, "transact_write_items", slow)
+    # When the worker takes the batch
+    assert run_worker(functions, messages) == {"batchItemFailures": []}
+    # Then the first invoice's email began before the transaction answered, and was the one sent (each
+    # email composed once, each carrying its own invoice)
+    [done] = answered
+    first = number_of(next(a for a in accounts if a.client_id == json.loads(messages[0]["Body"])["clientId"]))
+    assert composed[0][1] < done and int(re.sub(r"\D", "", composed[0][0])) == first
+    assert len(composed) == 3
+    for account in accounts:
+        [invoice] = invoices_of(account.client_id)
+        assert _attached(stack, account) == [f"{invoice.number}.pdf"]
+
+
+def test_an_email_composed_ahead_for_a_cancelled_transaction_is_not_sent(stack, functions, monkeypatch):
+    # Given a batch whose first transaction finds the counter moved (its numbers are not the ones issued)
+    _, accounts, messages = queued_batch(stack, functions, 3)
+    invoicing = functions["worker"].container.invoicing
+    composed = _composed(monkeypatch, invoicing)
+    read_both = invoicing.buyers_with_cards
+
+    def read_then_moved(emails: list[str], clients: list[int]) -> Any:
+        found = read_both(emails, clients)
+        BillingStore._counter_hint = max(0, counter() - 2)
+        return found
+
+    monkeypatch.setattr(invoicing, "buyers_with_cards", read_then_moved)
+    # When the worker takes the batch
+    assert run_worker(functions, messages) == {"batchItemFailures": []}
+    # Then the email composed for the cancelled attempt was dropped: each account got its own invoice's
+    assert len(composed) == 4
+    for account in accounts:
+        [invoice] = invoices_of(account.client_id)
+        assert _attached(stack, account) == [f"{invoice.number}.pdf"]
+    assert all_invoice_numbers() == list(range(1, counter() + 1))

@@ -598,10 +598,16 @@ class FakeBilling:
         return True
 
     def issue_batch(
-        self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
+        self,
+        entries: list[ToIssue],
+        *,
+        now: datetime,
+        email_lease: timedelta,
+        sending: Callable[[dict[int, Invoice]], None] | None = None,
     ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
         """Each entry as its own transaction would write it, in order; a copy of an earlier entry is
-        AlreadyBilled, as the store leaves it out of the batch."""
+        AlreadyBilled, as the store leaves it out of the batch. (No transaction goes out: ``sending`` is
+        never told.)"""
         results: list[Invoice | AlreadyBilled | OutcomeRecorded | None] = []
         seen: set[str] = set()
         for entry in entries:

@@ -146,10 +146,16 @@ class InvoiceStore(Protocol):
         self, *, client_id: int, email: str, period_key: str, usage: str, run_id: str, now: datetime
     ) -> None: ...
     def issue_batch(
-        self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
+        self,
+        entries: list[ToIssue],
+        *,
+        now: datetime,
+        email_lease: timedelta,
+        sending: Callable[[dict[int, Invoice]], None] | None = None,
     ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
         """Issues a batch in as few transactions as it takes; per entry: the invoice, None (nothing to
-        bill recorded), or the AlreadyBilled / OutcomeRecorded it met."""
+        bill recorded), or the AlreadyBilled / OutcomeRecorded it met. ``sending`` (optional) is told the
+        invoices by entry index of the first transaction as it goes out."""
         ...
 
     def record_outcome(

@@ -17,6 +17,7 @@ number of the same gapless counter. The operator's desk (voids, credit notes, li
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from postpay.adapters.tables import (
     OutcomeItem,
     RunItem,
     connection,
+    on_send,
 )
 from postpay.errors import AlreadyBilled, OutcomeRecorded
 from postpay.models import CarriedBalance, Invoice, InvoiceStatus, ToIssue
@@ -137,7 +139,12 @@ class BillingStore(InvoiceReads, RunsStore):
             raise result
 
     def issue_batch(
-        self, entries: list[ToIssue], *, now: datetime, email_lease: timedelta
+        self,
+        entries: list[ToIssue],
+        *,
+        now: datetime,
+        email_lease: timedelta,
+        sending: Callable[[dict[int, Invoice]], None] | None = None,
     ) -> list[Invoice | AlreadyBilled | OutcomeRecorded | None]:
         """Writes a batch's invoices (numbered in order, gapless), nothing-to-bill records, their run outcomes
         and the runs' counts in as few transactions as DynamoDB allows (MAX_ITEMS_PER_TRANSACTION items each).
@@ -146,7 +153,9 @@ class BillingStore(InvoiceReads, RunsStore):
         (the entry was left out: its (client, period) or its (run, client) was written before). A cancelled
         transaction names the items that failed: those entries are dropped and the rest retried; a moved
         counter is read from the cancellation itself (ALL_OLD), so contention costs one more attempt per
-        batch, not per invoice. Any other failure raises: nothing of the transaction was written."""
+        batch, not per invoice. Any other failure raises: nothing of the transaction was written. ``sending``
+        is told the invoices (by entry) of the first transaction as it goes out: they are the ones issued
+        unless it is cancelled."""
         results: list[Invoice | AlreadyBilled | OutcomeRecorded | None] = [None] * len(entries)
         first: dict[str, int] = {}
         later: set[int] = set()
@@ -161,7 +170,8 @@ class BillingStore(InvoiceReads, RunsStore):
         carried = self._carried_into(entries, chosen)
         weights = [(4 if i in voids else 3) + len(carried.get(i, ())) for i in range(len(entries))]
         for chunk in _chunks(weights, chosen):
-            self._issue_chunk(entries, chunk, results, now, email_lease, voids, carried)
+            self._issue_chunk(entries, chunk, results, now, email_lease, voids, carried, sending)
+            sending = None
         for index in later:
             results[index] = AlreadyBilled(entries[index].key)  # the copy of an entry billed just before
         return results
@@ -240,6 +250,7 @@ class BillingStore(InvoiceReads, RunsStore):
         lease: timedelta,
         voids: dict[int, InvoiceItem],
         carried: dict[int, list[InvoiceItem]],
+        sending: Callable[[dict[int, Invoice]], None] | None = None,
     ) -> None:
         current = self._counter_hint if self._counter_hint is not None else self.counter_value()
         replace_failed: set[int] = set()
@@ -261,6 +272,8 @@ class BillingStore(InvoiceReads, RunsStore):
             # the carried invoices these invoices take: updated after the runs, in this order
             consumed = [(i, it) for i in pending if i in invoices for it in carried.get(i, ())]
             runs = _run_counts(entries, pending, invoices, replace_failed)
+            if sending is not None and invoices and attempt == 0:
+                on_send(functools.partial(sending, dict(invoices)))
             try:
                 with TransactWrite(connection=connection()) as tx:
                     # puts first, in entry order: [record, outcome, (void kept)] of entry 0, of entry 1, ...
@@ -346,6 +359,8 @@ class BillingStore(InvoiceReads, RunsStore):
                 if attempt >= 1:
                     logger.info("invoice counter contended", extra={"attempt": attempt + 1})
                 continue
+            finally:
+                on_send(None)  # told at most once, and never by a later transaction
             for index in pending:
                 results[index] = invoices.get(index)
             BillingStore._counter_hint = current + len(invoices)

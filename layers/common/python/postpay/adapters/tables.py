@@ -8,6 +8,8 @@ stack and the tests create tables from ``table_specs()``, so schema drift fails 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +43,30 @@ def connection() -> Connection:
     if _connection is None:
         _connection = Connection()
     return _connection
+
+
+_sending = threading.local()
+
+
+def on_send(callback: Callable[[], None] | None) -> None:
+    """``callback`` runs once, on this thread, as its next transaction goes out (built and signed: botocore's
+    before-send), so work that waits for the outcome can start while it is on the network; None forgets it."""
+    if callback is not None:
+        connection().client.meta.events.register(
+            "before-send.dynamodb.TransactWriteItems", _before_send, unique_id="postpay-on-send"
+        )
+    _sending.callback = callback
+
+
+def _before_send(**_: Any) -> None:
+    callback, _sending.callback = getattr(_sending, "callback", None), None
+    if callback is not None:
+        try:
+            callback()
+        except Exception:  # the transaction goes out regardless: the work is only ahead of time
+            from postpay.observability import logger
+
+            logger.warning("work started with a transaction failed", exc_info=True)
 
 
 def epoch(moment: datetime) -> int:

@@ -110,6 +110,8 @@ class Composing:
     today: date
     pay_url: str | None
     message: Future[Any]
+    invoice: Invoice | None = None  # the invoice it was composed for
+    has_card: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -540,10 +542,13 @@ class Invoicing:
         if not entries:
             return prepared
         try:
-            results = self.billing.issue_batch(entries, now=now, email_lease=EMAIL_LEASE)
+            results = self.billing.issue_batch(
+                entries, now=now, email_lease=EMAIL_LEASE, sending=self._first_email_ahead(waiting, cards)
+            )
         except Exception as error:  # nothing of the transaction was written: every job of it is retried
+            self.discard(waiting)
             for item in waiting:
-                item.error = error
+                item.error, item.email = error, None
             return prepared
         for item, result in zip(waiting, results, strict=True):
             if isinstance(result, AlreadyBilled | OutcomeRecorded):
@@ -555,7 +560,44 @@ class Invoicing:
         issued = [item for item in waiting if item.invoice is not None]
         self._read_cards(issued, cards)
         self._compose_ahead(issued)
+        for item in waiting:
+            if item.invoice is None and item.email is not None:  # composed ahead for an invoice not issued
+                item.email.message.cancel()
+                item.email = None
         return prepared
+
+    def _first_email_ahead(
+        self, waiting: list[Prepared], cards: set[int] | None
+    ) -> Callable[[dict[int, Invoice]], None] | None:
+        """What composes the batch's first invoice email while its transaction is on the network, as that
+        transaction issues it: the first send then waits for less of it (its PDF, its MIME) once the
+        invoices are out. ``_compose_ahead`` keeps it only if that invoice is the one issued (the
+        transaction was not cancelled meanwhile), else drops it. Only where the batch composes ahead (two
+        invoices or more) and has read its cards on file (when there are cards)."""
+        if self.with_cards is not None and cards is None:
+            return None
+
+        def sending(invoices: dict[int, Invoice]) -> None:
+            if len(invoices) < 2:
+                return
+            index = min(invoices)
+            item = waiting[index]
+            item.email = self._composing(
+                invoices[index], has_card=None if cards is None else item.job.client_id in cards
+            )
+
+        return sending
+
+    def _composing(self, invoice: Invoice, *, has_card: bool | None) -> Composing:
+        """The invoice's email, submitted to the batch's compose thread."""
+        if self._compose_pool is None:
+            self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="compose")
+        today = local_date(self.clock.now(), self.settings.billing_timezone)
+        pay_url = pay_online_url(self.settings, invoice)
+        message = self._compose_pool.submit(
+            self._invoice_email, invoice, has_card=has_card, today=today, pay_url=pay_url
+        )
+        return Composing(today, pay_url, message, invoice=invoice, has_card=has_card)
 
     def _compose_ahead(self, issued: list[Prepared]) -> None:
         """Starts composing the batch's invoice emails (the PDF, the templates, the MIME: most of the
@@ -564,21 +606,16 @@ class Invoicing:
         network (SES, the "sent" mark). A lone invoice's email is composed when it is sent, as before. A
         message that fails to compose fails its job's email, which the queue retries, as an inline one
         would."""
-        if len(issued) < 2:
-            return
-        if self._compose_pool is None:
-            self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="compose")
-        today = local_date(self.clock.now(), self.settings.billing_timezone)
         for item in issued:
             assert item.invoice is not None
-            pay_url = pay_online_url(self.settings, item.invoice)
-            item.email = Composing(
-                today,
-                pay_url,
-                self._compose_pool.submit(
-                    self._invoice_email, item.invoice, has_card=item.has_card, today=today, pay_url=pay_url
-                ),
-            )
+            ahead = item.email  # the first one's, composed while the transaction was on the network
+            if ahead is not None:
+                if len(issued) >= 2 and (ahead.invoice, ahead.has_card) == (item.invoice, item.has_card):
+                    continue
+                ahead.message.cancel()
+                item.email = None
+            if len(issued) >= 2:
+                item.email = self._composing(item.invoice, has_card=item.has_card)
 
     def settle(self, finished: Mapping[str, Prepared]) -> list[str]:
         """Waits for the "sent" marks of the batch's emails still being written (``_email``); returns the
