@@ -448,3 +448,42 @@ def test_an_email_composed_ahead_for_a_cancelled_transaction_is_not_sent(stack, 
         [invoice] = invoices_of(account.client_id)
         assert _attached(stack, account) == [f"{invoice.number}.pdf"]
     assert all_invoice_numbers() == list(range(1, counter() + 1))
+
+
+def _final(message: dict) -> dict:
+    return {**message, "Attributes": {**message.get("Attributes", {}), "ApproximateReceiveCount": "5"}}
+
+
+def test_a_failed_mark_whose_failure_cannot_be_recorded_still_answers_the_batch_and_leaves_nothing_behind(
+    stack, functions, monkeypatch
+):
+    # Given a batch of three on its final attempt, the second email's "sent" mark failing and DynamoDB not
+    # taking that job's failed outcome either (the outage that failed the mark)
+    _, _, messages = queued_batch(stack, functions, 3)
+    assert functions["worker"].container.settings.invoice_max_attempts == 5
+    worker = functions["worker"]
+    billing = worker.container.invoicing.billing
+    failing = json.loads(messages[1]["Body"])["clientId"]
+    mark, record = billing.mark_emailed, billing.record_outcome
+
+    def mark_or_fail(invoice: Any, message_id: str, now: datetime) -> None:
+        if invoice.client_id == failing:
+            raise ConnectionError("DynamoDB did not answer")
+        mark(invoice, message_id, now)
+
+    def record_or_fail(run_id: str, client_id: int, *args: Any, **kwargs: Any) -> bool:
+        if client_id == failing:
+            raise ConnectionError("DynamoDB did not answer")
+        return record(run_id, client_id, *args, **kwargs)
+
+    monkeypatch.setattr(billing, "mark_emailed", mark_or_fail)
+    monkeypatch.setattr(billing, "record_outcome", record_or_fail)
+    # When the worker takes the batch
+    result = run_worker(functions, [_final(m) for m in messages])
+    # Then only that job goes back to the queue (its next delivery records it: the attempts are used), and
+    # nothing of this batch is left for the next one to answer for
+    assert result == {"batchItemFailures": [{"itemIdentifier": messages[1]["MessageId"]}]}
+    assert worker.finishing == {}
+    monkeypatch.setattr(billing, "record_outcome", record)
+    _, _, later = queued_batch(stack, functions, 2)
+    assert run_worker(functions, later) == {"batchItemFailures": []}

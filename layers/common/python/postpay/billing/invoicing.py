@@ -634,9 +634,12 @@ class Invoicing:
                     extra={"run_id": item.job.run_id, "client_id": item.job.client_id},
                     exc_info=True,
                 )
-                if item.final_attempt:
-                    self._failed(item.job, error)
                 failed.append(key)
+                if item.final_attempt:
+                    try:
+                        self._failed(item.job, error)
+                    except Exception:  # its next delivery records it (``abandon``): wait for the rest
+                        logger.warning("a failed mark's outcome was not recorded", exc_info=True)
         return failed
 
     def discard(self, leftovers: Iterable[Prepared]) -> None:
