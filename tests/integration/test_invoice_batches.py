@@ -487,3 +487,51 @@ def test_a_failed_mark_whose_failure_cannot_be_recorded_still_answers_the_batch_
     monkeypatch.setattr(billing, "record_outcome", record)
     _, _, later = queued_batch(stack, functions, 2)
     assert run_worker(functions, later) == {"batchItemFailures": []}
+
+
+def test_without_card_payments_the_batch_composes_each_email_once_and_marks_while_sending_the_next(
+    stack, functions, monkeypatch
+):
+    import time
+
+    # Given a worker without card payments (Stripe not configured), a batch of three, a slow transaction
+    # and slow "sent" marks
+    _, accounts, messages = queued_batch(stack, functions, 3)
+    invoicing = functions["worker"].container.invoicing
+    for name in ("collect", "card_to_charge", "with_cards"):
+        monkeypatch.setattr(invoicing, name, None)
+    composed = _composed(monkeypatch, invoicing)
+    connection = tables.connection()
+    transact = connection.transact_write_items
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        result = transact(*args, **kwargs)
+        time.sleep(0.3)
+        return result
+
+    monkeypatch.setattr(connection, "transact_write_items", slow)
+    mark = invoicing.billing.mark_emailed
+    marked: list[float] = []
+
+    def slow_mark(invoice: Any, message_id: str, now: datetime) -> None:
+        time.sleep(0.3)
+        mark(invoice, message_id, now)
+        marked.append(time.monotonic())
+
+    monkeypatch.setattr(invoicing.billing, "mark_emailed", slow_mark)
+    deliver = invoicing.mailer.deliver
+    delivered: list[float] = []
+    monkeypatch.setattr(
+        invoicing.mailer, "deliver", lambda message: delivered.append(time.monotonic()) or deliver(message)
+    )
+    # When the worker takes the batch
+    assert run_worker(functions, messages) == {"batchItemFailures": []}
+    # Then the first email composed while the transaction was out is the one sent (each composed once), and
+    # each email's mark is written while the next one is sent
+    assert len(composed) == 3
+    assert len(delivered) == 3 and len(marked) == 3
+    assert delivered[1] < marked[0] and delivered[2] < marked[1]
+    for account in accounts:
+        [invoice] = invoices_of(account.client_id)
+        assert _attached(stack, account) == [f"{invoice.number}.pdf"]
+        assert invoice.email_sent_at is not None

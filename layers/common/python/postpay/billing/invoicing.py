@@ -582,9 +582,9 @@ class Invoicing:
                 return
             index = min(invoices)
             item = waiting[index]
-            item.email = self._composing(
-                invoices[index], has_card=None if cards is None else item.job.client_id in cards
-            )
+            # as ``_read_cards`` will settle it (None without card payments), or the email is composed again
+            has_card = None if self.with_cards is None or cards is None else item.job.client_id in cards
+            item.email = self._composing(invoices[index], has_card=has_card)
 
         return sending
 
@@ -864,7 +864,8 @@ class Invoicing:
         metrics.add_metric(name=f"AmountBilled{invoice.currency}", unit="None", value=float(invoice.total))
         self._email(invoice, claimed=True, has_card=has_card, email=email, job=job)
         if has_card is not False:  # without a card on file the charge has nothing to do
-            if job is not None and job.marked is not None:
+            charges = self.collect is not None and invoice.status is InvoiceStatus.UNPAID
+            if job is not None and job.marked is not None and charges:
                 marked, job.marked = job.marked, None  # its failure is this job's, here: not settle's
                 marked.result()  # the charge after the email and its mark, as for a lone job
             self._collect(invoice)
