@@ -535,3 +535,27 @@ def test_without_card_payments_the_batch_composes_each_email_once_and_marks_whil
         [invoice] = invoices_of(account.client_id)
         assert _attached(stack, account) == [f"{invoice.number}.pdf"]
         assert invoice.email_sent_at is not None
+
+
+def test_a_job_delivered_twice_beside_another_is_not_handed_back_while_its_mark_is_on_its_way(
+    stack, functions, monkeypatch
+):
+    import time
+
+    # Given a batch of two jobs, the first delivered twice, and a slow "sent" mark
+    run, accounts, messages = queued_batch(stack, functions, 2)
+    twice = [messages[0], {**messages[0], "MessageId": messages[0]["MessageId"] + "-again"}, messages[1]]
+    billing = functions["worker"].container.invoicing.billing
+    mark = billing.mark_emailed
+
+    def slow_mark(invoice: Any, message_id: str, now: datetime) -> None:
+        time.sleep(0.5)
+        mark(invoice, message_id, now)
+
+    monkeypatch.setattr(billing, "mark_emailed", slow_mark)
+    # When the worker takes the batch
+    result = run_worker(functions, twice)
+    # Then the copy ends as the job did (its email sent and marked): nothing goes back to the queue
+    assert result == {"batchItemFailures": []}
+    assert all(len(invoice_mails(stack, a.email)) == 1 for a in accounts)
+    assert RunItem.get(run["runId"]).invoiced == 2

@@ -880,12 +880,19 @@ class Invoicing:
                 self.billing.record_outcome(
                     job.run_id, job.client_id, "already_invoiced", self.clock.now(), number=invoice.number
                 )
+            self._marks_written()  # a copy of a job of this batch: its email's mark may be on its way
             self._email(invoice, claimed=False)
             self._collect(invoice)
             return "invoiced" if invoice.run_id == job.run_id else "already_invoiced"
         if outcome == "nothing_to_bill":
             self.billing.record_outcome(job.run_id, job.client_id, "nothing_to_bill", self.clock.now())
         return outcome
+
+    def _marks_written(self) -> None:
+        """Waits for the "sent" marks on their way (``_email``): the mark thread is one, so a no-op submitted
+        after them ends after them. A job billed before then finds its email marked, not leased."""
+        if self._mark_pool is not None:
+            self._mark_pool.submit(lambda: None).result()
 
     def _collect(self, invoice: Invoice) -> None:
         """The automatic charge, after the invoice email (the client learns of the invoice first). Its own
