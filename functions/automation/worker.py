@@ -74,8 +74,10 @@ def handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
     finally:  # records that never reached their job (a malformed one among them): nothing left running
         container.invoicing.discard(prepared.values())
         prepared.clear()
-        unmarked = container.invoicing.settle(finishing)  # the emails' "sent" marks, written meanwhile
-        finishing.clear()
+        try:
+            unmarked = container.invoicing.settle(finishing)  # the emails' "sent" marks, written meanwhile
+        finally:  # never answered for by the next batch
+            finishing.clear()
     failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
     response["batchItemFailures"] += [{"itemIdentifier": i} for i in unmarked if i not in failed]
     return response

@@ -448,3 +448,114 @@ def test_an_email_composed_ahead_for_a_cancelled_transaction_is_not_sent(stack, 
         [invoice] = invoices_of(account.client_id)
         assert _attached(stack, account) == [f"{invoice.number}.pdf"]
     assert all_invoice_numbers() == list(range(1, counter() + 1))
+
+
+def _final(message: dict) -> dict:
+    return {**message, "Attributes": {**message.get("Attributes", {}), "ApproximateReceiveCount": "5"}}
+
+
+def test_a_failed_mark_whose_failure_cannot_be_recorded_still_answers_the_batch_and_leaves_nothing_behind(
+    stack, functions, monkeypatch
+):
+    # Given a batch of three on its final attempt, the second email's "sent" mark failing and DynamoDB not
+    # taking that job's failed outcome either (the outage that failed the mark)
+    _, _, messages = queued_batch(stack, functions, 3)
+    assert functions["worker"].container.settings.invoice_max_attempts == 5
+    worker = functions["worker"]
+    billing = worker.container.invoicing.billing
+    failing = json.loads(messages[1]["Body"])["clientId"]
+    mark, record = billing.mark_emailed, billing.record_outcome
+
+    def mark_or_fail(invoice: Any, message_id: str, now: datetime) -> None:
+        if invoice.client_id == failing:
+            raise ConnectionError("DynamoDB did not answer")
+        mark(invoice, message_id, now)
+
+    def record_or_fail(run_id: str, client_id: int, *args: Any, **kwargs: Any) -> bool:
+        if client_id == failing:
+            raise ConnectionError("DynamoDB did not answer")
+        return record(run_id, client_id, *args, **kwargs)
+
+    monkeypatch.setattr(billing, "mark_emailed", mark_or_fail)
+    monkeypatch.setattr(billing, "record_outcome", record_or_fail)
+    # When the worker takes the batch
+    result = run_worker(functions, [_final(m) for m in messages])
+    # Then only that job goes back to the queue (its next delivery records it: the attempts are used), and
+    # nothing of this batch is left for the next one to answer for
+    assert result == {"batchItemFailures": [{"itemIdentifier": messages[1]["MessageId"]}]}
+    assert worker.finishing == {}
+    monkeypatch.setattr(billing, "record_outcome", record)
+    _, _, later = queued_batch(stack, functions, 2)
+    assert run_worker(functions, later) == {"batchItemFailures": []}
+
+
+def test_without_card_payments_the_batch_composes_each_email_once_and_marks_while_sending_the_next(
+    stack, functions, monkeypatch
+):
+    import time
+
+    # Given a worker without card payments (Stripe not configured), a batch of three, a slow transaction
+    # and slow "sent" marks
+    _, accounts, messages = queued_batch(stack, functions, 3)
+    invoicing = functions["worker"].container.invoicing
+    for name in ("collect", "card_to_charge", "with_cards"):
+        monkeypatch.setattr(invoicing, name, None)
+    composed = _composed(monkeypatch, invoicing)
+    connection = tables.connection()
+    transact = connection.transact_write_items
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        result = transact(*args, **kwargs)
+        time.sleep(0.3)
+        return result
+
+    monkeypatch.setattr(connection, "transact_write_items", slow)
+    mark = invoicing.billing.mark_emailed
+    marked: list[float] = []
+
+    def slow_mark(invoice: Any, message_id: str, now: datetime) -> None:
+        time.sleep(0.3)
+        mark(invoice, message_id, now)
+        marked.append(time.monotonic())
+
+    monkeypatch.setattr(invoicing.billing, "mark_emailed", slow_mark)
+    deliver = invoicing.mailer.deliver
+    delivered: list[float] = []
+    monkeypatch.setattr(
+        invoicing.mailer, "deliver", lambda message: delivered.append(time.monotonic()) or deliver(message)
+    )
+    # When the worker takes the batch
+    assert run_worker(functions, messages) == {"batchItemFailures": []}
+    # Then the first email composed while the transaction was out is the one sent (each composed once), and
+    # each email's mark is written while the next one is sent
+    assert len(composed) == 3
+    assert len(delivered) == 3 and len(marked) == 3
+    assert delivered[1] < marked[0] and delivered[2] < marked[1]
+    for account in accounts:
+        [invoice] = invoices_of(account.client_id)
+        assert _attached(stack, account) == [f"{invoice.number}.pdf"]
+        assert invoice.email_sent_at is not None
+
+
+def test_a_job_delivered_twice_beside_another_is_not_handed_back_while_its_mark_is_on_its_way(
+    stack, functions, monkeypatch
+):
+    import time
+
+    # Given a batch of two jobs, the first delivered twice, and a slow "sent" mark
+    run, accounts, messages = queued_batch(stack, functions, 2)
+    twice = [messages[0], {**messages[0], "MessageId": messages[0]["MessageId"] + "-again"}, messages[1]]
+    billing = functions["worker"].container.invoicing.billing
+    mark = billing.mark_emailed
+
+    def slow_mark(invoice: Any, message_id: str, now: datetime) -> None:
+        time.sleep(0.5)
+        mark(invoice, message_id, now)
+
+    monkeypatch.setattr(billing, "mark_emailed", slow_mark)
+    # When the worker takes the batch
+    result = run_worker(functions, twice)
+    # Then the copy ends as the job did (its email sent and marked): nothing goes back to the queue
+    assert result == {"batchItemFailures": []}
+    assert all(len(invoice_mails(stack, a.email)) == 1 for a in accounts)
+    assert RunItem.get(run["runId"]).invoiced == 2

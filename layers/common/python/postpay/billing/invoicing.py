@@ -582,9 +582,9 @@ class Invoicing:
                 return
             index = min(invoices)
             item = waiting[index]
-            item.email = self._composing(
-                invoices[index], has_card=None if cards is None else item.job.client_id in cards
-            )
+            # as ``_read_cards`` will settle it (None without card payments), or the email is composed again
+            has_card = None if self.with_cards is None or cards is None else item.job.client_id in cards
+            item.email = self._composing(invoices[index], has_card=has_card)
 
         return sending
 
@@ -634,9 +634,12 @@ class Invoicing:
                     extra={"run_id": item.job.run_id, "client_id": item.job.client_id},
                     exc_info=True,
                 )
-                if item.final_attempt:
-                    self._failed(item.job, error)
                 failed.append(key)
+                if item.final_attempt:
+                    try:
+                        self._failed(item.job, error)
+                    except Exception:  # its next delivery records it (``abandon``): wait for the rest
+                        logger.warning("a failed mark's outcome was not recorded", exc_info=True)
         return failed
 
     def discard(self, leftovers: Iterable[Prepared]) -> None:
@@ -861,7 +864,8 @@ class Invoicing:
         metrics.add_metric(name=f"AmountBilled{invoice.currency}", unit="None", value=float(invoice.total))
         self._email(invoice, claimed=True, has_card=has_card, email=email, job=job)
         if has_card is not False:  # without a card on file the charge has nothing to do
-            if job is not None and job.marked is not None:
+            charges = self.collect is not None and invoice.status is InvoiceStatus.UNPAID
+            if job is not None and job.marked is not None and charges:
                 marked, job.marked = job.marked, None  # its failure is this job's, here: not settle's
                 marked.result()  # the charge after the email and its mark, as for a lone job
             self._collect(invoice)
@@ -876,12 +880,19 @@ class Invoicing:
                 self.billing.record_outcome(
                     job.run_id, job.client_id, "already_invoiced", self.clock.now(), number=invoice.number
                 )
+            self._marks_written()  # a copy of a job of this batch: its email's mark may be on its way
             self._email(invoice, claimed=False)
             self._collect(invoice)
             return "invoiced" if invoice.run_id == job.run_id else "already_invoiced"
         if outcome == "nothing_to_bill":
             self.billing.record_outcome(job.run_id, job.client_id, "nothing_to_bill", self.clock.now())
         return outcome
+
+    def _marks_written(self) -> None:
+        """Waits for the "sent" marks on their way (``_email``): the mark thread is one, so a no-op submitted
+        after them ends after them. A job billed before then finds its email marked, not leased."""
+        if self._mark_pool is not None:
+            self._mark_pool.submit(lambda: None).result()
 
     def _collect(self, invoice: Invoice) -> None:
         """The automatic charge, after the invoice email (the client learns of the invoice first). Its own
