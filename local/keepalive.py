@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import socket
+import traceback
 from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler
@@ -58,6 +59,7 @@ def keep_alive(base: type[WSGIRequestHandler] = WSGIRequestHandler) -> type[WSGI
                     if hasattr(iterable, "close"):
                         iterable.close()
             except Exception:
+                self.log_error("%s", traceback.format_exc())
                 self.send_error(500)
                 self.close_connection = True
                 return

@@ -86,7 +86,8 @@ class AccountsStore:
             filter_condition=(AccountItem.enrolled_at < moment) & AccountItem.solus_user_id.exists(),
             attributes_to_get=["email", "client_id", "solus_user_id"],
         ):
-            yield item.email, int(item.client_id), int(item.solus_user_id)
+            if item.solus_user_id is not None:  # (a null written outside PynamoDB passes the filter)
+                yield item.email, int(item.client_id), int(item.solus_user_id)
 
     def expired_pending(self, now: datetime) -> Iterator[Account]:
         for item in AccountItem.by_status.query(
