@@ -115,7 +115,7 @@ def receive_all(stack: LocalStack) -> list[dict]:
 
     sqs = boto3.client("sqs")
     messages: list[dict] = []
-    for _ in range(20):
+    for _ in range(500):  # until the queue is empty: the shared stack's runs queue a job per account it holds
         batch = sqs.receive_message(
             QueueUrl=os.environ["INVOICE_QUEUE_URL"],
             MaxNumberOfMessages=10,
