@@ -25,9 +25,8 @@ settings = Settings.from_env()
 container = Container(settings)
 processor = BatchProcessor(event_type=EventType.SQS)
 prepared: dict[str, Prepared] = {}  # this invocation's batch, by message id
-finishing: dict[
-    str, Prepared
-] = {}  # its jobs taken by record_handler (their emails' marks may be on their way)
+# its jobs taken by record_handler (their emails' marks may be on their way)
+finishing: dict[str, Prepared] = {}
 
 
 def prepare(event: dict, context: LambdaContext) -> None:

@@ -560,10 +560,10 @@ class Invoicing:
         issued = [item for item in waiting if item.invoice is not None]
         self._read_cards(issued, cards)
         self._compose_ahead(issued)
-        for item in waiting:
-            if item.invoice is None and item.email is not None:  # composed ahead for an invoice not issued
-                item.email.message.cancel()
-                item.email = None
+        not_issued = [item for item in waiting if item.invoice is None]
+        self.discard(not_issued)  # an email composed ahead for an invoice the transaction did not issue
+        for item in not_issued:
+            item.email = None
         return prepared
 
     def _first_email_ahead(
@@ -606,15 +606,16 @@ class Invoicing:
         network (SES, the "sent" mark). A lone invoice's email is composed when it is sent, as before. A
         message that fails to compose fails its job's email, which the queue retries, as an inline one
         would."""
+        ahead = len(issued) >= 2
         for item in issued:
             assert item.invoice is not None
-            ahead = item.email  # the first one's, composed while the transaction was on the network
-            if ahead is not None:
-                if len(issued) >= 2 and (ahead.invoice, ahead.has_card) == (item.invoice, item.has_card):
+            early = item.email  # the first one's, composed while the transaction was on the network
+            if early is not None:
+                if ahead and (early.invoice, early.has_card) == (item.invoice, item.has_card):
                     continue
-                ahead.message.cancel()
+                early.message.cancel()
                 item.email = None
-            if len(issued) >= 2:
+            if ahead:
                 item.email = self._composing(item.invoice, has_card=item.has_card)
 
     def settle(self, finished: Mapping[str, Prepared]) -> list[str]:
