@@ -96,6 +96,24 @@ def forget(messages: list[dict]) -> None:
         )
 
 
+def counter_moved_after_the_read(monkeypatch, invoicing, by: int) -> None:
+    """Another worker issues ``by`` invoices between the batch's read of its buyers (and the counter) and its
+    transaction: the counter the batch read is stale by then."""
+    read_both = invoicing.buyers_with_cards
+
+    def read_then_moved(emails: list[str], clients: list[int]) -> Any:
+        found = read_both(emails, clients)
+        BillingStore._counter_hint = max(0, counter() - by)
+        return found
+
+    monkeypatch.setattr(invoicing, "buyers_with_cards", read_then_moved)
+
+
+def delivered(message: dict, times: int) -> dict:
+    """The message as SQS hands it over on its ``times``-th delivery."""
+    return {**message, "Attributes": {**message.get("Attributes", {}), "ApproximateReceiveCount": str(times)}}
+
+
 def number_of(account) -> int:
     [item] = invoices_of(account.client_id)
     return int(re.sub(r"\D", "", item.number))
@@ -195,15 +213,7 @@ def test_a_moved_counter_costs_one_more_attempt_and_no_read(stack, functions, mo
     # Given a worker whose counter, read with the batch's buyers, is stale by its transaction (another
     # worker issued three invoices in between)
     _, accounts, messages = queued_batch(stack, functions, 4)
-    invoicing = functions["worker"].container.invoicing
-    read_both = invoicing.buyers_with_cards
-
-    def read_then_moved(emails: list[str], clients: list[int]) -> Any:
-        found = read_both(emails, clients)
-        BillingStore._counter_hint = max(0, counter() - 3)
-        return found
-
-    monkeypatch.setattr(invoicing, "buyers_with_cards", read_then_moved)
+    counter_moved_after_the_read(monkeypatch, functions["worker"].container.invoicing, by=3)
     reads: list[int] = []
     original = BillingStore.counter_value
     monkeypatch.setattr(BillingStore, "counter_value", lambda self: reads.append(1) or original(self))
@@ -385,10 +395,7 @@ def test_a_batch_marks_each_email_sent_while_sending_the_next_and_retries_one_wh
     assert [client for client, at in sent.items() if at is None] == [failing.client_id]
     # and its redelivery within the lease sends nothing again (the email may be on its way: at least once)
     monkeypatch.setattr(billing, "mark_emailed", original)
-    again = {
-        **messages[1],
-        "Attributes": {**messages[1].get("Attributes", {}), "ApproximateReceiveCount": "2"},
-    }
+    again = delivered(messages[1], 2)
     with pytest.raises(BatchProcessingError):  # its one record failed: the whole batch goes back
         run_worker(functions, [again])
     assert len(invoice_mails(stack, failing.email)) == 1
@@ -454,14 +461,7 @@ def test_an_email_composed_ahead_for_a_cancelled_transaction_is_not_sent(stack, 
     _, accounts, messages = queued_batch(stack, functions, 3)
     invoicing = functions["worker"].container.invoicing
     composed = _composed(monkeypatch, invoicing)
-    read_both = invoicing.buyers_with_cards
-
-    def read_then_moved(emails: list[str], clients: list[int]) -> Any:
-        found = read_both(emails, clients)
-        BillingStore._counter_hint = max(0, counter() - 2)
-        return found
-
-    monkeypatch.setattr(invoicing, "buyers_with_cards", read_then_moved)
+    counter_moved_after_the_read(monkeypatch, invoicing, by=2)
     # When the worker takes the batch
     assert run_worker(functions, messages) == {"batchItemFailures": []}
     # Then the email composed for the cancelled attempt was dropped: each account got its own invoice's
@@ -470,10 +470,6 @@ def test_an_email_composed_ahead_for_a_cancelled_transaction_is_not_sent(stack, 
         [invoice] = invoices_of(account.client_id)
         assert _attached(stack, account) == [f"{invoice.number}.pdf"]
     assert all_invoice_numbers() == list(range(1, counter() + 1))
-
-
-def _final(message: dict) -> dict:
-    return {**message, "Attributes": {**message.get("Attributes", {}), "ApproximateReceiveCount": "5"}}
 
 
 def test_a_failed_mark_whose_failure_cannot_be_recorded_still_answers_the_batch_and_leaves_nothing_behind(
@@ -501,7 +497,7 @@ def test_a_failed_mark_whose_failure_cannot_be_recorded_still_answers_the_batch_
     monkeypatch.setattr(billing, "mark_emailed", mark_or_fail)
     monkeypatch.setattr(billing, "record_outcome", record_or_fail)
     # When the worker takes the batch
-    result = run_worker(functions, [_final(m) for m in messages])
+    result = run_worker(functions, [delivered(m, 5) for m in messages])
     # Then only that job goes back to the queue (its next delivery records it: the attempts are used), and
     # nothing of this batch is left for the next one to answer for
     assert result == {"batchItemFailures": [{"itemIdentifier": messages[1]["MessageId"]}]}
