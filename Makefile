@@ -33,16 +33,20 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 install: $(VENV)/.synced
 
-# The Lambda layer for arm64 / Python 3.14, from the same lock file, with no Docker: wheels only.
+# The Lambda layer for arm64 / Python 3.14, from the same lock file, with no Docker: wheels only. This
+# machine's __pycache__ (its own Python's) goes; infra/bytecode.mjs writes Lambda's, with Pyodide's CPython of
+# the same minor version (infra/components/functions.py's runtime), as /opt/python/... on Lambda.
+LAMBDA_PYTHON := 3.14
 LAYER := build/layer
 LAYER_SOURCES := $(shell find layers/common/python -type f -not -path '*/__pycache__/*')
-$(LAYER)/.built: $(UV) uv.lock $(LAYER_SOURCES)
+$(LAYER)/.built: $(UV) uv.lock $(LAYER_SOURCES) node_modules/.installed infra/bytecode.mjs
 	rm -rf $(LAYER) && mkdir -p $(LAYER)/python
 	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --quiet -o build/requirements.txt
 	$(UV) pip install --quiet --target $(LAYER)/python --python-platform aarch64-manylinux_2_28 \
-	  --python-version 3.14 --only-binary :all: -r build/requirements.txt
+	  --python-version $(LAMBDA_PYTHON) --only-binary :all: -r build/requirements.txt
 	cp -r layers/common/python/postpay $(LAYER)/python/
 	find $(LAYER) -name __pycache__ -type d -prune -exec rm -rf {} +
+	node infra/bytecode.mjs $(LAYER)/python /opt/python $(LAMBDA_PYTHON)
 	@touch $@
 
 layer: $(LAYER)/.built
@@ -59,7 +63,8 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    chromium poppler-utils default-jre-headless >/dev/null; }
 
-# axe-core and vnu-jar for the accessibility and HTML checks of the browser tests, from package-lock.json.
+# From package-lock.json: Pyodide for the layer's bytecode, axe-core and vnu-jar for the accessibility and HTML
+# checks of the browser tests.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
