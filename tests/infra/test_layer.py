@@ -3,6 +3,9 @@ every source, as Lambda's read-only /opt lets no cold start write its own, and w
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,6 +86,53 @@ def test_the_products_bytecode_names_its_path_on_lambda(sources, resources):
         if on_lambda not in code or str(LAYER).encode() in code:
             wrong.append(str(source.relative_to(LAYER)))
     assert not wrong, f"{len(wrong)} product modules do not name /opt/python/postpay/...: {wrong[:5]}"
+
+
+# Lambda's Python (Pyodide's CPython, as infra/bytecode.mjs runs it) imports from a copy of the layer at /opt
+_IMPORT_FROM_OPT = """
+import { loadPyodide } from "pyodide";
+const py = await loadPyodide();
+py.FS.mkdirTree("/opt/python");
+py.FS.mount(py.FS.filesystems.NODEFS, { root: process.argv[1] }, "/opt/python");
+try {
+  console.log(py.runPython(`
+import json, sys
+sys.path.insert(0, "/opt/python")
+sys.dont_write_bytecode = True
+import jinja2, postpay.money
+json.dumps({"cache_tag": sys.implementation.cache_tag, "jinja2": jinja2.__spec__.cached,
+    "product": postpay.money.__spec__.cached, "file": postpay.money.round_money.__code__.co_filename})
+`));
+} catch (error) {
+  console.error(error.message);  // the Python traceback
+  process.exit(1);
+}
+"""
+
+
+def test_lambdas_python_imports_the_layer_from_its_bytecode_never_its_sources(tmp_path, sources, resources):
+    # Given the product and a dependency from the layer, every source replaced by one that fails if compiled
+    opt = tmp_path / "python"
+    for package in ("postpay", "jinja2", "markupsafe"):
+        shutil.copytree(LAYER / "python" / package, opt / package)
+    for source in opt.rglob("*.py"):
+        source.write_text('raise RuntimeError("compiled from source: no usable bytecode")\n')
+    # When Lambda's Python imports them from /opt
+    done = subprocess.run(
+        ["node", "--input-type=module", "-e", _IMPORT_FROM_OPT, str(opt)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Then it loaded their bytecode as it is, and the product's code names its file on Lambda
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    tag = loaded["cache_tag"]
+    assert tag == _cache_tag(_runtime(resources)), "Pyodide is not the functions' Python"
+    assert loaded["jinja2"] == f"/opt/python/jinja2/__pycache__/__init__.{tag}.pyc"
+    assert loaded["product"] == f"/opt/python/postpay/__pycache__/money.{tag}.pyc"
+    assert loaded["file"] == "/opt/python/postpay/money.py"
 
 
 def test_the_deployed_layer_asset_carries_the_bytecode(synthesized, resources):
