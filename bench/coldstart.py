@@ -6,7 +6,8 @@ X-Ray (built on the first traced invocation) and Parameters (on the first read o
 not dependencies here: they are what the product used to add, and now defers.
 
 Each figure is the median of RUNS fresh interpreters (a cold start is a new process) measuring
-``time.process_time()`` around the import only, so the interpreter's own start-up is left out. The
+``time.process_time()`` around the import only, so the interpreter's own start-up is left out; a function's
+three figures are measured in interleaved rounds, so a change in the machine's load weighs on all three. The
 dependencies are what the function's first request needs from outside the product: boto3, PynamoDB,
 requests, Jinja2 and Powertools (logger, metrics, plus the REST resolver for pages, the batch processor for
 the worker). ``--importtime`` prints ``python -X importtime``'s ten heaviest modules of each function.
@@ -48,6 +49,7 @@ FUNCTIONS: dict[str, tuple[str, list[str]]] = {
     "signup": ("functions/signup/app.py", _PAGES),
     "verify": ("functions/verify/app.py", _PAGES),
     "sso": ("functions/sso/app.py", _PAGES),
+    "payments": ("functions/payments/app.py", _PAGES),  # Stripe's webhook
     "automation": ("functions/automation/app.py", _COMMON),
     "automation-worker": ("functions/automation/worker.py", _BATCH),
 }
@@ -89,19 +91,28 @@ def environment() -> dict[str, str]:
     return env
 
 
-def cpu_of(body: str, env: dict[str, str], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, "-c", _TIMED.format(body=body)],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        samples.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(samples)
+def cpu_once(body: str, env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _TIMED.format(body=body)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_of(bodies: list[str], env: dict[str, str], runs: int) -> list[float]:
+    """The median CPU of each body over ``runs`` fresh interpreters, the bodies' runs interleaved (one of
+    each per round, in an order that rotates): a shared machine's load drifts over a minute, and measuring
+    one body's runs after the other's put that drift into their ratio."""
+    samples: list[list[float]] = [[] for _ in bodies]
+    for round_ in range(runs):
+        for offset in range(len(bodies)):
+            index = (round_ + offset) % len(bodies)
+            samples[index].append(cpu_once(bodies[index], env))
+    return [statistics.median(s) for s in samples]
 
 
 def heaviest(path: str, env: dict[str, str], count: int = 10) -> list[tuple[int, str]]:
@@ -126,16 +137,17 @@ def measure(runs: int, importtime: bool, only: list[str] | None = None) -> dict:
     env = environment()
     # compile every module once so the runs measure imports, not the first compilation
     for path, _ in FUNCTIONS.values():
-        cpu_of(_LOAD.format(path=str(ROOT / path)), env, 1)
+        cpu_once(_LOAD.format(path=str(ROOT / path)), env)
     results: dict[str, dict[str, Any]] = {}
     for name, (path, dependencies) in FUNCTIONS.items():
         if only and name not in only:
             continue
         load = _LOAD.format(path=str(ROOT / path))
-        function = cpu_of(load, env, runs)
-        # what the first request will have imported too: the dependencies the function left for it
-        with_dependencies = cpu_of(load + "\n" + "\n".join(dependencies), env, runs)
-        alone = cpu_of("\n".join(dependencies), env, runs)
+        # with the dependencies: what the first request will have imported too, the dependencies the
+        # function left for it
+        function, with_dependencies, alone = cpu_of(
+            [load, load + "\n" + "\n".join(dependencies), "\n".join(dependencies)], env, runs
+        )
         results[name] = {
             "importCpuMs": round(function * 1000, 1),
             "importAndDependenciesCpuMs": round(with_dependencies * 1000, 1),

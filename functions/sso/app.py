@@ -12,7 +12,6 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postpay.billing.collection import NotPayable
 from postpay.config import Settings
 from postpay.container import Container
 from postpay.errors import (
@@ -26,7 +25,7 @@ from postpay.errors import (
 )
 from postpay.models import Account, AccountStatus, Invoice, InvoiceStatus, Session
 from postpay.observability import logger, metrics, tracer
-from postpay.payments import CardNotSaved, GatewayError
+from postpay.payments import CardNotSaved, GatewayError, NotPayable
 from postpay.periods import local_date
 from postpay.routes import methods_of
 from postpay.services.client_area import LoginFailed, PasswordRejected

@@ -39,9 +39,10 @@ if TYPE_CHECKING:
 
 
 class _OnFirstUse:
-    """An adapter built on its first use: the Stripe SDK costs seconds of CPU to import where Lambda cannot
-    keep compiled bytecode, and most invocations that wire card payments never call the gateway (the run
-    handler, a worker whose batch has no card on file, the pages without a card form)."""
+    """A dependency built on its first use. The Stripe gateway: its SDK costs ~1 s of CPU to import, and
+    most invocations that wire card payments never call it (the run handler, a worker whose batch has no card
+    on file, the pages without a card form). The run handler's invoicing: the daily schedule invoices on the
+    1st only."""
 
     def __init__(self, build: Callable[[], Any]) -> None:
         self._build = build
@@ -250,7 +251,9 @@ class Container:
 
         return Automation(
             settings=self.settings,
-            invoicing=self.invoicing,
+            # built by the first run, rebill or operator's invoicing payload: the daily schedule's request
+            # invoices on the 1st only
+            invoicing=cast("Invoicing", _OnFirstUse(lambda: self.invoicing)),
             upkeep=self.upkeep,
             billing=self.billing,
             accounts=self.accounts,

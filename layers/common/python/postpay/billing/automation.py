@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, timedelta
@@ -9,27 +10,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from postpay import money
-from postpay.billing.commands import (
-    AccountLookup,
-    Daily,
-    ExportInvoices,
-    InvoiceMonth,
-    ListInvoices,
-    MarkPaid,
-    PayloadError,
-    QueueRun,
-    Rebill,
-    Refund,
-    ResendInvoice,
-    RunStatus,
-    VoidInvoice,
-    parse,
-    payload_name,
-)
-from postpay.billing.exports import invoices_csv
-from postpay.billing.invoicing import RebillRefused
-from postpay.clock import Clock
-from postpay.config import Settings
+from postpay.billing.schedule import Daily, PayloadError, daily, is_scheduled
 from postpay.limits import EXPORT_LINK_SECONDS
 from postpay.models import CreditNote, Invoice, InvoiceStatus, RunRecord
 from postpay.observability import logger, metrics
@@ -37,8 +18,23 @@ from postpay.periods import local_date, month_before
 
 if TYPE_CHECKING:
     from postpay.billing.collection import Collection
+    from postpay.billing.commands import (
+        AccountLookup,
+        ExportInvoices,
+        InvoiceMonth,
+        ListInvoices,
+        MarkPaid,
+        QueueRun,
+        Rebill,
+        Refund,
+        ResendInvoice,
+        RunStatus,
+        VoidInvoice,
+    )
     from postpay.billing.invoicing import Invoicing
     from postpay.billing.upkeep import Upkeep
+    from postpay.clock import Clock
+    from postpay.config import Settings
     from postpay.ports import AccountStore, Exports, InvoiceDesk
 
 
@@ -151,12 +147,19 @@ class Automation:
     def handle(self, event: Any, invoker: dict[str, Any] | None = None) -> dict[str, Any]:
         """Parses the payload (a refusal raises PayloadError before anything happens), logs the accepted
         payload with its invoker for audit, and runs its handler."""
-        command = parse(event, timezone=self.settings.billing_timezone, now=self.clock.now())
+        if is_scheduled(event):
+            command: Any = daily(event, self.settings.billing_timezone, self.clock.now())
+            name = "schedule"
+        else:
+            from postpay.billing import commands  # the operator's payloads: imported by the first one
+
+            command = commands.parse(event, timezone=self.settings.billing_timezone, now=self.clock.now())
+            name = commands.payload_name(event)
         logger.info(
             "automation payload accepted",
-            extra={"audit": True, "payload": payload_name(event), "invoker": invoker or {}},
+            extra={"audit": True, "payload": name, "invoker": invoker or {}},
         )
-        handler = HANDLERS[type(command)]
+        handler = handlers()[type(command)]
         return handler(self, command)
 
     def status(self, command: RunStatus) -> dict[str, Any]:
@@ -216,6 +219,8 @@ class Automation:
             raise PayloadError(f"no run {command.run_id!r}") from error
 
     def rebill(self, command: Rebill) -> dict[str, Any]:
+        from postpay.billing.invoicing import RebillRefused
+
         try:
             run = self.invoicing.rebill(command.client_id, command.period)
         except RebillRefused as error:
@@ -454,6 +459,8 @@ class Automation:
                 companies[client_id] = account.company if account is not None else ""
             return companies[client_id]
 
+        from postpay.billing.exports import invoices_csv
+
         text = invoices_csv(invoices, notes, company_of, self._refunded)
         body = text.encode("utf-8")
         result: dict[str, Any] = {
@@ -491,18 +498,23 @@ def credit_note_summary(note: CreditNote) -> dict[str, Any]:
     }
 
 
-# Command type -> its handler: with commands.PAYLOADS (name -> keys and parser), the one table of payloads.
-HANDLERS: dict[type, Callable[[Automation, Any], dict[str, Any]]] = {
-    Daily: Automation.daily,
-    InvoiceMonth: Automation.invoice_month,
-    RunStatus: Automation.status,
-    QueueRun: Automation.queue_run,
-    Rebill: Automation.rebill,
-    MarkPaid: Automation.mark_paid,
-    Refund: Automation.refund,
-    AccountLookup: Automation.account,
-    ListInvoices: Automation.list_invoices,
-    ResendInvoice: Automation.resend_invoice,
-    VoidInvoice: Automation.void_invoice,
-    ExportInvoices: Automation.export_invoices,
-}
+@functools.cache
+def handlers() -> dict[type, Callable[[Automation, Any], dict[str, Any]]]:
+    """Command type -> its handler: with commands.PAYLOADS (name -> keys and parser), the one table of
+    payloads. Built by the first payload handled: the operator's command types are not imported before."""
+    from postpay.billing import commands
+
+    return {
+        Daily: Automation.daily,
+        commands.InvoiceMonth: Automation.invoice_month,
+        commands.RunStatus: Automation.status,
+        commands.QueueRun: Automation.queue_run,
+        commands.Rebill: Automation.rebill,
+        commands.MarkPaid: Automation.mark_paid,
+        commands.Refund: Automation.refund,
+        commands.AccountLookup: Automation.account,
+        commands.ListInvoices: Automation.list_invoices,
+        commands.ResendInvoice: Automation.resend_invoice,
+        commands.VoidInvoice: Automation.void_invoice,
+        commands.ExportInvoices: Automation.export_invoices,
+    }

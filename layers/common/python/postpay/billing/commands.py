@@ -1,37 +1,21 @@
-"""What the automation function is asked to do: the daily schedule or an operator's payload, validated.
+"""What the automation function is asked to do: an operator's payload (or the daily schedule), validated.
 
-A malformed payload fails the invoke with a message saying what is wrong, before anything happens."""
+A malformed payload fails the invoke with a message saying what is wrong, before anything happens. The run
+handler imports this module with the first payload that is not the schedule's (``postpay.billing.schedule``
+parses that one, its usual first request, without the dozen command types here)."""
 
 from __future__ import annotations
 
-import json
 import re
 from calendar import monthrange
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from postpay.billing.schedule import Daily, PayloadError, daily, is_scheduled, shown
 from postpay.periods import Period, local_date, month_before
-
-
-class PayloadError(ValueError):
-    """The operator's payload is refused; the message says why."""
-
-
-def shown(value: Any, limit: int = 200) -> str:
-    """A payload value as the operator typed it: JSON (null, true, {"client": 3}), not a Python repr."""
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@dataclass(frozen=True)
-class Daily:
-    today: date  # the local date of the scheduled run, in the billing time zone
-    # Sent by the schedule (with its scheduled time), not an operator's {"schedule": "daily"}: only these
-    # count as the heartbeat the MissedDailyRun alarm watches.
-    scheduled: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,8 +126,7 @@ MAX_PAGE = 1000
 def _daily(event: dict[str, Any], timezone: str, now: datetime) -> Daily:
     if event.get("schedule") != "daily":
         raise PayloadError(f'schedule must be "daily", got {shown(event.get("schedule"))}')
-    scheduled = any(key in event for key in ("scheduledTime", "time"))
-    return Daily(local_date(_scheduled_time(event, now), timezone), scheduled)
+    return daily(event, timezone, now, scheduled=any(key in event for key in ("scheduledTime", "time")))
 
 
 def _run_status(event: dict[str, Any], timezone: str, now: datetime) -> RunStatus:
@@ -286,8 +269,8 @@ _REBILL_KEYS = {"client", "period"}
 def parse(event: Any, *, timezone: str, now: datetime) -> Command:
     if not isinstance(event, dict):
         raise PayloadError("the payload must be a JSON object")
-    if event.get("source") == "aws.events":
-        return Daily(local_date(_scheduled_time(event, now), timezone))
+    if is_scheduled(event):
+        return daily(event, timezone, now)
     kinds = [key for key in PAYLOADS if key in event]
     if len(kinds) != 1:
         raise PayloadError(
@@ -304,7 +287,7 @@ def parse(event: Any, *, timezone: str, now: datetime) -> Command:
 
 def payload_name(event: dict[str, Any]) -> str:
     """The name of an accepted payload (for the audit log)."""
-    if event.get("source") == "aws.events":
+    if is_scheduled(event):
         return "schedule"
     return next(key for key in PAYLOADS if key in event)
 
@@ -378,13 +361,3 @@ def _text(event: dict[str, Any], key: str, what: str | None = None) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
         raise PayloadError(f"{what or key} must be a non-empty string, got {shown(value)}"[:400])
     return value.strip()
-
-
-def _scheduled_time(event: dict[str, Any], now: datetime) -> datetime:
-    raw = event.get("time") or event.get("scheduledTime")
-    if not raw:
-        return now
-    try:
-        return datetime.fromisoformat(str(raw).replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError as error:
-        raise PayloadError(f"scheduled time {shown(raw)} is not a timestamp") from error
