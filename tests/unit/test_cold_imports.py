@@ -1,0 +1,63 @@
+"""What each function's cold start imports: not what its first request rarely needs (README, Cold start).
+
+Each function is imported in a fresh interpreter, as deployed (tracing on, settings from the stack), and the
+modules it deferred must not be loaded yet. A new top-level import of one of them fails here, not months later
+as a slower cold start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.coldstart import _LOAD, FUNCTIONS, ROOT, environment
+
+# Deferred by every function: the X-Ray SDK (built on the first traced invocation), Parameters (the first
+# secret or price read), the Stripe SDK (the gateway's first call), fpdf2 (the first PDF), zxcvbn and argon2
+# (the first password check or hash), Invoicing's batch machinery outside the worker.
+EVERY_FUNCTION = {
+    "aws_xray_sdk",
+    "aws_lambda_powertools.utilities.parameters",
+    "stripe",
+    "fpdf",
+    "zxcvbn",
+    "argon2",
+}
+DEFERRED = {
+    "signup": EVERY_FUNCTION | {"postpay.payments", "postpay.billing.invoicing"},
+    "verify": EVERY_FUNCTION | {"postpay.payments", "postpay.billing.invoicing"},
+    "sso": EVERY_FUNCTION | {"postpay.billing.collection", "postpay.billing.invoicing"},
+    "payments": EVERY_FUNCTION | {"postpay.billing.collection", "postpay.billing.invoicing"},
+    # the daily schedule is its usual first request: no operator command types, no invoicing, no payments
+    "automation": EVERY_FUNCTION
+    | {
+        "postpay.billing.commands",
+        "postpay.billing.invoicing",
+        "postpay.billing.exports",
+        "postpay.payments",
+        "csv",
+    },
+    "automation-worker": EVERY_FUNCTION | {"postpay.billing.commands", "postpay.billing.automation"},
+}
+
+
+def loaded_by(path: str) -> set[str]:
+    body = _LOAD.format(path=str(ROOT / path)) + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", body], env=environment(), cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_a_cold_start_imports_nothing_its_first_request_rarely_needs(function):
+    path, _ = FUNCTIONS[function]
+    loaded = loaded_by(path)
+    assert "postpay.config" in loaded  # it did import the function
+    assert sorted(DEFERRED[function] & loaded) == []
+
+
+def test_the_check_sees_an_import_it_forbids():
+    assert {"postpay.payments", "postpay.billing.invoicing"} <= loaded_by("functions/automation/worker.py")
