@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postpay.config import Settings
 from postpay.container import Container
+from postpay.errors import BadEvent
 from postpay.observability import logger, metrics, tracer
-from postpay.payments import BadEvent
 from postpay.routes import methods_of
 
 settings = Settings.from_env()

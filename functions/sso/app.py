@@ -16,6 +16,9 @@ from postpay.config import Settings
 from postpay.container import Container
 from postpay.errors import (
     AlreadyProvisioning,
+    CardNotSaved,
+    GatewayError,
+    NotPayable,
     RateLimited,
     SolusRejected,
     SolusUnavailable,
@@ -25,7 +28,6 @@ from postpay.errors import (
 )
 from postpay.models import Account, AccountStatus, Invoice, InvoiceStatus, Session
 from postpay.observability import logger, metrics, tracer
-from postpay.payments import CardNotSaved, GatewayError, NotPayable
 from postpay.periods import local_date
 from postpay.routes import methods_of
 from postpay.services.client_area import LoginFailed, PasswordRejected

@@ -28,8 +28,9 @@ EVERY_FUNCTION = {
 DEFERRED = {
     "signup": EVERY_FUNCTION | {"postpay.payments", "postpay.billing.invoicing"},
     "verify": EVERY_FUNCTION | {"postpay.payments", "postpay.billing.invoicing"},
-    "sso": EVERY_FUNCTION | {"postpay.billing.collection", "postpay.billing.invoicing"},
-    "payments": EVERY_FUNCTION | {"postpay.billing.collection", "postpay.billing.invoicing"},
+    "sso": EVERY_FUNCTION | {"postpay.billing.collection", "postpay.billing.invoicing", "postpay.payments"},
+    "payments": EVERY_FUNCTION
+    | {"postpay.billing.collection", "postpay.billing.invoicing", "postpay.payments"},
     # the daily schedule is its usual first request: no operator command types, no invoicing, no payments
     "automation": EVERY_FUNCTION
     | {

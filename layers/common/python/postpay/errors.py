@@ -56,3 +56,24 @@ class AlreadyBilled(Exception):
 
 class OutcomeRecorded(Exception):
     """This run already recorded an outcome for this account (a redelivered job)."""
+
+
+# Card payments (raised by postpay.payments' users: the gateway adapter, collection, refunds)
+class GatewayError(Exception):
+    """The gateway could not be reached or refused the request for a reason other than the card."""
+
+
+class GatewayRefused(GatewayError):
+    """The gateway answered and refused the request: nothing was created, the attempt can be made again."""
+
+
+class NotPayable(Exception):
+    """A payment or refund is not possible for this invoice now; the message says why, for its reader."""
+
+
+class CardNotSaved(Exception):
+    """The card setup did not complete (or was not this client's): nothing is saved."""
+
+
+class BadEvent(Exception):
+    """A webhook request that is not a genuine, fresh, well-formed event: unsigned, forged, stale, garbled."""

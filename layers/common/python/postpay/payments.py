@@ -13,6 +13,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from postpay import money
+
+# The payment errors live in postpay.errors, where a page catches them without importing this module's
+# types; named here too, for the code that raises them beside those types.
+from postpay.errors import BadEvent as BadEvent
+from postpay.errors import CardNotSaved as CardNotSaved
+from postpay.errors import GatewayError as GatewayError
+from postpay.errors import GatewayRefused as GatewayRefused
+from postpay.errors import NotPayable as NotPayable
 from postpay.models import InvoiceStatus
 
 if TYPE_CHECKING:
@@ -31,26 +39,6 @@ MINIMUM_CHARGE = {
     "AUD": Decimal("0.50"),
     "JPY": Decimal("50"),
 }
-
-
-class GatewayError(Exception):
-    """The gateway could not be reached or refused the request for a reason other than the card."""
-
-
-class GatewayRefused(GatewayError):
-    """The gateway answered and refused the request: nothing was created, the attempt can be made again."""
-
-
-class NotPayable(Exception):
-    """A payment or refund is not possible for this invoice now; the message says why, for its reader."""
-
-
-class CardNotSaved(Exception):
-    """The card setup did not complete (or was not this client's): nothing is saved."""
-
-
-class BadEvent(Exception):
-    """A webhook request that is not a genuine, fresh, well-formed event: unsigned, forged, stale, garbled."""
 
 
 @dataclass(frozen=True, kw_only=True)
