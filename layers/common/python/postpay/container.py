@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 
 class _OnFirstUse:
-    """A dependency built on its first use. The Stripe gateway: its SDK costs ~1 s of CPU to import, and
+    """A dependency built on its first use. The Stripe gateway: its SDK costs ~0.5 s of CPU to import, and
     most invocations that wire card payments never call it (the run handler, a worker whose batch has no card
     on file, the pages without a card form). The run handler's invoicing: the daily schedule invoices on the
     1st only."""
