@@ -62,3 +62,51 @@ def test_a_cold_start_imports_nothing_its_first_request_rarely_needs(function):
 
 def test_the_check_sees_an_import_it_forbids():
     assert {"postpay.payments", "postpay.billing.invoicing"} <= loaded_by("functions/automation/worker.py")
+
+
+# The run handler's usual first request, on a day that is not the 1st: DynamoDB's two reads stubbed, the rest
+# wired as deployed (Stripe off, as the stack starts).
+_SCHEDULED_REQUEST = """
+import json, sys
+from types import SimpleNamespace
+
+class Billing:
+    def daily_heartbeat(self, now):
+        return None
+
+class Upkeep:
+    def run(self, today):
+        return SimpleNamespace(as_dict=lambda: {{}})
+
+module.container.__dict__.update(billing=Billing(), upkeep=Upkeep())
+answer = module.container.automation.handle({event})
+print(json.dumps({{"answer": answer, "modules": sorted(sys.modules)}}))
+"""
+
+
+def first_request(event: dict) -> tuple[dict, set[str]]:
+    body = _LOAD.format(path=str(ROOT / "functions/automation/app.py")) + _SCHEDULED_REQUEST.format(
+        event=repr(event)
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", body], env=environment(), cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    done = json.loads(out.stdout.strip().splitlines()[-1])
+    return done["answer"], set(done["modules"])
+
+
+def test_the_schedules_request_off_the_1st_builds_no_invoicing_and_imports_no_operator_commands():
+    # When EventBridge's event of the 27th is the run handler's first request
+    answer, loaded = first_request({"source": "aws.events", "time": "2026-11-27T00:05:00Z"})
+    # Then it ran the daily job without the operator's command types, Invoicing or the payment types
+    assert answer == {"date": "2026-11-27", "upkeep": {}}
+    assert (
+        sorted(loaded & {"postpay.billing.commands", "postpay.billing.invoicing", "postpay.payments"}) == []
+    )
+
+
+def test_an_operators_payload_imports_the_commands_it_needs():
+    # When the operator's run of the daily job is the first request: its command types come with it
+    answer, loaded = first_request({"schedule": "daily"})
+    assert "upkeep" in answer
+    assert "postpay.billing.commands" in loaded and "postpay.billing.invoicing" not in loaded

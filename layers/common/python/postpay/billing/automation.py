@@ -159,8 +159,9 @@ class Automation:
             "automation payload accepted",
             extra={"audit": True, "payload": name, "invoker": invoker or {}},
         )
-        handler = handlers()[type(command)]
-        return handler(self, command)
+        if type(command) is Daily:  # the schedule's request: handlers() would import the operator's commands
+            return self.daily(command)
+        return handlers()[type(command)](self, command)
 
     def status(self, command: RunStatus) -> dict[str, Any]:
         """The run's summary and one page of its accounts' outcomes (a dry run's lines and totals among
