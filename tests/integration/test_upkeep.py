@@ -160,7 +160,9 @@ def test_the_schedule_invoices_on_the_first_in_the_billing_time_zone(stack, func
     automation = functions["automation"].container.automation
     berlin = dataclasses.replace(automation.settings, billing_timezone="Europe/Berlin")
     monkeypatch.setattr(automation, "settings", berlin)
-    monkeypatch.setattr(automation.invoicing, "settings", berlin)
+    # the Invoicing the run handler builds on first use (automation.invoicing is a proxy: an attribute set on
+    # it would not reach the object)
+    monkeypatch.setattr(functions["automation"].container.invoicing, "settings", berlin)
     account = enrolled_account(
         stack, functions, servers=[{"plan_id": 1, "created_at": "2022-07-01T00:00:00+00:00"}]
     )
