@@ -251,8 +251,8 @@ class Container:
 
         return Automation(
             settings=self.settings,
-            # built by the first run, rebill or operator's invoicing payload: the daily schedule's request
-            # invoices on the 1st only
+            # built by the first payload that uses it (a run, a rebill, a resend, a void): the daily
+            # schedule's request invoices on the 1st only
             invoicing=cast("Invoicing", _OnFirstUse(lambda: self.invoicing)),
             upkeep=self.upkeep,
             billing=self.billing,

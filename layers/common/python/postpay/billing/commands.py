@@ -183,8 +183,8 @@ def _list_invoices(event: dict[str, Any], timezone: str, now: datetime) -> ListI
     allowed = {"status", "period", "client", "limit", "after"}
     if not isinstance(body, dict) or set(body) - allowed:
         raise PayloadError(
-            "listInvoices must be an object with optional status (unpaid, overdue, paid), period (YYYY-MM), "
-            f"client, limit, after; got {shown(body)}"[:400]
+            f"listInvoices must be an object with optional status ({', '.join(_INVOICE_STATUSES)}), "
+            f"period (YYYY-MM), client, limit, after; got {shown(body)}"[:400]
         )
     status = body.get("status")
     if status is not None and status not in _INVOICE_STATUSES:
@@ -236,8 +236,8 @@ def _refund(event: dict[str, Any], timezone: str, now: datetime) -> Refund:
 _AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,3})?")
 
 
-# The one table of operator payloads: name -> the keys it takes and its parser. The automation function
-# maps each command type to its handler (Automation.HANDLERS); a new payload is one entry in each.
+# The one table of operator payloads: name -> the keys it takes and its parser. The automation function maps
+# each command type to its handler (postpay.billing.automation.handlers); a new payload is one entry in each.
 PAYLOADS: dict[str, Payload] = {
     "schedule": Payload(frozenset({"schedule", "scheduledTime", "time"}), _daily),
     "invoicingDate": Payload(
