@@ -72,7 +72,10 @@ def environment() -> dict[str, str]:
     """What the stack gives a function (settings validated at import), pointed nowhere: nothing is called."""
     from local.stack import local_settings
 
-    env = {**os.environ, **local_settings("https://billing.example.com", "https://solus.example.com")}
+    # as the stack starts: card payments off, no endpoint override (a caller's, such as the integration
+    # tests' local stack in the same pytest session, would wire a different function)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "AWS_ENDPOINT_URL"))}
+    env = {**inherited, **local_settings("https://billing.example.com", "https://solus.example.com")}
     # the warm-up run must leave its bytecode behind, or every run compiles the product's own modules
     # (and only them: the installed dependencies come compiled)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
