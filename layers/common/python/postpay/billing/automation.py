@@ -147,21 +147,21 @@ class Automation:
     def handle(self, event: Any, invoker: dict[str, Any] | None = None) -> dict[str, Any]:
         """Parses the payload (a refusal raises PayloadError before anything happens), logs the accepted
         payload with its invoker for audit, and runs its handler."""
+        handler: Callable[[Automation, Any], dict[str, Any]]
+        # the schedule's request takes no table: handlers() would import the operator's commands
         if is_scheduled(event):
             command: Any = daily(event, self.settings.billing_timezone, self.clock.now())
-            name = "schedule"
+            name, handler = "schedule", Automation.daily
         else:
             from postpay.billing import commands  # the operator's payloads: imported by the first one
 
             command = commands.parse(event, timezone=self.settings.billing_timezone, now=self.clock.now())
-            name = commands.payload_name(event)
+            name, handler = commands.payload_name(event), handlers()[type(command)]
         logger.info(
             "automation payload accepted",
             extra={"audit": True, "payload": name, "invoker": invoker or {}},
         )
-        if type(command) is Daily:  # the schedule's request: handlers() would import the operator's commands
-            return self.daily(command)
-        return handlers()[type(command)](self, command)
+        return handler(self, command)
 
     def status(self, command: RunStatus) -> dict[str, Any]:
         """The run's summary and one page of its accounts' outcomes (a dry run's lines and totals among
