@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -44,12 +45,17 @@ DEFERRED = {
 }
 
 
-def loaded_by(path: str) -> set[str]:
-    body = _LOAD.format(path=str(ROOT / path)) + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+def in_fresh_interpreter(path: str, then: str) -> Any:
+    """Imports the function at ``path`` as deployed, runs ``then``, and returns the JSON it printed last."""
+    body = _LOAD.format(path=str(ROOT / path)) + "\n" + then
     out = subprocess.run(
         [sys.executable, "-c", body], env=environment(), cwd=ROOT, capture_output=True, text=True, check=True
     )
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def loaded_by(path: str) -> set[str]:
+    return set(in_fresh_interpreter(path, "import json, sys\nprint(json.dumps(sorted(sys.modules)))"))
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
@@ -85,13 +91,7 @@ print(json.dumps({{"answer": answer, "modules": sorted(sys.modules)}}))
 
 
 def first_request(event: dict) -> tuple[dict, set[str]]:
-    body = _LOAD.format(path=str(ROOT / "functions/automation/app.py")) + _SCHEDULED_REQUEST.format(
-        event=repr(event)
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", body], env=environment(), cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    done = json.loads(out.stdout.strip().splitlines()[-1])
+    done = in_fresh_interpreter("functions/automation/app.py", _SCHEDULED_REQUEST.format(event=repr(event)))
     return done["answer"], set(done["modules"])
 
 
